@@ -74,7 +74,7 @@ def _parse_at(text: str, bracket: int) -> ApiCall | None:
         return None
     # "]" inside the input means the call ended before its ")": malformed.
     inp = text[m.end() : close.start()]
-    if "]" in inp or "[" in inp:
+    if "]" in inp or "[" in inp or ARROW in inp:
         return None
     start = bracket - 1 if bracket > 0 and text[bracket - 1] == " " else bracket
     if close.group(1) == API_END:

@@ -66,6 +66,17 @@ class Tool:
         """Whether this tool considers ``text`` at all (paper A.1). Default: every text."""
         return bool(text.strip())
 
+    def selection_reason(self, text: str) -> str | None:
+        """Why ``selects(text)`` holds, in a few words (for reports and the UI); None if it does not.
+
+        Tools with a heuristic override both this and ``selects``.
+        """
+        return "any non-empty text (no heuristic)" if self.selects(text) else None
+
+    def keeps_call(self, text_before: str, text_after: str, input: str) -> bool:
+        """Post-sampling filter on one call at a position (paper A.1, used by MT). Default: keep."""
+        return True
+
     # -- the executor ------------------------------------------------------------------------
     def run(self, input: str) -> ToolResult:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -1,0 +1,455 @@
+"""Decoding with tools (paper, section 4.2): pause at "->", run the tool, resume from the KV cache.
+
+The loop, one token at a time, batch 1, with the model's KV cache:
+- Outside a call: when a call is allowed and " [" is among the ``top_k_call`` most likely next
+  tokens, " [" is forced (k=1 is plain greedy, k=0 never calls). When no call is allowed
+  (``disabled``, ``top_k_call=0`` or ``max_calls`` reached) the logit of " [" is set to -inf:
+  "Toolformer (disabled)" sets p(" [") to 0. Only the " [" token is masked, as in the paper.
+- Inside a call, tokens are decoded as usual (greedy or sampled, " [" masked) and the call's own
+  text is re-decoded from its few token ids at each step (never the whole text). "->" and "]" are
+  detected on that decoded text, never on token ids: tokenizers merge ")]", "()]" and " ->".
+- At ")" + "->", the tool runs and the tokens of " " + r + "]" are appended to the existing cache in
+  one forward pass of just those tokens. The prefix is never re-encoded
+  (``stats.prefix_tokens_reencoded`` stays 0, and is checked by the tests and the bench).
+
+How a call ends (every one emits ``CallExecuted`` and counts toward ``max_calls``; nothing raises):
+- tool answered: " [Tool(input) -> r]", ok=True;
+- unknown tool, tool raised or gave no result: " [Tool(input) -> ]" (e(c, eps)), ok=False + reason;
+- the model wrote "]" before "->" (e.g. ")]"): its text is kept as written, ok=False, no tool runs;
+- no "Name(" after "[", a newline or eos inside the call, longer than ``max_call_tokens``, or out
+  of tokens: the offending token is dropped and "]" is appended (no arrow was written), ok=False.
+- A token that completes "->" and carries more text (e.g. "->5") is not fed to the model: the text
+  up to the arrow is re-tokenised together with " r]", so the call always reads " [T(x) -> r]".
+
+``max_new_tokens`` counts the tokens the model chose (forced " [" included), not the injected
+tool results. The model is only read: no global mutable state, so threads can share it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from toolformer_app.calls import API_END, API_START, find_open_call, sanitize
+
+_NAME_PREFIX = re.compile(r"\[[A-Za-z_]\w*\(|\[[A-Za-z_]\w*$|\[$")  # still able to become "[Name("
+_NAME_OPEN = re.compile(r"\[[A-Za-z_]\w*\(")
+_ARROW = re.compile(r"\)\s*->")
+
+
+@dataclass
+class InferenceConfig:
+    """Decoding settings. Defaults follow the paper: greedy, k=10, at most one call."""
+
+    max_new_tokens: int = 64
+    top_k_call: int = 10  # start a call when " [" is among the top k next tokens; 1 = greedy, 0 = never
+    max_calls: int = 1  # paper: at most one call per input
+    disabled: bool = False  # "Toolformer (disabled)": p(" [") = 0
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0  # nucleus sampling, only when temperature > 0
+    seed: int | None = None  # sampling seed (a private torch.Generator: no global RNG state)
+    max_call_tokens: int = 48  # a call still open after this many tokens is closed
+    stop: tuple[str, ...] = ()  # stop strings, checked outside calls; excluded from the text
+    tools: tuple[str, ...] | None = None  # names allowed from the registry; None = all
+    ignore_eos: bool = False  # always produce max_new_tokens tokens (benchmarks)
+    chat_template: bool = False  # wrap the prompt in the tokenizer's chat template
+
+
+# -- events -----------------------------------------------------------------------------------------
+@dataclass
+class _Event:
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TextChunk(_Event):
+    """Newly decoded text; ``in_call`` for the text of a call (including injected results)."""
+
+    text: str
+    in_call: bool = False
+    kind: str = field(default="text", init=False)
+
+
+@dataclass
+class CallStarted(_Event):
+    """" [" was produced: a call begins at character ``offset`` of the generated text."""
+
+    index: int
+    offset: int
+    kind: str = field(default="call_started", init=False)
+
+
+@dataclass
+class CallExecuted(_Event):
+    """A call ended. ``text`` is its span as it stands in the output, at [start, end)."""
+
+    index: int
+    tool: str
+    input: str
+    output: str | None
+    ok: bool
+    reason: str = ""
+    duration_s: float = 0.0
+    text: str = ""
+    start: int = -1
+    end: int = -1
+    token_start: int = -1  # the span in Done.token_ids
+    token_end: int = -1
+    kind: str = field(default="call", init=False)
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0
+    tokens_generated: int = 0  # chosen by the model (what max_new_tokens counts)
+    tokens_injected: int = 0  # tool results and closing brackets, fed without sampling
+    forward_passes: int = 0
+    tokens_fed: int = 0  # every token passed to the model, prompt included
+    prefix_tokens_reencoded: int = 0  # 0: calls resume from the cache
+    elapsed_s: float = 0.0
+    tool_time_s: float = 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens_generated / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "tokens_per_s": self.tokens_per_s}
+
+
+@dataclass
+class Done(_Event):
+    """The end: the full generated text (calls inline), the calls, why it stopped, statistics."""
+
+    text: str
+    calls: list[CallExecuted]
+    stop_reason: str  # "eos", "max_new_tokens" or "stop"
+    stats: GenerationStats
+    token_ids: list[int] = field(default_factory=list)  # generated ids, injected ones included
+    kind: str = field(default="done", init=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "text": self.text, "calls": [c.to_dict() for c in self.calls],
+                "stop_reason": self.stop_reason, "stats": self.stats.to_dict(), "token_ids": self.token_ids}
+
+
+Event = TextChunk | CallStarted | CallExecuted | Done
+
+
+@dataclass
+class Result:
+    """What ``run_with_tools`` returns."""
+
+    text: str
+    calls: list[CallExecuted]
+    events: list[Event]
+    stop_reason: str
+    stats: GenerationStats
+    token_ids: list[int]
+
+
+# -- tools --------------------------------------------------------------------------------------------
+def _lookup(tools: Mapping[str, Any], name: str) -> Any | None:
+    if name in tools:
+        return tools[name]
+    low = name.lower()  # a lossy tokenizer or model may change the case of a name
+    return next((t for n, t in tools.items() if n.lower() == low), None)
+
+
+def execute_tool(tools: Mapping[str, Any], name: str, input: str) -> tuple[str | None, str]:
+    """(output, reason): output None with the reason when there is no usable result. Never raises."""
+    tool = _lookup(tools, name)
+    if tool is None:
+        return None, f"unknown tool {name!r}"
+    try:
+        if callable(getattr(tool, "run", None)) and getattr(tool, "is_toolformer_tool", False):
+            res = tool.run(input)  # Tool.run returns ToolResult(output|None, reason)
+            value, reason = res.output, res.reason
+        else:
+            from toolformer_app.calls import _call_registry_fn
+
+            value, reason = _call_registry_fn(tool, input), ""
+    except Exception as exc:  # a tool's failure must never break decoding
+        return None, f"{type(exc).__name__}: {exc}"
+    if value is None or not str(value).strip():
+        return None, reason or "no result"
+    return sanitize(str(value)).strip(), ""
+
+
+# -- incremental detokenisation ------------------------------------------------------------------------
+class _Detok:
+    """Streams text from ids without decoding the whole text at each step.
+
+    Decodes a short window (``prefix``..end) and emits what extends past ``read``; holds back text
+    that ends in an incomplete UTF-8 character. Joined deltas equal decode(all ids).
+    """
+
+    def __init__(self, decode: Callable[[list[int]], str]):
+        self.decode = decode
+        self.ids: list[int] = []
+        self.prefix = 0
+        self.read = 0
+
+    def push(self, ids: list[int]) -> str:
+        self.ids.extend(ids)
+        prefix_text = self.decode(self.ids[self.prefix : self.read])
+        new_text = self.decode(self.ids[self.prefix :])
+        if len(new_text) > len(prefix_text) and not new_text.endswith("\ufffd"):
+            self.prefix, self.read = self.read, len(self.ids)
+            return new_text[len(prefix_text) :]
+        return ""
+
+    def flush(self) -> str:
+        prefix_text = self.decode(self.ids[self.prefix : self.read])
+        new_text = self.decode(self.ids[self.prefix :])
+        self.prefix = self.read = len(self.ids)
+        return new_text[len(prefix_text) :]
+
+
+# -- the loop -------------------------------------------------------------------------------------------
+class _Session:
+    """One generation: the cache, the ids and the counters. Not shared between threads."""
+
+    def __init__(self, model: Any, tokenizer: Any, tools: Mapping[str, Any], cfg: InferenceConfig):
+        self.model, self.tok, self.cfg = model, tokenizer, cfg
+        self.tools = {n: t for n, t in tools.items() if cfg.tools is None or n in cfg.tools}
+        self.device = getattr(model, "device", None) or next(model.parameters()).device
+        self.cache: Any = None
+        self.stats = GenerationStats()
+        params = inspect.signature(model.forward).parameters
+        self.keep_last = "logits_to_keep" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+        self.api_ids: list[int] = tokenizer.encode(API_START, add_special_tokens=False)
+        self.api_id = self.api_ids[0]
+        eos: set[int] = set()
+        for src in (getattr(tokenizer, "eos_token_id", None), getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
+            if isinstance(src, int):
+                eos.add(src)
+            elif src:
+                eos.update(int(x) for x in src)
+        self.eos_ids = sorted(eos)
+        self.rng = None
+        if cfg.temperature > 0:
+            self.rng = torch.Generator(device="cpu")
+            self.rng.manual_seed(cfg.seed if cfg.seed is not None else int(time.time_ns() % (2**31)))
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tok.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        if self.cfg.chat_template and getattr(self.tok, "chat_template", None):
+            ids = self.tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                               tokenize=True, return_dict=False)
+            return list(ids["input_ids"] if isinstance(ids, Mapping) else ids)
+        return self.tok.encode(prompt)  # special tokens as the model expects (Gemma's <bos>)
+
+    @torch.inference_mode()
+    def forward(self, ids: list[int]) -> torch.Tensor:
+        """Feed ``ids`` after the cache; the next-token logits (fp32)."""
+        kwargs: dict[str, Any] = {"logits_to_keep": 1} if self.keep_last else {}
+        out = self.model(input_ids=torch.tensor([ids], device=self.device), past_key_values=self.cache,
+                         use_cache=True, **kwargs)
+        self.cache = out.past_key_values
+        self.stats.forward_passes += 1
+        self.stats.tokens_fed += len(ids)
+        return out.logits[0, -1].float()
+
+    @torch.inference_mode()
+    def choose(self, logits: torch.Tensor, may_call: bool, in_call: bool) -> int:
+        """The next token: " [" when a call may start and it is in the top k; else greedy/sampled."""
+        cfg = self.cfg
+        if cfg.ignore_eos and self.eos_ids:
+            logits[self.eos_ids] = float("-inf")
+        if may_call and not in_call:
+            # rank of " [" = how many tokens beat it; ties count for " ["
+            if int((logits > logits[self.api_id]).sum()) < cfg.top_k_call:
+                return self.api_id
+        else:
+            logits[self.api_id] = float("-inf")
+        if cfg.temperature <= 0:
+            return int(logits.argmax())
+        probs = torch.softmax(logits / cfg.temperature, dim=-1)
+        if cfg.top_p < 1.0:
+            sorted_p, order = probs.sort(descending=True)
+            cut = sorted_p.cumsum(0) - sorted_p > cfg.top_p  # keep the smallest set reaching top_p
+            sorted_p[cut] = 0.0
+            probs = torch.zeros_like(probs).scatter_(0, order, sorted_p)
+        return int(torch.multinomial(probs.cpu(), 1, generator=self.rng))
+
+    def run(self, prompt: str) -> Iterator[Event]:
+        cfg, stats = self.cfg, self.stats
+        t0 = time.perf_counter()
+        prompt_ids = self.encode_prompt(prompt)
+        if not prompt_ids:  # an empty prompt: start from a special token rather than fail
+            start = getattr(self.tok, "bos_token_id", None)
+            prompt_ids = [start if start is not None else self.eos_ids[0]]
+        stats.prompt_tokens = len(prompt_ids)
+        out_ids: list[int] = []  # generated ids, injected ones included
+        # Tokens are fed lazily, when the next logits are needed: the arrow token and the tool's
+        # result go in one forward pass, and the last token chosen is never fed for nothing.
+        unfed: list[int] = list(prompt_ids)
+        logits = torch.empty(0)
+        detok = _Detok(self.decode)
+        calls: list[CallExecuted] = []
+        emitted: list[str] = []
+        held = ""  # text held back while it could still be the start of a stop string
+        hold = max((len(s) for s in cfg.stop), default=1) - 1
+        stop_reason = "max_new_tokens"
+        in_call = False
+        call_start = 0  # index in out_ids of the call's " ["
+        call_ids: list[int] = []
+
+        def emit(text: str, in_call_text: bool) -> Iterator[TextChunk]:
+            nonlocal held, stop_reason
+            if in_call_text or not cfg.stop:  # calls hold no newline: stop strings are not looked for
+                chunks = [(held, False), (text, in_call_text)]
+                held = ""
+            else:
+                buf = held + text
+                hits = [i for i in (buf.find(s) for s in cfg.stop) if i >= 0]
+                if hits:
+                    stop_reason = "stop"
+                    chunks, held = [(buf[: min(hits)], False)], ""
+                else:
+                    cut = len(buf) - hold
+                    chunks, held = [(buf[:cut], False)], buf[cut:]
+            for chunk, flag in chunks:
+                if chunk:
+                    emitted.append(chunk)
+                    yield TextChunk(chunk, flag)
+
+        def feed(ids: list[int], in_call_text: bool, injected: bool = False) -> Iterator[TextChunk]:
+            out_ids.extend(ids)
+            unfed.extend(ids)
+            if injected:
+                stats.tokens_injected += len(ids)
+            yield from emit(detok.push(ids), in_call_text)
+
+        def finish_call(tool: str, inp: str, output: str | None, reason: str, duration: float) -> CallExecuted:
+            nonlocal in_call
+            in_call = False
+            start = len(self.decode(out_ids[:call_start]))  # two short decodes per call, for exact offsets
+            full = self.decode(out_ids)
+            call = CallExecuted(len(calls), tool, inp, output, output is not None, reason, duration,
+                                full[start:], start, len(full), call_start, len(out_ids))
+            calls.append(call)
+            return call
+
+        def close_malformed(call_text: str, reason: str) -> Iterator[Event]:
+            yield from feed(self.tok.encode(API_END, add_special_tokens=False), True, injected=True)
+            m = re.match(r"\s*\[([A-Za-z_]\w*)\(?(.*)", call_text)
+            yield finish_call(m.group(1) if m else "", m.group(2) if m else call_text.strip(" ["), None, reason, 0.0)
+
+        while stats.tokens_generated < cfg.max_new_tokens and stop_reason != "stop":
+            if unfed:
+                logits = self.forward(unfed)
+                unfed.clear()
+            may_call = not cfg.disabled and cfg.top_k_call > 0 and len(calls) < cfg.max_calls
+            tok = self.choose(logits, may_call, in_call)
+            stats.tokens_generated += 1
+            if not in_call:
+                if tok in self.eos_ids:
+                    stop_reason = "eos"
+                    break
+                if tok == self.api_id and may_call:
+                    yield from emit(detok.flush(), False)
+                    if stop_reason == "stop":
+                        break
+                    call_start, call_ids, in_call = len(out_ids), list(self.api_ids), True
+                    yield CallStarted(len(calls), len(self.decode(out_ids)))
+                    yield from feed(self.api_ids, True)
+                else:
+                    yield from feed([tok], False)
+                continue
+
+            # inside a call: look at the call's own text (a few tokens) with this token appended
+            before = self.decode(call_ids)
+            text = self.decode(call_ids + [tok])
+            if tok in self.eos_ids or "\n" in text[len(before) :]:
+                yield from close_malformed(before, "newline or end of text inside the call")
+                continue
+            bracket = text.index("[")
+            body = text[bracket:]
+            arrow = _ARROW.search(body)
+            if arrow and _NAME_OPEN.match(body):
+                head_end = bracket + arrow.end()
+                opened = find_open_call(text[:head_end])
+                if opened is None:  # e.g. "]" inside the input: not a parsable call
+                    yield from close_malformed(before, "malformed call")
+                    continue
+                tool, inp = opened
+                if text[head_end:].strip():
+                    # the token runs past "->" (a merge): drop it, re-tokenise its text up to the arrow
+                    head = text[len(before) : head_end] + " "
+                else:
+                    yield from feed([tok], True)
+                    head = "" if text.endswith(" ") else " "
+                t1 = time.perf_counter()
+                output, reason = execute_tool(self.tools, tool, inp)
+                duration = time.perf_counter() - t1
+                stats.tool_time_s += duration
+                # " r]" joins the cache with the arrow token in the next single forward pass
+                yield from feed(self.tok.encode(head + (output or "") + API_END, add_special_tokens=False),
+                                True, injected=True)
+                yield finish_call(tool, inp, output, reason, duration)
+                continue
+            if API_END in body:  # closed before "->": e(c), the model asked for no result
+                yield from feed([tok], True)
+                m = re.match(r"\[([A-Za-z_]\w*)\((.*)\)\s*\]", body)
+                reason = "closed without '->'" if m else "not a tool call"
+                yield finish_call(m.group(1) if m else "", m.group(2) if m else body.strip("[]"), None, reason, 0.0)
+                continue
+            if not _NAME_PREFIX.match(body):
+                yield from close_malformed(before, "no 'Name(' after '['")
+                continue
+            if len(call_ids) >= cfg.max_call_tokens:
+                yield from close_malformed(before, f"call longer than {cfg.max_call_tokens} tokens")
+                continue
+            call_ids.append(tok)
+            yield from feed([tok], True)
+
+        if in_call:  # out of tokens inside a call: close it so the text stays well formed
+            yield from close_malformed(self.decode(call_ids), "max_new_tokens reached inside the call")
+        if stop_reason != "stop":
+            yield from emit(detok.flush(), False)
+            if held:
+                emitted.append(held)
+                yield TextChunk(held)
+        stats.prefix_tokens_reencoded = stats.tokens_fed - stats.prompt_tokens - (len(out_ids) - len(unfed))
+        stats.elapsed_s = time.perf_counter() - t0
+        yield Done("".join(emitted), calls, stop_reason, stats, out_ids)
+
+
+def generate_with_tools(
+    model: Any,
+    tokenizer: Any,
+    prompt: str,
+    tools: Mapping[str, Any] | None = None,
+    config: InferenceConfig | None = None,
+) -> Iterator[Event]:
+    """Stream events: TextChunk, CallStarted, CallExecuted, and a final Done.
+
+    ``tools`` maps a name to a ``Tool`` (its ``run`` is used) or to a plain callable (the input is
+    passed as in ``calls.invoke_tools``).
+    """
+    return _Session(model, tokenizer, tools or {}, config or InferenceConfig()).run(prompt)
+
+
+def run_with_tools(
+    model: Any,
+    tokenizer: Any,
+    prompt: str,
+    tools: Mapping[str, Any] | None = None,
+    config: InferenceConfig | None = None,
+) -> Result:
+    """Run ``generate_with_tools`` to the end; the text holds calls as " [Tool(input) -> result]"."""
+    events = list(generate_with_tools(model, tokenizer, prompt, tools, config))
+    done = events[-1]
+    assert isinstance(done, Done)
+    return Result(done.text, done.calls, events, done.stop_reason, done.stats, done.token_ids)

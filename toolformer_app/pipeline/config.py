@@ -1,0 +1,136 @@
+"""The pipeline's settings and records, shared by the library, the CLI and the UI."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from toolformer_app.tools.base import Thresholds, Tool
+
+
+@dataclass
+class PipelineConfig:
+    """Sampling and filtering settings (paper, Appendix A). ``None`` means "the tool's default".
+
+    tau_s: keep positions i with p(" [" | P(x), x_<i) > tau_s.
+    k: at most k positions per text and tool, highest p_i first.
+    m: calls sampled per position (one batch).
+    tau_f: keep a call if L- - L+ >= tau_f.
+    temperature: sampling temperature for calls.
+    max_call_tokens: a sampled call that has not closed after this many tokens is discarded.
+    batch_size: texts per scoring pass; candidate sequences per loss batch is 4x this.
+    seed: sampling is seeded per (seed, text, tool, position), so runs and resumes are reproducible.
+    """
+
+    tools: tuple[str, ...] = ("Calculator", "Calendar")
+    tau_s: float | None = None
+    k: int | None = None
+    m: int | None = None
+    tau_f: float | None = None
+    temperature: float = 1.0
+    max_call_tokens: int = 32
+    batch_size: int = 8
+    seed: int = 0
+
+    def thresholds(self, tool: Tool) -> Thresholds:
+        d = tool.thresholds
+        return Thresholds(
+            tau_s=d.tau_s if self.tau_s is None else self.tau_s,
+            k=d.k if self.k is None else self.k,
+            m=d.m if self.m is None else self.m,
+            tau_f=d.tau_f if self.tau_f is None else self.tau_f,
+        )
+
+    def validate(self) -> None:
+        """One-line errors for impossible settings, before any model pass."""
+        if self.tau_s is not None and not 0.0 <= self.tau_s < 1.0:
+            raise ValueError(f"tau_s must be in [0, 1), got {self.tau_s}")
+        for name in ("k", "m"):
+            value = getattr(self, name)
+            if value is not None and not 1 <= value <= 100:
+                raise ValueError(f"{name} must be between 1 and 100, got {value}")
+        if not 0.0 < self.temperature <= 5.0:
+            raise ValueError(f"temperature must be in (0, 5], got {self.temperature}")
+        if not 4 <= self.max_call_tokens <= 256:
+            raise ValueError(f"max_call_tokens must be between 4 and 256, got {self.max_call_tokens}")
+        if not 1 <= self.batch_size <= 512:
+            raise ValueError(f"batch_size must be between 1 and 512, got {self.batch_size}")
+        if not self.tools:
+            raise ValueError("choose at least one tool")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tools"] = list(self.tools)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PipelineConfig:
+        names = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in d.items() if k in names}
+        if "tools" in kwargs:
+            kwargs["tools"] = tuple(kwargs["tools"])
+        return cls(**kwargs)
+
+
+@dataclass
+class Candidate:
+    """One sampled call c at position i of a text, with every number needed to re-filter it.
+
+    token_pos: i, the index in x's tokens of the first token after the call.
+    char_pos: where e(c, r) is inserted in the text (a token boundary mapped to characters).
+    loss_plain = L_i(eps), loss_empty = L_i(e(c, eps)), loss_result = L_i(e(c, r)) = L+.
+    loss_reduction = min(loss_plain, loss_empty) - loss_result = L- - L+ (None without a result).
+    logprobs_*: log p(x_j) for j = i..i+4 under each condition (the UI's per-token heat map).
+    """
+
+    text_id: str
+    tool: str
+    token_pos: int
+    char_pos: int
+    p_i: float
+    input: str
+    result: str | None = None
+    reason: str = ""
+    loss_plain: float | None = None
+    loss_empty: float | None = None
+    loss_result: float | None = None
+    loss_reduction: float | None = None
+    next_tokens: list[str] = field(default_factory=list)
+    logprobs_plain: list[float] = field(default_factory=list)
+    logprobs_empty: list[float] = field(default_factory=list)
+    logprobs_result: list[float] = field(default_factory=list)
+
+    @property
+    def call(self) -> str:
+        from toolformer_app.calls import linearize
+
+        return linearize(self.tool, self.input, self.result, leading_space=False)
+
+    def kept(self, tau_f: float) -> bool:
+        return self.loss_reduction is not None and self.loss_reduction >= tau_f
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["call"] = self.call
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Candidate:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+STAGES = (
+    "texts_seen",
+    "texts_selected",
+    "positions_over_tau_s",
+    "samples_drawn",
+    "unclosed",
+    "malformed",
+    "wrong_tool",
+    "duplicates",
+    "executed",
+    "no_result",
+    "dropped_by_heuristic",
+    "scored",
+)

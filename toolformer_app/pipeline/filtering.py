@@ -1,0 +1,95 @@
+"""Filtering and merging: keep_if_helpful, then interleave the kept calls into C*.
+
+Every candidate keeps its three losses, so a new tau_f re-filters instantly with no model pass.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+from toolformer_app.calls import ApiCall, insert_calls
+from toolformer_app.pipeline.config import STAGES, Candidate
+
+TABLE2_THRESHOLDS = (0.5, 1.0, 2.0)
+
+
+def _tau(tau_f: float | dict[str, float], tool: str) -> float:
+    return tau_f[tool] if isinstance(tau_f, dict) else tau_f
+
+
+def keep_if_helpful(candidates: list[Candidate], tau_f: float | dict[str, float]) -> list[Candidate]:
+    """The candidates with L- - L+ >= tau_f (one threshold, or one per tool)."""
+    return [c for c in candidates if c.kept(_tau(tau_f, c.tool))]
+
+
+def merge_calls(texts: dict[str, str], kept: list[Candidate]) -> list[dict[str, Any]]:
+    """C*: x* = x_<i e(c, r) x_>=i for every kept call, across tools; texts without a call are dropped.
+
+    At most one call per position: the one with the largest loss reduction. The text around the
+    calls is byte-identical to the input (calls go in at token boundaries mapped to characters).
+    """
+    by_text: dict[str, dict[int, Candidate]] = defaultdict(dict)
+    for c in kept:
+        best = by_text[c.text_id].get(c.char_pos)
+        if best is None or (c.loss_reduction or 0) > (best.loss_reduction or 0):
+            by_text[c.text_id][c.char_pos] = c
+    rows = []
+    for text_id, text in texts.items():
+        chosen = sorted(by_text.get(text_id, {}).values(), key=lambda c: c.char_pos)
+        if not chosen:
+            continue
+        calls = [(c.char_pos, ApiCall(c.tool, c.input, c.result)) for c in chosen]
+        rows.append({
+            "id": text_id,
+            "original": text,
+            "text": insert_calls(text, calls),
+            "calls": [{"tool": c.tool, "input": c.input, "result": c.result, "char_pos": c.char_pos,
+                       "token_pos": c.token_pos, "loss_reduction": round(c.loss_reduction or 0.0, 6)}
+                      for c in chosen],
+        })
+    return rows
+
+
+def kept_table(candidates: list[Candidate], thresholds=TABLE2_THRESHOLDS) -> dict[str, dict[str, int]]:
+    """The paper's Table 2: kept calls per tool at each tau_f."""
+    tools = sorted({c.tool for c in candidates})
+    return {t: {str(th): sum(1 for c in candidates if c.tool == t and c.kept(th)) for th in thresholds}
+            for t in tools}
+
+
+def build_stats(records: list[dict[str, Any]], candidates: list[Candidate], tau_f: dict[str, float],
+                dataset_rows: int) -> dict[str, Any]:
+    """Counts for every stage, per tool and in total, plus the kept counts (Table 2)."""
+    per_tool: dict[str, Counter] = defaultdict(Counter)
+    reasons: dict[str, Counter] = defaultdict(Counter)
+    for rec in records:
+        for tool, counts in rec.get("counts", {}).items():
+            per_tool[tool].update(counts)
+        for tool, rs in rec.get("reasons", {}).items():
+            reasons[tool].update(rs)
+    for c in candidates:
+        if c.loss_reduction is not None:
+            per_tool[c.tool]["scored"] += 1
+    kept = keep_if_helpful(candidates, tau_f)
+    tools = sorted(set(per_tool) | {c.tool for c in candidates})
+    stats: dict[str, Any] = {
+        "texts_seen": len(records),
+        "texts_kept": dataset_rows,
+        "per_tool": {
+            t: {
+                **{s: int(per_tool[t][s]) for s in STAGES if s != "texts_seen"},
+                "candidates": sum(1 for c in candidates if c.tool == t),
+                "tau_f": tau_f.get(t),
+                "kept_at_tau_f": sum(1 for c in kept if c.tool == t),
+                "no_result_reasons": dict(reasons[t].most_common()),
+            }
+            for t in tools
+        },
+        "kept_at_tau_f": len(kept),
+        "kept_table": kept_table(candidates),
+    }
+    for s in STAGES:
+        if s != "texts_seen":
+            stats[s] = sum(stats["per_tool"][t][s] for t in tools)
+    return stats

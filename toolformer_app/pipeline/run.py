@@ -1,0 +1,236 @@
+"""The whole data-generation pipeline over a corpus: select -> score positions -> sample -> execute
+-> score -> filter -> merge into C*, with resumable output files.
+
+Output directory layout (``generate --out DIR``):
+    records[.rankN].jsonl  one line per processed text (its counts and all its candidates): the work log
+    candidates.jsonl       every candidate with all its numbers, kept or not
+    dataset.jsonl          C*: {"id", "original", "text" (augmented), "calls"}
+    stats.json             counts for every stage, and Table 2
+Interrupting and rerunning with the same directory skips the texts already in the work log.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolformer_app.files import append_jsonl, atomic_write_json, atomic_write_jsonl, read_jsonl, repair_jsonl
+from toolformer_app.pipeline.config import Candidate, PipelineConfig
+from toolformer_app.pipeline.filtering import build_stats, keep_if_helpful, merge_calls
+from toolformer_app.pipeline.steps import (
+    EncodedText,
+    TokenCounter,
+    candidates_from_samples,
+    encode_text,
+    execute_calls,
+    plain_logprobs,
+    position_scores,
+    sample_calls,
+    score_candidates,
+    top_positions,
+)
+from toolformer_app.tools import get_tool
+from toolformer_app.tools.base import Tool
+
+API_START = " ["
+MAX_TEXT_TOKENS = 512  # longer texts are cut (at a token boundary) before scoring
+
+
+@dataclass
+class TextResult:
+    """One text after the pipeline: per-tool stage counts, candidates, and p_i for the UI's heat map."""
+
+    text_id: str
+    text: str
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    reasons: dict[str, dict[str, int]] = field(default_factory=dict)
+    candidates: list[Candidate] = field(default_factory=list)
+    position_scores: dict[str, list[float]] = field(default_factory=dict)  # per tool, p_i per token
+    tokens: list[str] = field(default_factory=list)  # x's tokens as text (for the heat map)
+    char_starts: list[int] = field(default_factory=list)
+
+    def record(self) -> dict[str, Any]:
+        return {"text_id": self.text_id, "text": self.text, "counts": self.counts, "reasons": self.reasons,
+                "candidates": [c.to_dict() for c in self.candidates]}
+
+
+@dataclass
+class PipelineResult:
+    texts: list[TextResult]
+    config: PipelineConfig
+    tokens: TokenCounter
+    seconds: float
+
+    @property
+    def candidates(self) -> list[Candidate]:
+        return [c for t in self.texts for c in t.candidates]
+
+    def tau_f(self) -> dict[str, float]:
+        return tau_f_per_tool(self.config)
+
+    def kept(self, tau_f: float | dict[str, float] | None = None) -> list[Candidate]:
+        return keep_if_helpful(self.candidates, self.tau_f() if tau_f is None else tau_f)
+
+    def dataset(self, tau_f: float | dict[str, float] | None = None) -> list[dict[str, Any]]:
+        return merge_calls({t.text_id: t.text for t in self.texts}, self.kept(tau_f))
+
+    def stats(self) -> dict[str, Any]:
+        return build_stats([t.record() for t in self.texts], self.candidates, self.tau_f(), len(self.dataset()))
+
+
+def tau_f_per_tool(cfg: PipelineConfig) -> dict[str, float]:
+    return {name: cfg.thresholds(get_tool(name)).tau_f for name in cfg.tools}
+
+
+def api_token_id(tok) -> int:
+    ids = tok(API_START, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        raise ValueError(f"this tokenizer splits {API_START!r} into {len(ids)} tokens; the pipeline needs one")
+    return ids[0]
+
+
+def annotate_batch(model, tok, items: list[tuple[str, str]], tools: list[Tool], cfg: PipelineConfig,
+                   counter: TokenCounter | None = None) -> list[TextResult]:
+    """Run every step on a batch of (text_id, text) for every tool whose heuristic selects the text."""
+    counter = counter or TokenCounter()
+    api_id = api_token_id(tok)
+    encoded = {}
+    results = {}
+    for text_id, text in items:
+        enc = encode_text(tok, text_id, text)
+        if len(enc.x_ids) > MAX_TEXT_TOKENS:  # cut at a token boundary, keeping the text byte-identical
+            cut = enc.char_starts[MAX_TEXT_TOKENS]
+            enc = encode_text(tok, text_id, text[:cut])
+        encoded[text_id] = enc
+        results[text_id] = TextResult(text_id, enc.text, tokens=[tok.decode([i]) for i in enc.x_ids],
+                                      char_starts=enc.char_starts)
+    all_candidates: list[Candidate] = []
+    for tool in tools:
+        th = cfg.thresholds(tool)
+        chosen = [encoded[i] for i, _ in items if tool.selects(encoded[i].text) and len(encoded[i].x_ids) >= 2]
+        for text_id, _ in items:
+            results[text_id].counts[tool.name] = Counter({"texts_selected": int(encoded[text_id] in chosen)})
+            results[text_id].reasons[tool.name] = Counter()
+        for s in range(0, len(chosen), cfg.batch_size):
+            batch = chosen[s : s + cfg.batch_size]
+            with counter.timed("positions"):
+                scored = position_scores(model, tok, tool, batch, api_id, counter)
+            for row, enc in enumerate(batch):
+                res = results[enc.text_id]
+                counts = res.counts[tool.name]
+                res.position_scores[tool.name] = [round(float(v), 6) for v in scored.p[row]]
+                positions = top_positions(scored.p[row], enc, th.tau_s, th.k)
+                counts["positions_over_tau_s"] += len(positions)
+                cands = []
+                for pos in positions:
+                    with counter.timed("sampling"):
+                        samples = sample_calls(model, tok, scored, row, pos, th.m, cfg, api_id, tool.name, counter)
+                    cands += candidates_from_samples(samples, enc, tool, pos, float(scored.p[row][pos]), counts)
+                with counter.timed("execution"):
+                    execute_calls(cands, tool, counts, res.reasons[tool.name])
+                res.candidates += cands
+                all_candidates += cands
+            del scored
+    needed = [encoded[i] for i in {c.text_id for c in all_candidates if c.result is not None}]
+    with counter.timed("scoring"):
+        plain = plain_logprobs(model, needed, cfg.batch_size, counter)
+        score_candidates(model, tok, all_candidates, encoded, plain, cfg.batch_size * 4, counter)
+    for r in results.values():
+        r.counts = {t: dict(c) for t, c in r.counts.items()}
+        r.reasons = {t: dict(c) for t, c in r.reasons.items()}
+    return [results[i] for i, _ in items]
+
+
+def run_pipeline(texts: Iterable[str] | Iterable[tuple[str, str]], cfg: PipelineConfig | None = None,
+                 model=None, tok=None, model_name: str | None = None,
+                 on_batch: Callable[[list[TextResult]], None] | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> PipelineResult:
+    """Annotate ``texts`` (strings, or (id, text) pairs) and return every candidate and C*.
+
+    >>> result = run_pipeline(["Out of 1400 people, 400 passed."], PipelineConfig(tools=("Calculator",)))
+    >>> result.dataset()  # C* at each tool's default tau_f
+    """
+    from toolformer_app import models
+
+    cfg = cfg or PipelineConfig()
+    cfg.validate()
+    if model is None or tok is None:
+        model, tok = models.load(model_name)
+    items = [(t if isinstance(t, tuple) else (str(i), t)) for i, t in enumerate(texts)]
+    tools = [get_tool(name) for name in cfg.tools]
+    counter, start, out = TokenCounter(), time.perf_counter(), []
+    for s in range(0, len(items), cfg.batch_size):
+        batch = annotate_batch(model, tok, items[s : s + cfg.batch_size], tools, cfg, counter)
+        out += batch
+        if on_batch:
+            on_batch(batch)
+        if progress:
+            progress(min(s + cfg.batch_size, len(items)), len(items))
+    return PipelineResult(out, cfg, counter, time.perf_counter() - start)
+
+
+# -- the resumable directory form used by the CLI ------------------------------------------------
+
+def records_path(out: Path, rank: int, world: int) -> Path:
+    return out / ("records.jsonl" if world == 1 else f"records.rank{rank}.jsonl")
+
+
+def done_ids(out: Path) -> set[str]:
+    """Text ids already in any work log of ``out`` (so a rerun resumes, with no duplicates)."""
+    ids: set[str] = set()
+    for path in sorted(out.glob("records*.jsonl")):
+        repair_jsonl(path)
+        ids.update(r["text_id"] for r in read_jsonl(path) if "text_id" in r)
+    return ids
+
+
+def finalize(out: Path, cfg: PipelineConfig) -> dict[str, Any]:
+    """Write candidates.jsonl, dataset.jsonl and stats.json from the work logs (atomically)."""
+    records: dict[str, dict[str, Any]] = {}
+    for path in sorted(out.glob("records*.jsonl")):
+        repair_jsonl(path)
+        for r in read_jsonl(path):
+            records.setdefault(r["text_id"], r)  # first occurrence wins: never a duplicate
+    ordered = sorted(records.values(), key=lambda r: _sort_key(r["text_id"]))
+    candidates = [Candidate.from_dict(c) for r in ordered for c in r["candidates"]]
+    tau_f = tau_f_per_tool(cfg)
+    dataset = merge_calls({r["text_id"]: r["text"] for r in ordered}, keep_if_helpful(candidates, tau_f))
+    atomic_write_jsonl(out / "candidates.jsonl", (c.to_dict() for c in candidates))
+    atomic_write_jsonl(out / "dataset.jsonl", dataset)
+    stats = build_stats(ordered, candidates, tau_f, len(dataset))
+    stats["config"] = cfg.to_dict()
+    atomic_write_json(out / "stats.json", stats)
+    return stats
+
+
+def _sort_key(text_id: str) -> tuple:
+    head, _, tail = text_id.rpartition(":")
+    return (head, int(tail)) if tail.isdigit() else (text_id, 0)
+
+
+def load_candidates(path: str | Path, errors: list[str] | None = None) -> list[Candidate]:
+    """Candidates from a candidates.jsonl (malformed lines reported in ``errors``, the rest used)."""
+    out = []
+    for n, row in enumerate(read_jsonl(path, errors), 1):
+        try:
+            out.append(Candidate.from_dict(row))
+        except TypeError as exc:
+            if errors is not None:
+                errors.append(f"row {n}: not a candidate ({exc})")
+    return out
+
+
+def save_config(out: Path, cfg: PipelineConfig, extra: dict[str, Any]) -> None:
+    path = out / "config.json"
+    if not path.exists():
+        atomic_write_json(path, {**cfg.to_dict(), **extra})
+
+
+def append_records(path: Path, results: list[TextResult]) -> None:
+    for r in results:
+        append_jsonl(path, json.loads(json.dumps(r.record())))

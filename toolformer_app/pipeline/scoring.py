@@ -1,0 +1,151 @@
+"""The filtering loss of the paper (section 2, "Filtering API Calls").
+
+    w~_t = max(0, 1 - 0.2 t),  w_t = w~_t / sum_s w~_s      (sum = 3.0; only t = 0..4 are non-zero)
+    L_i(z) = - sum_{j >= i} w_{j-i} * log p_M(x_j | z, x_1..x_{j-1})
+    L+ = L_i(e(c, r)),   L- = min(L_i(eps), L_i(e(c, eps))),   keep if L- - L+ >= tau_f
+
+z is a *prefix* before x_1 (footnote 3), so each scoring sequence is z + x_1..x_{i+4}.
+Near the end of a text, fewer than five tokens follow i; the weights stay the paper's
+(normalised over all five), so the three losses of one candidate remain comparable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+SPAN = 5  # tokens x_i..x_{i+4} carry weight
+
+
+def loss_weights(device: torch.device | str = "cpu") -> torch.Tensor:
+    """w_t for t = 0..4: [1, .8, .6, .4, .2] / 3."""
+    raw = torch.clamp(1.0 - 0.2 * torch.arange(SPAN, dtype=torch.float64), min=0.0)
+    return (raw / raw.sum()).to(device=device, dtype=torch.float32)
+
+
+def weighted_loss(logprobs: torch.Tensor) -> torch.Tensor:
+    """L from the log-probs of x_i.. (last dim, at most 5 used); shorter spans keep the same weights."""
+    n = min(logprobs.shape[-1], SPAN)
+    return -(logprobs[..., :n].float() * loss_weights(logprobs.device)[:n]).sum(-1)
+
+
+def _logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, keep: int = 0):
+    """(batch, seq or keep, vocab) logits from an HF model or any module that returns logits."""
+    kwargs = {}
+    if attention_mask is not None:
+        kwargs["attention_mask"] = attention_mask
+    if keep:
+        kwargs["logits_to_keep"] = keep
+    try:
+        out = model(input_ids, **kwargs)
+    except TypeError:  # plain nn.Module (the seed's PaLM): no mask or logits_to_keep arguments
+        out = model(input_ids)
+        if keep:
+            out = out[:, -keep:] if isinstance(out, torch.Tensor) else out
+    return out.logits if hasattr(out, "logits") else out
+
+
+@torch.inference_mode()
+def span_logprobs(
+    model: torch.nn.Module,
+    sequences: list[list[int]],
+    spans: list[tuple[int, int]],
+) -> list[torch.Tensor]:
+    """log p(token_j | tokens_<j) for j in [start, end) of each sequence, in one right-padded batch.
+
+    Rows are right-padded; a causal model never lets a pad influence an earlier position, and the
+    attention mask is built from lengths (never from pad ids: SmolLM2's pad is its eos). Only the
+    positions needed are sent through the LM head (``logits_to_keep``).
+    """
+    device = next(model.parameters()).device
+    lengths = [len(s) for s in sequences]
+    width = max(lengths)
+    ids = torch.zeros((len(sequences), width), dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for b, seq in enumerate(sequences):
+        ids[b, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[b, : len(seq)] = 1
+    first_needed = min(start - 1 for start, _ in spans)  # logits at j-1 predict token j
+    keep = width - first_needed
+    logits = _logits(model, ids.to(device), mask.to(device), keep=keep)  # (B, keep, V)
+    offset = width - logits.shape[1]
+    out = []
+    for b, (start, end) in enumerate(spans):
+        rows = logits[b, start - 1 - offset : end - 1 - offset].float()  # (end-start, V)
+        target = ids[b, start:end].to(rows.device)
+        out.append(torch.log_softmax(rows, -1).gather(-1, target[:, None])[:, 0].cpu())
+    return out
+
+
+@dataclass
+class FilterResult:
+    """What ``filter_tokens_with_api_response`` decides for each row of the batch."""
+
+    tokens: torch.Tensor  # (kept, seq): the rows of tokens_with_api_response that were kept
+    keep: torch.Tensor  # (batch,) bool
+    loss_reduction: torch.Tensor  # (batch,) L- - L+
+    loss_with_response: torch.Tensor  # (batch,) L+ = L_i(e(c, r))
+    loss_without_response: torch.Tensor  # (batch,) L_i(e(c, eps))
+    loss_without_call: torch.Tensor  # (batch,) L_i(eps)
+
+
+def _call_end(row_with: torch.Tensor, row_plain: torch.Tensor, start: int, end_id: int) -> int:
+    """Index of the end token that closes the call starting at ``start``.
+
+    A result may itself contain the end token, so the first one is not trusted: the call ends at
+    the end token after which the row continues with the original tokens (an insertion). If no
+    such alignment exists (random mock data), the last end token is used.
+    """
+    ends = (row_with[start + 1 :] == end_id).nonzero()[:, 0] + start + 1
+    for e in ends.tolist():
+        rest = row_with[e + 1 :]
+        n = min(len(rest), len(row_plain) - start)
+        if n > 0 and torch.equal(rest[:n], row_plain[start : start + n]):
+            return e
+    if len(ends) == 0:
+        raise ValueError("a row has an API start token but no end token after it")
+    return int(ends[-1])
+
+
+@torch.inference_mode()
+def filter_tokens_with_api_response(
+    model: torch.nn.Module,
+    *,
+    tokens: torch.Tensor,
+    tokens_with_api_response: torch.Tensor,
+    tokens_without_api_response: torch.Tensor,
+    filter_threshold: float = 1.0,
+    api_start_token_id: int,
+    api_end_token_id: int,
+) -> FilterResult:
+    """The seed's token-level filter, with the paper's normalised weights.
+
+    tokens: (batch, seq) the plain text x. tokens_with_api_response / tokens_without_api_response:
+    (batch, seq) x with e(c, r) / e(c, eps) inserted at position i (marked by the start and end ids).
+    For each row, L_i is taken over the five tokens that follow the call (x_i..x_{i+4}); the model is
+    any nn.Module returning logits (batch, seq, vocab). A row is kept if L- - L+ >= filter_threshold.
+    """
+    plain_l, with_l, without_l = [], [], []
+    for b in range(tokens.shape[0]):
+        starts = (tokens_with_api_response[b] == api_start_token_id).nonzero()[:, 0]
+        if len(starts) == 0:
+            raise ValueError(f"row {b} of tokens_with_api_response has no API start token")
+        i = int(starts[0])
+        e_with = _call_end(tokens_with_api_response[b], tokens[b], i, api_end_token_id)
+        e_without = _call_end(tokens_without_api_response[b], tokens[b], i, api_end_token_id)
+        n = min(SPAN, tokens.shape[1] - i)
+        if i == 0:
+            raise ValueError(f"row {b}: a call at position 0 leaves no context to score x_i")
+        seqs = [tokens[b].tolist(), tokens_with_api_response[b].tolist(), tokens_without_api_response[b].tolist()]
+        spans = [(i, i + n), (e_with + 1, min(e_with + 1 + n, len(seqs[1]))),
+                 (e_without + 1, min(e_without + 1 + n, len(seqs[2])))]
+        lp = span_logprobs(model, seqs, spans)
+        plain_l.append(weighted_loss(lp[0]))
+        with_l.append(weighted_loss(lp[1]))
+        without_l.append(weighted_loss(lp[2]))
+    plain, with_r, without_r = torch.stack(plain_l), torch.stack(with_l), torch.stack(without_l)
+    reduction = torch.minimum(plain, without_r) - with_r
+    keep = reduction >= filter_threshold
+    return FilterResult(tokens_with_api_response[keep.to(tokens_with_api_response.device)], keep, reduction,
+                        with_r, without_r, plain)
