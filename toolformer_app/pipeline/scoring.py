@@ -21,13 +21,14 @@ SPAN = 5  # tokens x_i..x_{i+4} carry weight
 def loss_weights(device: torch.device | str = "cpu") -> torch.Tensor:
     """w_t for t = 0..4: [1, .8, .6, .4, .2] / 3."""
     raw = torch.clamp(1.0 - 0.2 * torch.arange(SPAN, dtype=torch.float64), min=0.0)
-    return (raw / raw.sum()).to(device=device, dtype=torch.float32)
+    return (raw / raw.sum()).to(device=device)
 
 
 def weighted_loss(logprobs: torch.Tensor) -> torch.Tensor:
     """L from the log-probs of x_i.. (last dim, at most 5 used); shorter spans keep the same weights."""
     n = min(logprobs.shape[-1], SPAN)
-    return -(logprobs[..., :n].float() * loss_weights(logprobs.device)[:n]).sum(-1)
+    lp = logprobs[..., :n] if logprobs.dtype == torch.float64 else logprobs[..., :n].float()
+    return -(lp * loss_weights(logprobs.device).to(lp.dtype)[:n]).sum(-1)
 
 
 def _logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, keep: int = 0):
@@ -72,7 +73,8 @@ def span_logprobs(
     offset = width - logits.shape[1]
     out = []
     for b, (start, end) in enumerate(spans):
-        rows = logits[b, start - 1 - offset : end - 1 - offset].float()  # (end-start, V)
+        rows = logits[b, start - 1 - offset : end - 1 - offset]  # (end-start, V)
+        rows = rows if rows.dtype == torch.float64 else rows.float()  # log-softmax never in half precision
         target = ids[b, start:end].to(rows.device)
         out.append(torch.log_softmax(rows, -1).gather(-1, target[:, None])[:, 0].cpu())
     return out
