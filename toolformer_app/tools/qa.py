@@ -53,9 +53,20 @@ _QA_MODELS: dict[str, tuple[Any, Any]] = {}
 _QA_LOCK = threading.Lock()
 
 
+# Two short shots: without them a small instruct model starts its answer with a newline or a
+# whole sentence; with them it answers on the same line, in a few words.
+_SHOTS = (
+    ("The Amazon is a river in South America. It carries more water than any other river.",
+     "On which continent is the Amazon?", "South America"),
+    ("Jane Austen was an English novelist. Her novel Pride and Prejudice was published in 1813.",
+     "Who wrote Pride and Prejudice?", "Jane Austen"),
+)
+
+
 def build_prompt(question: str, passages: list[str]) -> str:
-    context = " ".join(passages)
-    return f"Context: {context}\nQuestion: {question}\nShort answer:"
+    """The reader's prompt: two solved examples, then "Context: ...\nQuestion: ...\nShort answer:"."""
+    shots = "".join(f"Context: {c}\nQuestion: {q}\nShort answer: {a}\n\n" for c, q, a in _SHOTS)
+    return f"{shots}Context: {' '.join(passages)}\nQuestion: {question}\nShort answer:"
 
 
 def clean_answer(text: str) -> str:
