@@ -8,8 +8,8 @@ The loop, one token at a time, batch 1, with the model's KV cache:
 - Inside a call, tokens are decoded as usual (greedy or sampled, " [" masked) and the call's own
   text is re-decoded from its few token ids at each step (never the whole text). "->" and "]" are
   detected on that decoded text, never on token ids: tokenizers merge ")]", "()]" and " ->".
-- At ")" + "->", the tool runs and the tokens of " " + r + "]" are appended to the existing cache in
-  one forward pass of just those tokens. The prefix is never re-encoded
+- At ")" + "->", the tool runs and the tokens of " " + r + "]" are appended to the existing cache,
+  together with the arrow token, in one forward pass of just those tokens. The prefix is never re-encoded
   (``stats.prefix_tokens_reencoded`` stays 0, and is checked by the tests and the bench).
 
 How a call ends (every one emits ``CallExecuted`` and counts toward ``max_calls``; nothing raises):

@@ -79,6 +79,7 @@ def test_call_runs_once_result_inserted_decoding_continues(tiny_model):
     assert res.text[call.start : call.end] == call.text == " [Calculator(2 + 3) -> 5]"
     assert tok.decode(res.token_ids[call.token_start : call.token_end]) == call.text
     assert res.stats.tokens_generated == 16
+    assert tok.decode(res.token_ids) == res.text
     # no re-encoding: every token went through the model exactly once
     assert res.stats.prefix_tokens_reencoded == 0
     assert res.stats.tokens_fed <= res.stats.prompt_tokens + len(res.token_ids)
@@ -239,6 +240,14 @@ def test_eos_stops(tiny_model):
     assert res.text == " done" and res.stop_reason == "eos"
 
 
+def test_empty_prompt_and_chat_template(tiny_model):
+    model, tok = tiny_model
+    res = run_with_tools(model, tok, "", {}, InferenceConfig(max_new_tokens=3))
+    assert res.stats.prompt_tokens == 1 and res.stats.tokens_generated == 3
+    res = run_with_tools(model, tok, "Hi", {}, InferenceConfig(max_new_tokens=2, chat_template=True))
+    assert res.stats.prompt_tokens > len(tok.encode("Hi")) + 5  # wrapped in <|im_start|>user ... assistant
+
+
 def test_execute_tool_kinds():
     class Echo(Tool):
         name = "Echo"
@@ -297,3 +306,30 @@ def test_arrow_merged_with_more_text_is_retokenised():
     assert res.calls[0].text == " [Calculator(2+3)-> 5]"
     assert tok.index["->7"] not in res.token_ids
     assert res.stats.prefix_tokens_reencoded == 0
+
+
+# -- the CLI, in process, on the tiny model -------------------------------------------------------------
+def test_chat_cli_prints_text_and_calls(tiny_model, monkeypatch, capsys):
+    import json as _json
+
+    from toolformer_app import cli, models
+
+    _, tok = tiny_model
+    model, _ = scripted(tiny_model, PROMPT, " it has [Calculator(2 + 3) ->")
+    monkeypatch.setattr(models, "load", lambda name=None, device=None, dtype=None: (model, tok))
+    assert cli.main(["chat", "--tools", "Calculator", "--max-new-tokens", "16", PROMPT]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(" it has [Calculator(2 + 3) -> 5]")
+    assert "1 call(s)" in out and "Calculator(2 + 3) -> '5'" in out
+    assert cli.main(["chat", "--tools", "Calculator", "--max-new-tokens", "16", "--json", PROMPT]) == 0
+    data = _json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert data["calls"][0]["output"] == "5" and data["text"].startswith(" it has [Calculator(2 + 3) -> 5]")
+    assert cli.main(["chat", "--disabled", "--max-new-tokens", "5", PROMPT]) == 0
+    assert "0 call(s)" in capsys.readouterr().out
+
+
+def test_bench_inference_is_registered():
+    from toolformer_app import cli
+
+    args = cli.build_parser().parse_args(["bench", "inference", "--n", "2", "--json"])
+    assert args.bench_kind == "inference" and args.n == 2 and args.json and callable(args.func)

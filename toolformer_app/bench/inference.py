@@ -36,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--top-k", type=int, default=10, help="top_k_call of the tool run (paper: 10)")
     parser.add_argument("--repeat", type=int, default=1, help="timed passes over the prompts")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (0: torch's default); 1 is steadier on a shared machine")
     parser.add_argument("--json", action="store_true", help="print one JSON object on the last line")
 
 
@@ -45,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     from toolformer_app import models
     from toolformer_app.inference import InferenceConfig, run_with_tools
 
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     model, tok = models.load(args.model, device=args.device)
     device = str(next(model.parameters()).device)
     from toolformer_app.tools import get_tool
@@ -109,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         "runs": len(rows),
         "max_new_tokens": n_new,
         "device": device,
+        "threads": torch.get_num_threads(),
         "model": models.model_id(args.model),
     }
     for i, ts, ps, res in rows:

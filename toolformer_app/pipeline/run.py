@@ -95,8 +95,12 @@ def api_token_id(tok) -> int:
 
 
 def annotate_batch(model, tok, items: list[tuple[str, str]], tools: list[Tool], cfg: PipelineConfig,
-                   counter: TokenCounter | None = None) -> list[TextResult]:
-    """Run every step on a batch of (text_id, text) for every tool whose heuristic selects the text."""
+                   counter: TokenCounter | None = None, trace: list | None = None) -> list[TextResult]:
+    """Run every step on a batch of (text_id, text) for every tool whose heuristic selects the text.
+
+    ``trace`` (optional) receives (text_id, tool, position, Samples) for every sampled position:
+    the benchmark replays exactly these samples through its naive reference.
+    """
     counter = counter or TokenCounter()
     api_id = api_token_id(tok)
     encoded = {}
@@ -130,6 +134,8 @@ def annotate_batch(model, tok, items: list[tuple[str, str]], tools: list[Tool], 
                 for pos in positions:
                     with counter.timed("sampling"):
                         samples = sample_calls(model, tok, scored, row, pos, th.m, cfg, api_id, tool.name, counter)
+                    if trace is not None:
+                        trace.append((enc.text_id, tool.name, pos, samples))
                     cands += candidates_from_samples(samples, enc, tool, pos, float(scored.p[row][pos]), counts)
                 with counter.timed("execution"):
                     execute_calls(cands, tool, counts, res.reasons[tool.name])
@@ -149,7 +155,7 @@ def annotate_batch(model, tok, items: list[tuple[str, str]], tools: list[Tool], 
 def run_pipeline(texts: Iterable[str] | Iterable[tuple[str, str]], cfg: PipelineConfig | None = None,
                  model=None, tok=None, model_name: str | None = None,
                  on_batch: Callable[[list[TextResult]], None] | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> PipelineResult:
+                 progress: Callable[[int, int], None] | None = None, trace: list | None = None) -> PipelineResult:
     """Annotate ``texts`` (strings, or (id, text) pairs) and return every candidate and C*.
 
     >>> result = run_pipeline(["Out of 1400 people, 400 passed."], PipelineConfig(tools=("Calculator",)))
@@ -165,7 +171,7 @@ def run_pipeline(texts: Iterable[str] | Iterable[tuple[str, str]], cfg: Pipeline
     tools = [get_tool(name) for name in cfg.tools]
     counter, start, out = TokenCounter(), time.perf_counter(), []
     for s in range(0, len(items), cfg.batch_size):
-        batch = annotate_batch(model, tok, items[s : s + cfg.batch_size], tools, cfg, counter)
+        batch = annotate_batch(model, tok, items[s : s + cfg.batch_size], tools, cfg, counter, trace)
         out += batch
         if on_batch:
             on_batch(batch)

@@ -67,6 +67,7 @@ _KEYWORD = re.compile(
 _WINDOW = 100  # whitespace tokens
 _MAX_NUMBERS_PER_WINDOW = 30  # bound the O(n^3) search on number-heavy texts
 _MAX_NUMBERS = 200
+_MAX_RELATIVE_ERROR = 0.02
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class _Num:
     value: float
     tolerance: float  # half a unit of the shown precision, so "29%" matches 400 / 1400 = 0.2857
     token: int  # index of the whitespace token it sits in
+    percent: bool = False
 
 
 def numbers_in_text(text: str) -> list[_Num]:
@@ -90,18 +92,23 @@ def numbers_in_text(text: str) -> list[_Num]:
             if pct:
                 value, decimals = value / 100, decimals + 2
             tolerance = 0.5 * 10.0**-decimals + 1e-9 * abs(value)
-            out.append(_Num(m.group(), value, tolerance, t_index))
+            out.append(_Num(m.group(), value, tolerance, t_index, bool(pct)))
     return out
 
 
-def _operations(x: float, y: float):
-    """(result, op) for x op y, skipping identities (x+0, x*1, x/1) that make any repeat look like a sum."""
-    if x != 0 and y != 0:
+def _operations(x: float, y: float, mixed_percent: bool = False):
+    """(result, op) for x op y, skipping identities (x+0, x*1, x/1, x-x, x/x) that make repeats look like sums.
+
+    A percentage is only multiplied or divided with a plain number (2025 + 85% is no calculation).
+    """
+    if x != 0 and y != 0 and not mixed_percent:
         yield x + y, "+"
-        yield x - y, "-"
+        if x != y:
+            yield x - y, "-"
     if x not in (0, 1) and y not in (0, 1):
         yield x * y, "*"
-        yield x / y, "/"
+        if x != y:
+            yield x / y, "/"
 
 
 def arithmetic_triple(text: str) -> tuple[str, str, str, str] | None:
@@ -114,8 +121,13 @@ def arithmetic_triple(text: str) -> tuple[str, str, str, str] | None:
             for third in rest[j + 1 :]:
                 for c, x, y in ((third, anchor, second), (second, anchor, third), (anchor, second, third)):
                     for a, b in ((x, y), (y, x)):
-                        for value, op in _operations(a.value, b.value):
-                            if abs(value - c.value) <= c.tolerance:
+                        for value, op in _operations(a.value, b.value, a.percent != b.percent):
+                            # Shown precision alone is too loose for small integers (1.6 "is" 2),
+                            # so the relative error must be small too (0.2857 vs 29%: 1.5%).
+                            diff = abs(value - c.value)
+                            if op == "/" and c.value == 1:  # any two close numbers (years) divide to ~1
+                                continue
+                            if diff <= c.tolerance and diff <= _MAX_RELATIVE_ERROR * abs(c.value):
                                 return a.text, op, b.text, c.text
     return None
 

@@ -65,8 +65,8 @@ class Corpus:
     passages: list[str]
     titles: list[str] = field(default_factory=list)
     source: str = ""
-    _index: _BM25 | None = field(default=None, init=False, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _index: _BM25 | None = field(default=None, init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.passages)

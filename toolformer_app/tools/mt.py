@@ -167,6 +167,7 @@ def _norm(text: str) -> str:
 # -- translation ------------------------------------------------------------------------------------
 _S2S: dict[str, tuple[Any, Any]] = {}
 _S2S_LOCK = threading.Lock()
+_SRC_LOCK = threading.Lock()
 
 
 def _load_seq2seq(name: str) -> tuple[Any, Any]:
@@ -186,9 +187,10 @@ def translate_seq2seq(name: str, text: str, source_lang: str, max_new_tokens: in
 
     model, tok = _load_seq2seq(name)
     src = NLLB_CODES.get(source_lang)
-    if src and hasattr(tok, "src_lang"):
-        tok.src_lang = src  # NLLB prefixes the source with its language token
-    enc = tok(text, return_tensors="pt", truncation=True, max_length=512)
+    with _SRC_LOCK:  # src_lang is state on the shared tokenizer: set it and encode together
+        if src and hasattr(tok, "src_lang"):
+            tok.src_lang = src  # NLLB prefixes the source with its language token
+        enc = tok(text, return_tensors="pt", truncation=True, max_length=512)
     enc = {k: v.to(model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
     kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": False, "num_beams": 1}
     eng = tok.convert_tokens_to_ids("eng_Latn") if "eng_Latn" in tok.get_vocab() else None

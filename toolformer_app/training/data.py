@@ -1,0 +1,259 @@
+"""C* as training examples: read and validate the JSONL, split off a held-out set, tokenize, mask.
+
+The objective is the paper's plain causal LM loss on x* (text with the calls interleaved).
+With ``mask_results`` (the default) the tokens of each tool result r, between "->" and "]",
+get label -100: they stay in the input, so everything after a call is still conditioned on the
+result exactly as the paper trains it, but the model is never trained to *predict* a result.
+A 135M model cannot compute 400 / 1400 or know a fact, and learning to guess results teaches it
+to hallucinate them at inference, where the tool would have answered anyway. It still learns
+everything that it must emit: " [", the tool name, the input, "->" and the closing "]".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolformer_app.calls import ARROW, find_calls
+from toolformer_app.training.options import FinetuneConfig, TrainingInputError
+
+IGNORE_INDEX = -100  # the label value the HF loss skips
+
+
+@dataclass
+class LoadedData:
+    """The usable texts of a JSONL file, and what was skipped on the way."""
+
+    path: str
+    texts: list[str]
+    sha256: str
+    lines: int = 0
+    skipped_malformed: list[int] = field(default_factory=list)  # 1-based line numbers
+    skipped_no_text: list[int] = field(default_factory=list)
+    calls_per_tool: dict[str, int] = field(default_factory=dict)
+    texts_with_calls: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "sha256": self.sha256,
+            "lines": self.lines,
+            "examples": len(self.texts),
+            "examples_with_calls": self.texts_with_calls,
+            "calls_per_tool": dict(self.calls_per_tool),
+            "skipped_malformed": len(self.skipped_malformed),
+            "skipped_no_text": len(self.skipped_no_text),
+        }
+
+    def warnings(self) -> list[str]:
+        out = []
+        if self.skipped_malformed:
+            out.append(f"skipped {len(self.skipped_malformed)} malformed JSON line(s): {_lines(self.skipped_malformed)}")
+        if self.skipped_no_text:
+            out.append(f"skipped {len(self.skipped_no_text)} line(s) without a text string: {_lines(self.skipped_no_text)}")
+        return out
+
+
+def _lines(numbers: list[int], limit: int = 8) -> str:
+    shown = ", ".join(str(n) for n in numbers[:limit])
+    return shown + (f" and {len(numbers) - limit} more" if len(numbers) > limit else "")
+
+
+def load_texts(path: str | Path) -> LoadedData:
+    """Read ``path`` (JSONL, a string "text" per line) and check it can train a Toolformer.
+
+    Malformed lines and lines without "text" are skipped and reported; it is an error only when
+    nothing usable is left, or when no text holds a single API call (nothing to learn).
+    """
+    p = Path(path).expanduser()
+    if not str(path).strip():
+        raise TrainingInputError("no data file given (--data)")
+    if not p.exists():
+        raise TrainingInputError(f"data file {p} does not exist")
+    if not p.is_file():
+        raise TrainingInputError(f"data file {p} is not a file")
+    raw = p.read_bytes()
+    sha = hashlib.sha256(raw).hexdigest()
+    try:
+        content = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TrainingInputError(f"data file {p} is not UTF-8 text (byte {exc.start})") from exc
+    data = LoadedData(path=str(p.resolve()), texts=[], sha256=sha)
+    tools: Counter[str] = Counter()
+    for number, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        data.lines += 1
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            data.skipped_malformed.append(number)
+            continue
+        text = row.get("text") if isinstance(row, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            data.skipped_no_text.append(number)
+            continue
+        data.texts.append(text)
+        calls = find_calls(text)
+        if calls:
+            data.texts_with_calls += 1
+            tools.update(c.tool for c in calls)
+    data.calls_per_tool = dict(tools)
+    if data.lines == 0:
+        raise TrainingInputError(f"data file {p} is empty")
+    if not data.texts:
+        if data.skipped_malformed and not data.skipped_no_text:
+            raise TrainingInputError(f"data file {p}: no valid JSON line (malformed: {_lines(data.skipped_malformed)})")
+        raise TrainingInputError(
+            f'data file {p}: no line has a "text" string field '
+            f"({len(data.skipped_malformed)} malformed, {len(data.skipped_no_text)} without text)"
+        )
+    if not data.texts_with_calls:
+        raise TrainingInputError(
+            f"data file {p}: none of the {len(data.texts)} texts holds an API call like "
+            '" [Calculator(1 + 2) -> 3]"; run the pipeline (generate) first'
+        )
+    return data
+
+
+def split_texts(texts: list[str], cfg: FinetuneConfig) -> tuple[list[str], list[str]]:
+    """A seeded shuffle, then the held-out set: round(n * eval_fraction), at least 1, at most max_eval_examples."""
+    order = list(range(len(texts)))
+    random.Random(cfg.seed).shuffle(order)
+    n_eval = 0
+    if cfg.eval_fraction > 0:
+        n_eval = min(max(1, round(len(texts) * cfg.eval_fraction)), cfg.max_eval_examples)
+    if len(texts) - n_eval < 1:
+        raise TrainingInputError(
+            f"eval split too big: {n_eval} of {len(texts)} examples held out leaves none to train on; "
+            "lower --eval-fraction (0 disables evaluation) or add data"
+        )
+    eval_idx = set(order[:n_eval])
+    train = [texts[i] for i in order if i not in eval_idx]
+    held = [texts[i] for i in sorted(eval_idx)]
+    return train, held
+
+
+def result_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of the tool results r in ``text``: from the first non-space after "->" to "]".
+
+    The leading space is not part of the span but a token " 0.29" overlaps it, so it is masked;
+    "->" and "]" are never inside it. Calls without a result, or with an empty one, give no span.
+    """
+    spans = []
+    for call in find_calls(text):
+        if not call.result:
+            continue
+        arrow = text.rfind(ARROW, call.start, call.end)  # results are sanitised: no "->" inside
+        start, end = arrow + len(ARROW), call.end - 1  # call.end - 1 is the "]"
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        if end > start:
+            spans.append((start, end))
+    return spans
+
+
+def call_spans(text: str) -> list[tuple[int, int]]:
+    return [(c.start, c.end) for c in find_calls(text)]
+
+
+def _overlaps(a: int, b: int, spans: list[tuple[int, int]]) -> bool:
+    return b > a and any(a < e and b > s for s, e in spans)
+
+
+def _window_ends(offsets: list[tuple[int, int]], first: int, size: int, calls: list[tuple[int, int]]) -> int:
+    """End (exclusive) of the window that starts at token ``first``: as long as allowed, never cutting a call."""
+    n = len(offsets)
+    end = min(first + size, n)
+    if end == n:
+        return end
+    cut = end
+    while cut > first + 1 and any(s < offsets[cut][0] < e for s, e in calls):
+        cut -= 1
+    return cut if cut > first + 1 else end  # a call longer than the window: cut it anyway
+
+
+def build_examples(text: str, tokenizer: Any, cfg: FinetuneConfig) -> list[dict[str, list[int]]]:
+    """Token ids and labels for one x*: one example, or several windows when it is longer than max_length.
+
+    Labels are the ids (the model shifts them), with IGNORE_INDEX on result tokens when
+    ``cfg.mask_results``. Token/character alignment comes from the fast tokenizer's offsets.
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise TrainingInputError("the tokenizer has no offset mapping (not a fast tokenizer); it cannot mark results")
+    enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=True)
+    ids: list[int] = list(enc["input_ids"])
+    offsets = [tuple(o) for o in enc["offset_mapping"]]
+    results = result_spans(text) if cfg.mask_results else []
+    labels = [IGNORE_INDEX if _overlaps(a, b, results) else t for t, (a, b) in zip(ids, offsets, strict=True)]
+
+    bos = getattr(tokenizer, "bos_token_id", None)
+    lead = [bos] if bos is not None and ids and ids[0] == bos and offsets[0] == (0, 0) else []
+    calls = call_spans(text)
+    out, first = [], 0
+    while first < len(ids):
+        # Later windows get the BOS again (when the tokenizer uses one), so each looks like a document start.
+        extra = lead if first > 0 else []
+        end = _window_ends(offsets, first, cfg.max_length - len(extra), calls)
+        window_ids, window_labels = extra + ids[first:end], [IGNORE_INDEX] * len(extra) + labels[first:end]
+        if len(window_ids) >= 2:
+            out.append({"input_ids": window_ids, "labels": window_labels})
+        if cfg.long_texts == "truncate":
+            break
+        first = end
+    return out
+
+
+def build_dataset(texts: list[str], tokenizer: Any, cfg: FinetuneConfig) -> list[dict[str, list[int]]]:
+    examples = []
+    for text in texts:
+        examples.extend(build_examples(text, tokenizer, cfg))
+    return examples
+
+
+def dataset_stats(examples: list[dict[str, list[int]]]) -> dict[str, int]:
+    tokens = sum(len(e["input_ids"]) for e in examples)
+    trained = sum(sum(1 for lab in e["labels"][1:] if lab != IGNORE_INDEX) for e in examples)
+    return {"sequences": len(examples), "tokens": tokens, "trained_tokens": trained}
+
+
+class ListDataset:
+    """A map-style dataset over prepared examples (torch's DataLoader needs only len and getitem)."""
+
+    def __init__(self, examples: list[dict[str, list[int]]]):
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        return self.examples[i]
+
+
+class PadCollator:
+    """Right-pads a batch. Padding is found from lengths, never by comparing ids with pad_token_id:
+    for SmolLM2 pad == eos, and a real eos in the text must keep its label."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = int(pad_token_id)
+
+    def __call__(self, batch: list[dict[str, list[int]]]) -> dict[str, Any]:
+        import torch
+
+        width = max(len(e["input_ids"]) for e in batch)
+        ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, e in enumerate(batch):
+            n = len(e["input_ids"])
+            ids[row, :n] = torch.tensor(e["input_ids"], dtype=torch.long)
+            labels[row, :n] = torch.tensor(e["labels"], dtype=torch.long)
+            mask[row, :n] = 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
