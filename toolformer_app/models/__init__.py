@@ -136,6 +136,8 @@ def resolve(name: str | None = None) -> str:
                     _convert_gguf(preset, cache)
         return str(cache)
     path = Path(name).expanduser()
+    if not path.exists() and (name.startswith(("/", ".", "~")) or name.count("/") > 1):
+        raise ModelLoadError(f"{name} does not exist (not a preset, hub id or model directory)")
     if path.exists():
         if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
             raise ModelLoadError(f"{path} is not a model directory (no config.json)")

@@ -96,6 +96,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-call-tokens", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-prefill", action="store_true",
+                   help="let the model write the tool name itself (the paper; small models rarely manage)")
     p.set_defaults(func=main)
 
 
@@ -109,7 +111,7 @@ def main(args: argparse.Namespace) -> int:
     cfg = PipelineConfig(
         tools=tuple(t.strip() for t in args.tools.split(",") if t.strip()), tau_s=args.tau_s, k=args.k, m=args.m,
         tau_f=args.tau_f, temperature=args.temperature, max_call_tokens=args.max_call_tokens,
-        batch_size=args.batch_size, seed=args.seed,
+        batch_size=args.batch_size, seed=args.seed, prefill_tool_name=not args.no_prefill,
     )
     try:
         cfg.validate()

@@ -23,7 +23,6 @@ from toolformer_app.files import append_jsonl, atomic_write_json, atomic_write_j
 from toolformer_app.pipeline.config import Candidate, PipelineConfig
 from toolformer_app.pipeline.filtering import build_stats, keep_if_helpful, merge_calls
 from toolformer_app.pipeline.steps import (
-    EncodedText,
     TokenCounter,
     candidates_from_samples,
     encode_text,
@@ -130,10 +129,10 @@ def annotate_batch(model, tok, items: list[tuple[str, str]], tools: list[Tool], 
                 res.position_scores[tool.name] = [round(float(v), 6) for v in scored.p[row]]
                 positions = top_positions(scored.p[row], enc, th.tau_s, th.k)
                 counts["positions_over_tau_s"] += len(positions)
+                with counter.timed("sampling"):
+                    drawn = sample_calls(model, tok, scored, row, positions, th.m, cfg, api_id, tool.name, counter)
                 cands = []
-                for pos in positions:
-                    with counter.timed("sampling"):
-                        samples = sample_calls(model, tok, scored, row, pos, th.m, cfg, api_id, tool.name, counter)
+                for pos, samples in zip(positions, drawn, strict=True):
                     if trace is not None:
                         trace.append((enc.text_id, tool.name, pos, samples))
                     cands += candidates_from_samples(samples, enc, tool, pos, float(scored.p[row][pos]), counts)

@@ -204,32 +204,71 @@ class Samples:
     closed: list[bool] = field(default_factory=list)
 
 
-@torch.inference_mode()
-def sample_calls(model, tok, scored: ScoredPositions, row: int, position: int, m: int, cfg: PipelineConfig,
-                 api_token_id: int, tool_name: str, counter: TokenCounter | None = None) -> Samples:
-    """Draw m calls at ``position`` of text ``row``, as one batch, from the scoring pass's cache.
+MAX_SAMPLE_ROWS = 48  # rows per sampling batch: bounds the KV cache (rows x context) in memory
 
-    The cache is cut to P(x) + x_<i, so nothing is re-encoded; sampling stops for a row when its
-    decoded text closes the call (")]" or ") ->"; detected on text because tokenizers merge ")]").
+
+@torch.inference_mode()
+def sample_calls(model, tok, scored: ScoredPositions, row: int, positions: list[int], m: int, cfg: PipelineConfig,
+                 api_token_id: int, tool_name: str, counter: TokenCounter | None = None) -> list[Samples]:
+    """Draw m calls at each of ``positions`` of text ``row``: every (position, sample) is one batch row.
+
+    Each row starts from the scoring pass's cache cut to P(x) + x_<i (no re-encoding); rows of
+    different positions are left-padded inside the cache, with the pads masked out and explicit
+    position ids, so every row sees exactly its own context. A row stops when its decoded text closes
+    the call (")]" or ") ->", detected on text because tokenizers merge ")]"). Each position has its
+    own seeded generator, so samples do not depend on how positions are batched.
     """
+    per_chunk = max(1, MAX_SAMPLE_ROWS // m)
+    out: list[Samples] = []
+    for s in range(0, len(positions), per_chunk):
+        out += _sample_chunk(model, tok, scored, row, positions[s : s + per_chunk], m, cfg, api_token_id,
+                             tool_name, counter)
+    return out
+
+
+def _sample_chunk(model, tok, scored, row, positions, m, cfg, api_token_id, tool_name, counter) -> list[Samples]:
     device = next(model.parameters()).device
-    length = scored.prefix_len + scored.body_lens[row] + position
-    cache = _cache_from(scored.layers, slice(row, row + 1), length, repeats=m)
-    gen = torch.Generator(device="cpu").manual_seed(_seed_for(cfg.seed, scored.texts[row].text_id, tool_name,
-                                                              position))
-    nxt = torch.full((m, 1), api_token_id, dtype=torch.long, device=device)
-    generated: list[list[int]] = [[] for _ in range(m)]
-    done = [False] * m
-    closed = [False] * m
+    base = scored.prefix_len + scored.body_lens[row]
+    lengths = [base + p for p in positions]  # context length of each position
+    width = max(lengths)
+    n = len(positions) * m
+    data = []
+    for k, v in scored.layers:
+        shape = (n, k.shape[1], width, k.shape[3])
+        kk, vv = k.new_zeros(shape), v.new_zeros(shape)
+        for g, length in enumerate(lengths):
+            kk[g * m : (g + 1) * m, :, width - length :] = k[row : row + 1, :, :length]
+            vv[g * m : (g + 1) * m, :, width - length :] = v[row : row + 1, :, :length]
+        data.append((kk, vv))
+    cache = DynamicCache(ddp_cache_data=data)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for g, length in enumerate(lengths):
+        mask[g * m : (g + 1) * m, width - length :] = 1
+    mask = mask.to(device)
+    pos_ids = torch.tensor([length for length in lengths for _ in range(m)], device=device)[:, None]
+    gens = [torch.Generator(device="cpu").manual_seed(_seed_for(cfg.seed, scored.texts[row].text_id, tool_name, p))
+            for p in positions]
+    # The model writes the tool name itself (the paper), unless cfg.prefill_tool_name feeds
+    # "Tool(" after " [" (an option for small models, which often write no name at all).
+    forced = tok(tool_name + "(", add_special_tokens=False)["input_ids"] if cfg.prefill_tool_name else []
+    nxt = torch.tensor([[api_token_id, *forced]] * n, dtype=torch.long, device=device)
+    generated: list[list[int]] = [list(forced) for _ in range(n)]
+    done, closed = [False] * n, [False] * n
     eos = tok.eos_token_id
+    fed = 0
     for _ in range(cfg.max_call_tokens):
-        out = model(nxt, past_key_values=cache, use_cache=True)  # no pads in this batch: no mask needed
+        step = nxt.shape[1]
+        mask = torch.cat([mask, mask.new_ones((n, step))], 1)
+        positions_now = pos_ids + fed + torch.arange(step, device=device)[None, :]
+        out = model(nxt, past_key_values=cache, attention_mask=mask, position_ids=positions_now, use_cache=True)
+        fed += step
         if counter:
-            counter.sampling += m
+            counter.sampling += n * step
         cache = out.past_key_values
-        logits = out.logits[:, -1].float() / cfg.temperature
-        choice = torch.multinomial(torch.softmax(logits, -1).cpu(), 1, generator=gen)  # (m, 1)
-        for r in range(m):
+        probs = torch.softmax(out.logits[:, -1].float() / cfg.temperature, -1).cpu()
+        choice = torch.cat([torch.multinomial(probs[g * m : (g + 1) * m], 1, generator=gens[g])
+                            for g in range(len(positions))])  # (n, 1)
+        for r in range(n):
             if done[r]:
                 continue
             token = int(choice[r, 0])
@@ -237,12 +276,14 @@ def sample_calls(model, tok, scored: ScoredPositions, row: int, position: int, m
                 done[r] = True
                 continue
             generated[r].append(token)
-            if _closed(tok.decode(generated[r])):
+            if _closed(tok.decode(generated[r][-8:]) if len(generated[r]) > 8 else tok.decode(generated[r])):
                 done[r] = closed[r] = True
         if all(done):
             break
         nxt = choice.to(device)
-    return Samples([tok.decode(g) for g in generated], generated, closed)
+    return [Samples([tok.decode(generated[g * m + j]) for j in range(m)],
+                    [generated[g * m + j] for j in range(m)], closed[g * m : (g + 1) * m])
+            for g in range(len(positions))]
 
 
 def candidates_from_samples(samples: Samples, text: EncodedText, tool: Tool, position: int, p_i: float,

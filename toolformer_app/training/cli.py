@@ -33,6 +33,7 @@ _FLAGS: list[tuple[str, str, Any, str]] = [
     ("--lora-alpha", "lora_alpha", int, "LoRA alpha (default 32)"),
     ("--lora-dropout", "lora_dropout", float, "LoRA dropout (default 0.05)"),
     ("--precision", "precision", str, "auto (default), fp32, bf16 or fp16"),
+    ("--cpu-threads", "cpu_threads", int, "torch threads on a CPU (default: one per core; 1 on a busy shared machine)"),
 ]
 _SWITCHES = [  # BooleanOptionalAction: --x / --no-x
     ("--mask-results", "mask_results", "mask the loss on tool results (default on)"),
@@ -41,6 +42,7 @@ _SWITCHES = [  # BooleanOptionalAction: --x / --no-x
     ("--lora", "lora", "train a LoRA adapter instead of all weights (default off)"),
     ("--merge-lora", "merge_lora", "save merged weights instead of the adapter (default off)"),
     ("--overwrite", "overwrite", "replace a non-empty --out (default off)"),
+    ("--cleanup-checkpoints", "cleanup_checkpoints", "delete intermediate checkpoints after success (default on)"),
 ]
 
 

@@ -45,6 +45,7 @@ QUEUED_TIMEOUT_S = 120.0  # a queued job without a process after this long was n
 
 _CHILDREN: dict[int, subprocess.Popen] = {}  # processes this process spawned: polled so they never linger as zombies
 _CHILDREN_LOCK = threading.Lock()
+_SCHEMA_READY: set[str] = set()
 
 
 class JobError(RuntimeError):
@@ -142,13 +143,18 @@ def jobs_root() -> Path:
 @contextlib.contextmanager
 def _db(immediate: bool = False) -> Iterator[sqlite3.Connection]:
     """A short-lived connection, in one transaction (IMMEDIATE takes the write lock up front)."""
-    conn = sqlite3.connect(str(store_path()), timeout=30.0, isolation_level=None)
+    path = str(store_path())
+    if not os.path.exists(path):  # a new (or deleted) store gets its schema again
+        _SCHEMA_READY.discard(path)
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
     try:
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout = 30000")
-        conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
-        conn.executescript(_SCHEMA)
+        if path not in _SCHEMA_READY:  # WAL is persistent in the file; the schema is created once
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.executescript(_SCHEMA)
+            _SCHEMA_READY.add(path)
         conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
         try:
             yield conn
@@ -502,7 +508,8 @@ def _is_dead(job: Job) -> bool:
 
 
 def mark_interrupted() -> list[str]:
-    """Mark jobs that claim to be queued/running but whose process is gone as interrupted; returns their ids."""
+    """Mark jobs that claim to be queued/running but whose process is gone as interrupted (or cancelled,
+    if a cancel was requested); returns their ids."""
     from toolformer_app.training.trainer import latest_checkpoint
 
     with _db() as conn:
@@ -518,6 +525,8 @@ def mark_interrupted() -> list[str]:
             "status": "interrupted", "finished": time.time(),
             "error": why + (f"; last log line: {last[:300]}" if last else "") + ("; resumable" if ckpt else ""),
         }
+        if job.cancel_requested:  # it died of our own cancel (e.g. SIGKILL after the grace period)
+            fields.update(status="cancelled", error=None)
         if ckpt:
             fields["last_checkpoint"] = ckpt
         if _update(job.id, only_if_status=ACTIVE, **fields):
@@ -615,7 +624,8 @@ def run_job(job_id: str, resume: bool = False) -> int:
     if main:
         events.emit("done", metrics=metrics, path=metrics.get("path"))
         _update(job_id, status="succeeded", finished=time.time(), metrics=metrics, error=None,
-                last_step=metrics.get("steps"), out_dir=metrics.get("path"))
+                last_step=metrics.get("steps"), out_dir=metrics.get("path"),
+                last_checkpoint=latest_checkpoint(job.job_dir))  # None once cleaned up
     return 0
 
 

@@ -59,7 +59,8 @@ class FinetuneConfig:
     long_texts: LongTexts = "split"
     """"split": cut long texts into windows, never inside a call; "truncate": keep the first window."""
     mask_results: bool = True
-    """Do not train on the tool result tokens (between "->" and "]"); see ``data.build_example``."""
+    """Do not train on the tool result tokens (between "->" and "]"); they stay in the input as conditioning.
+    The held-out loss uses the same labels. Why this is the default: see the ``training.data`` docstring."""
     eval_fraction: float = 0.1
     """Held-out share of the examples for perplexity (0 disables evaluation and best-checkpoint selection)."""
     max_eval_examples: int = 1000
@@ -72,6 +73,9 @@ class FinetuneConfig:
     """Steps between resumable checkpoints; a multiple of eval_every when evaluation is on."""
     keep_checkpoints: int = 2
     """Intermediate checkpoints kept on disk (the best one is never deleted)."""
+    cleanup_checkpoints: bool = True
+    """Delete the intermediate checkpoints once the final model is written: they only serve resuming,
+    and a full one of a 135M model holds ~1.9 GB (weights, fp32 master copy and Adam moments)."""
     seed: int = 0
     lora: bool = False
     """Train a LoRA adapter instead of every weight (the output is an adapter dir)."""
@@ -84,6 +88,9 @@ class FinetuneConfig:
     """auto: GPU -> fp32 master weights + bf16 autocast (fp16 if no bf16); CPU -> bf16 weights with fp32
     master weights in the optimizer (bf16 matmuls are 2-3x faster there, and the fp32 copy keeps small
     updates from rounding away)."""
+    cpu_threads: int | None = None
+    """Torch threads on a CPU (None: torch's default, one per core). On a machine shared with other
+    busy processes, 1 avoids OpenMP oversubscription, which can make each step several times slower."""
     memory_check: bool = True
     """Run one forward+backward on the longest batch first, to fail early with advice on OOM."""
     overwrite: bool = False
@@ -156,6 +163,8 @@ def validate_hyperparameters(cfg: FinetuneConfig) -> None:
         bad(f"keep_checkpoints must be >= 1 (got {cfg.keep_checkpoints}); resuming needs one")
     if cfg.lora and (cfg.lora_r < 1 or cfg.lora_alpha <= 0 or not 0 <= cfg.lora_dropout < 1):
         bad(f"LoRA needs r >= 1, alpha > 0, dropout in [0, 1) (got {cfg.lora_r}, {cfg.lora_alpha}, {cfg.lora_dropout})")
+    if cfg.cpu_threads is not None and cfg.cpu_threads < 1:
+        bad(f"cpu threads must be >= 1 (got {cfg.cpu_threads})")
     if cfg.precision not in ("auto", "fp32", "bf16", "fp16"):
         bad(f"precision must be auto, fp32, bf16 or fp16 (got {cfg.precision!r})")
     if cfg.out_dir:

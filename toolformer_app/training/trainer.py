@@ -56,13 +56,29 @@ def validate_inputs(cfg: FinetuneConfig) -> Prepared:
     Raises TrainingInputError (one line) on the first problem.
     """
     validate_hyperparameters(cfg)
+    if cfg.precision == "fp16":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise TrainingInputError("fp16 needs a GPU; use --precision bf16 or fp32 on a CPU")
     loaded = tdata.load_texts(cfg.data)
     train, held = tdata.split_texts(loaded.texts, cfg)
+    return Prepared(cfg, loaded, train, held, resolve_model(cfg.model))
+
+
+def resolve_model(name: str) -> str:
+    """models.resolve, with every failure as a one-line TrainingInputError."""
+    name = (name or "").strip()
+    looks_like_path = name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep in name.replace("/", "")
+    if looks_like_path and not Path(name).expanduser().exists():
+        raise TrainingInputError(f"model: directory {name} does not exist")
     try:
-        source = models.resolve(cfg.model)
+        return models.resolve(name)
     except models.ModelLoadError as exc:
         raise TrainingInputError(f"model: {exc}") from exc
-    return Prepared(cfg, loaded, train, held, source)
+    except Exception as exc:  # e.g. huggingface_hub's id validation
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise TrainingInputError(f"model {name!r}: {first}") from exc
 
 
 # ---------------------------------------------------------------- precision and optimizer
@@ -113,7 +129,10 @@ def _master_adamw_class():
                     self._pairs.append((p, m))
                     masters.append(m)
                 master_groups.append({**group, "params": masters})
-            super().__init__(master_groups, **kwargs)
+            try:  # the fused kernel is ~5x faster than foreach on a CPU (0.5 s vs 2.5 s for 135M params)
+                super().__init__(master_groups, **({"fused": True} | kwargs))
+            except (RuntimeError, TypeError, ValueError):
+                super().__init__(master_groups, **kwargs)
 
         @torch.no_grad()
         def step(self, closure=None):
@@ -143,6 +162,14 @@ def _master_adamw_class():
                     m.copy_(masters[i] if masters is not None else p)
 
     return MasterWeightAdamW
+
+
+def _precision_label(weight_dtype: Any, amp: dict[str, bool], master: bool, lora: bool) -> str:
+    weights = str(weight_dtype).replace("torch.", "").replace("bfloat16", "bf16").replace("float", "fp")
+    label = f"{weights} weights" + (" + fp32 master copy" if master else "")
+    if lora:
+        label = f"{weights} frozen base + fp32 LoRA adapters"
+    return label + (f" + {next(iter(amp))} autocast" if amp else "")
 
 
 # ---------------------------------------------------------------- model loading
@@ -293,20 +320,26 @@ def _callbacks(events: EventWriter, job_dir: Path, stop: threading.Event, on_che
         """Turns Trainer logs into our progress/eval/checkpoint events, and honours a stop request."""
 
         def __init__(self):
-            self.session_start = None
+            self.session_start = time.time()
             self.first_step = 0
-            self.last_time = None
+            self.step_t0 = time.perf_counter()
+            self.train_time = self.last_train_time = 0.0
             self.last_tokens = 0
             self.last_saved = -1
             self.last_loss = None
             self.stopping = False
 
         def on_train_begin(self, args, state, control, **kw):
-            self.session_start = self.last_time = time.time()
+            self.session_start = time.time()
             self.first_step = state.global_step
             self.last_tokens = state.num_input_tokens_seen
 
+        def on_step_begin(self, args, state, control, **kw):
+            self.step_t0 = time.perf_counter()
+
         def on_step_end(self, args, state, control, **kw):
+            # Throughput counts time inside steps only, not evaluations or checkpoint writes.
+            self.train_time += time.perf_counter() - self.step_t0
             requested = stop.is_set()
             if torch.distributed.is_available() and torch.distributed.is_initialized():
                 # Only rank 0 may have got the signal: every rank must stop at the same step.
@@ -326,9 +359,9 @@ def _callbacks(events: EventWriter, job_dir: Path, stop: threading.Event, on_che
                 return
             now = time.time()
             tokens = state.num_input_tokens_seen
-            dt = max(now - (self.last_time or now), 1e-9)
-            tps = (tokens - self.last_tokens) / dt if tokens else None
-            self.last_time, self.last_tokens = now, tokens
+            dt = self.train_time - self.last_train_time
+            tps = (tokens - self.last_tokens) / dt if tokens and dt > 0 else None
+            self.last_train_time, self.last_tokens = self.train_time, tokens
             done = state.global_step - self.first_step
             per_step = (now - self.session_start) / done if done > 0 else None
             eta = per_step * (state.max_steps - state.global_step) if per_step is not None else None
@@ -431,6 +464,8 @@ def run_finetune(
         events.emit("status", message=note)
 
     cuda = torch.cuda.is_available()
+    if cfg.cpu_threads and not cuda:
+        torch.set_num_threads(cfg.cpu_threads)
     weight_dtype, amp, master = _amp_flags(cfg, cuda)
     set_seed(cfg.seed)
     events.emit("status", message=f"loading {cfg.model}")
@@ -504,8 +539,7 @@ def run_finetune(
         "start", step=start_step, total_steps=total, resumed_from=resume_from,
         data=prep.data.summary(), train_sequences=len(train_examples), eval_sequences=len(eval_examples),
         train_stats=tdata.dataset_stats(train_examples), device=str(args.device), world_size=args.world_size,
-        precision=("bf16 weights + fp32 master" if master else str(weight_dtype).replace("torch.", "")) +
-        (" + amp " + next(iter(amp)) if amp else ""),
+        precision=_precision_label(weight_dtype, amp, master, cfg.lora),
     )
     t0 = time.time()
     try:
@@ -554,7 +588,8 @@ def run_finetune(
         if kind == "full" and weight_dtype == torch.float32 and amp:
             final.to(torch.bfloat16 if amp.get("bf16") else torch.float16)  # halve the file; loads in that dtype anyway
         if trainer.is_world_process_zero():
-            final.save_pretrained(str(tmp))
+            # save_embedding_layers=False: the vocabulary is unchanged (and peft would look for the base's config).
+            final.save_pretrained(str(tmp), **({"save_embedding_layers": False} if kind == "lora" else {}))
             tokenizer.save_pretrained(str(tmp))
     else:
         trainer.save_model(str(tmp))
@@ -562,5 +597,9 @@ def run_finetune(
         card = _card(cfg, prep, metrics, job_id, kind, base_ref)
         write_atomic(tmp / models.CARD_NAME, json.dumps(card, indent=2, default=str))
         _publish(tmp, out, cfg.overwrite)
+        if cfg.cleanup_checkpoints:
+            shutil.rmtree(job_dir / CHECKPOINTS_DIR, ignore_errors=True)
+            (job_dir / LATEST_NAME).unlink(missing_ok=True)
+            events.emit("status", message="removed the intermediate checkpoints (the final model is complete)")
     metrics["path"] = str(out)
     return metrics

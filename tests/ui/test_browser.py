@@ -1,0 +1,53 @@
+"""A real Chromium (Playwright, offline) doing the four tasks of the app."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.ui import browser_steps as steps
+from tests.ui.helpers import run
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def test_type_a_text_and_annotate_shows_highlighted_candidates(page):
+    steps.annotate(page, steps.ASSETS.joinpath("examples", "orchard.txt").read_text().strip(), k=2, m=2)
+    marked = page.locator("#annotate-candidates")
+    expect(marked).to_contain_text("[Calculator(")
+    expect(page.locator("#annotate-table")).to_contain_text("Calculator")
+    expect(page.locator("#annotate-heatmap")).to_contain_text("orchard")
+
+
+def test_moving_the_tau_f_slider_changes_the_kept_count(page, tmp_path):
+    path = tmp_path / "candidates.jsonl"
+    path.write_text("".join(json.dumps(c) + "\n" for c in run(reductions=(1.5, 0.8, 0.2, -0.3))["candidates"]))
+    steps.load_candidates(page, path)
+    kept = page.locator("#filter-kept")
+    expect(kept).to_contain_text("Kept at τf = 0.30: 2 of 4")
+    steps.move_tau(page, 1.0)
+    expect(kept).to_contain_text("Kept at τf = 1.00: 1 of 4")
+    expect(page.locator("#filter-hist")).to_contain_text("τf = 1.00")
+    steps.move_tau(page, -1.0)
+    expect(kept).to_contain_text("Kept at τf = -1.00: 4 of 4")
+
+
+def test_launch_a_tiny_finetune_and_see_it_succeed(page):
+    steps.finetune_tiny(page, steps=3, max_length=32, eval_every=3)
+    expect(page.locator("#finetune-jobs")).to_contain_text("succeeded")
+    expect(page.locator("#finetune-status")).to_contain_text("held-out perplexity")
+    page.reload()  # the job list and the selected job come back from the job store
+    steps.open_tab(page, "Finetune")
+    expect(page.locator("#finetune-status")).to_contain_text("succeeded")
+    expect(page.locator("#finetune-progress")).to_contain_text("step 3/3")
+    steps.open_tab(page, "Chat")  # the finished checkpoint is offered as a chat model
+    page.locator("#chat-model input").click()
+    expect(page.get_by_role("option", name="finetune ft-").first).to_be_visible()
+
+
+def test_chat_shows_a_highlighted_tool_call(page):
+    steps.chat_example(page, compare=True)
+    expect(page.locator("#chat-tools mark.tool-Calculator").first).to_contain_text("[Calculator(")
+    expect(page.locator("#chat-plain")).to_be_visible()

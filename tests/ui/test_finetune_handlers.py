@@ -1,0 +1,143 @@
+"""Finetune tab handlers: the guard, datasets, one job at a time, and the live view from events."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from toolformer_app.ui import finetune
+
+
+@pytest.fixture
+def quiet(monkeypatch):
+    said = []
+    monkeypatch.setattr(gr, "Warning", lambda msg, *a, **k: said.append(msg))
+    monkeypatch.setattr(gr, "Info", lambda msg, *a, **k: said.append(msg))
+    return said
+
+
+def test_the_admin_token_guards_launching_when_it_is_set(monkeypatch):
+    monkeypatch.setenv("TOOLFORMER_ADMIN_TOKEN", "s3cret")
+    assert "admin token" in finetune.guard_note()
+    with pytest.raises(gr.Error, match="admin token"):
+        finetune.check_token("wrong")
+    with pytest.raises(gr.Error, match="admin token"):
+        finetune.check_token("")
+    finetune.check_token("s3cret")
+
+
+def test_a_space_without_a_token_says_how_to_enable_finetuning(monkeypatch):
+    monkeypatch.delenv("TOOLFORMER_ADMIN_TOKEN", raising=False)
+    monkeypatch.setenv("SPACE_ID", "someone/toolformer")
+    assert "TOOLFORMER_ADMIN_TOKEN" in finetune.guard_note() and "disabled" in finetune.guard_note()
+    with pytest.raises(gr.Error, match="TOOLFORMER_ADMIN_TOKEN"):
+        finetune.check_token(None)
+
+
+def test_locally_without_a_token_launching_is_open(monkeypatch):
+    monkeypatch.delenv("TOOLFORMER_ADMIN_TOKEN", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    finetune.check_token(None)
+    assert "TOOLFORMER_ADMIN_TOKEN" in finetune.guard_note()
+
+
+def test_dataset_choices_list_the_current_run_the_example_and_earlier_datasets():
+    from toolformer_app import config
+
+    earlier = config.data_dir() / "datasets" / "run-a" / "dataset.jsonl"
+    earlier.parent.mkdir(parents=True)
+    shutil.copyfile(finetune.EXAMPLE_DATASET, earlier)
+    values = [v for _, v in finetune.dataset_choices()]
+    assert values[0] == finetune.CURRENT and str(earlier) in values and str(finetune.EXAMPLE_DATASET) in values
+
+
+def test_an_uploaded_dataset_is_checked_copied_and_its_bad_lines_reported(tmp_path, quiet):
+    src = tmp_path / "mine.jsonl"
+    good = finetune.EXAMPLE_DATASET.read_text().splitlines()
+    src.write_text("\n".join([good[0], "{oops", good[1]]) + "\n")
+    update = finetune.upload_dataset(str(src))
+    assert Path(update["value"]).is_file() and update["value"] != str(src)
+    assert any("malformed" in s and "2" in s for s in quiet)
+
+
+def test_binary_or_callless_uploads_are_refused_with_one_line(tmp_path):
+    blob = tmp_path / "blob.jsonl"
+    blob.write_bytes(b"\x00\xff" * 50)
+    with pytest.raises(gr.Error, match="binary"):
+        finetune.upload_dataset(str(blob))
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text(json.dumps({"text": "no calls here"}) + "\n")
+    with pytest.raises(gr.Error, match="API call") as exc:
+        finetune.upload_dataset(str(plain))
+    assert "\n" not in str(exc.value)
+
+
+def _launch(dataset: str, **over):
+    args = dict(token="", model="smollm2-135m", dataset=dataset, run=None, tau_f=0.3, lora=False, learning_rate=0,
+                batch_size=2, grad_accum=1, epochs=1, max_steps=2, max_length=32, eval_every=2, eval_fraction=0.1)
+    args.update(over)
+    return finetune.launch(**args)
+
+
+def test_a_second_launch_is_refused_with_a_clear_message(monkeypatch):
+    from toolformer_app.training import FinetuneConfig
+    from toolformer_app.training.jobs import create_job
+
+    monkeypatch.delenv("TOOLFORMER_ADMIN_TOKEN", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    running = create_job(FinetuneConfig(data=str(finetune.EXAMPLE_DATASET)))  # queued: counts as active
+    with pytest.raises(gr.Error, match="Only one finetune runs at a time") as exc:
+        _launch(str(finetune.EXAMPLE_DATASET))
+    assert running.id in str(exc.value)
+
+
+def test_the_current_run_needs_candidates_before_launching(monkeypatch):
+    monkeypatch.delenv("TOOLFORMER_ADMIN_TOKEN", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    with pytest.raises(gr.Error, match="Nothing to export"):
+        _launch(finetune.CURRENT)
+
+
+def test_bad_hyperparameters_are_a_one_line_error(monkeypatch):
+    monkeypatch.delenv("TOOLFORMER_ADMIN_TOKEN", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    with pytest.raises(gr.Error, match="learning rate") as exc:
+        _launch(str(finetune.EXAMPLE_DATASET), learning_rate=1.0)
+    assert "\n" not in str(exc.value)
+
+
+def test_the_job_view_shows_progress_eta_loss_and_perplexity_from_events():
+    from toolformer_app.training import FinetuneConfig
+    from toolformer_app.training.jobs import create_job
+
+    job = create_job(FinetuneConfig(data=str(finetune.EXAMPLE_DATASET)))
+    events = [
+        {"type": "start", "step": 0, "total_steps": 4},
+        {"type": "eval", "step": 0, "eval_loss": 3.7, "perplexity": 40.4},
+        {"type": "progress", "step": 1, "total_steps": 4, "loss": 3.5, "eta_s": 90, "tokens_per_s": 20},
+        {"type": "progress", "step": 2, "total_steps": 4, "loss": 3.2, "eta_s": 45, "tokens_per_s": 21},
+        {"type": "eval", "step": 2, "eval_loss": 3.4, "perplexity": 30.0},
+    ]
+    Path(job.events_path).write_text("".join(json.dumps(e) + "\n" for e in events))
+    status, bar, curve, ppl, log = finetune.job_view(job.id)
+    assert job.id in status and "40.4 (step 0) → 30.0 (step 2)" in status
+    assert "step 2/4" in bar and "ETA 45 s" in bar and "width:50.0%" in bar
+    assert curve["step"].tolist() == [1, 2] and curve["loss"].dtype.kind == "f" and curve["step"].dtype.kind == "i"
+    assert ppl["step"].tolist() == [0, 2] and ppl["perplexity"].tolist() == [40.4, 30.0]
+    choice, known, table = finetune.on_load()
+    assert choice["value"] == job.id and table.iloc[0]["job"] == job.id
+
+
+def test_the_device_line_says_cpu_with_a_measured_step_time(monkeypatch):
+    import toolformer_app.models as models
+
+    monkeypatch.setattr(models, "pick_device", lambda device=None: "cpu")
+    monkeypatch.setattr(finetune, "_measure_cpu_step", lambda name: 0.5)
+    line = finetune.device_line("smollm2-135m", 4, 256, 1, False)
+    expected = finetune.step_estimate(0.5, 4, 256, 1, False)
+    assert line.startswith("**CPU: this will be slow (about") and f"about {expected:.0f} s per step" in line
+    assert finetune.step_estimate(1.0, 2, 256, 1, False) == pytest.approx(finetune.step_estimate(1.0, 1, 512, 1, False))

@@ -1,0 +1,74 @@
+"""The shared runtime: lazy model status, ZeroGPU wrapping, and `python app.py` itself."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import types
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from toolformer_app.ui import runtime
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_model_bound_functions_are_wrapped_with_spaces_gpu_only_on_zero_gpu(monkeypatch):
+    calls = []
+    fake = types.ModuleType("spaces")
+    fake.GPU = lambda fn: calls.append(fn) or (lambda *a, **k: ("wrapped", fn(*a, **k)))
+    fake.__spec__ = types.SimpleNamespace(name="spaces")  # find_spec needs a spec
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+
+    def work(x):
+        return x + 1
+
+    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
+    assert runtime.gpu_bound(work) is work
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    assert runtime.gpu_bound(work)(1) == ("wrapped", 2) and calls == [work]
+
+
+def test_a_failed_background_load_shows_in_the_status_line(monkeypatch):
+    monkeypatch.setattr(runtime, "_status", {})  # this process's status line, restored afterwards
+    runtime.preload_in_background("no-such-model").join(timeout=30)
+    line = runtime.status_line()
+    assert "`no-such-model` failed:" in line and "\n" not in line
+    assert not runtime.loading() or "loading" in line
+
+
+@pytest.mark.slow
+def test_app_py_starts_offline_and_serves_the_page(tmp_path):
+    """The thin entry point: served well before the model is loaded (target < 15 s on an idle laptop)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "TOOLFORMER_DATA_DIR": str(tmp_path / "data"),
+           "OMP_NUM_THREADS": "1"}
+    env.pop("GRADIO_SERVER_NAME", None)
+    log = open(tmp_path / "log.txt", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    t0 = time.perf_counter()
+    try:
+        while time.perf_counter() - t0 < 60:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.3)
+            assert proc.poll() is None, (tmp_path / "log.txt").read_text()[-2000:]
+        served = time.perf_counter() - t0
+        assert served < 60, "app.py did not serve the page"
+        print(f"app.py served the page after {served:.1f} s")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+    text = (tmp_path / "log.txt").read_text()
+    assert f"http://127.0.0.1:{port}" in text and "gradio.live" not in text

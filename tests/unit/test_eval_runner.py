@@ -1,0 +1,218 @@
+"""The evaluation runner on a tiny model built here: forced calculator calls, modes, outputs, perplexity, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+import torch
+
+from toolformer_app.evaluation import runner
+from toolformer_app.evaluation.runner import EvalConfig, evaluate, format_table
+from toolformer_app.tools.calculator import Calculator
+
+MATH = [  # x q "The answer is" (Appendix C), with non-integer answers
+    ("Maria has 12 apples and buys 7 more.", "How many apples does she have?", "12 + 7", "19"),
+    ("5 bottles of water cost 138 dollars.", "How much does one bottle cost?", "138 / 5", "27.6"),
+    ("Tom shares 7 liters of juice among 3 jugs.", "How many liters are in each jug?", "7 / 3", "2.33"),
+    ("A ticket costs 12.5 dollars.", "How much do 4 tickets cost?", "12.5 * 4", "50"),
+    ("Omar had 58 cards, got 17 and gave away 9.", "How many cards does he have?", "58 + 17 - 9", "66"),
+]
+ANSWER_IS = "The answer is"
+
+
+class ForcedCalculator(torch.nn.Module):
+    """Wraps the tiny LM and boosts the next token of a script, read from the text so far.
+
+    After "The answer is" it writes " [Calculator(<the problem's expression>) ->", and after the
+    tool's " r]" it copies " r" and ends. If " [" is masked (tools disabled) it says " unknown".
+    """
+
+    def __init__(self, inner: torch.nn.Module, tok, expressions: dict[str, str]):
+        super().__init__()
+        self.inner, self.tok, self.expressions = inner, tok, expressions
+        self.config, self.generation_config = inner.config, inner.generation_config
+        self.history: list[int] = []
+        self.fallback = tok.encode(" unknown", add_special_tokens=False)[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.inner.device
+
+    def _next(self, text: str) -> list[tuple[int, float]]:
+        prompt_end = text.rfind(ANSWER_IS)
+        if prompt_end < 0:
+            return []
+        gen = text[prompt_end + len(ANSWER_IS):]
+        expr = next(e for p, e in self.expressions.items() if p in text)
+        target = f" [Calculator({expr}) ->"
+        if gen == "":
+            return [(self.tok.encode(" [", add_special_tokens=False)[0], 1000.0), (self.fallback, 500.0)]
+        if len(gen) < len(target) and target.startswith(gen):
+            return [(self.tok.encode(target[len(gen):], add_special_tokens=False)[0], 1000.0)]
+        m = re.fullmatch(r" \[Calculator\(.*?\) -> (.*?)\](.*)", gen, re.S)
+        if m:
+            wanted, after = " " + m[1], m[2]
+            if len(after) < len(wanted) and wanted.startswith(after):
+                return [(self.tok.encode(wanted[len(after):], add_special_tokens=False)[0], 1000.0)]
+        return [(self.tok.eos_token_id, 1000.0)]
+
+    def forward(self, input_ids, past_key_values=None, **kwargs):
+        if past_key_values is None or past_key_values.get_seq_length() == 0:
+            self.history = []
+        self.history += input_ids[0].tolist()
+        out = self.inner(input_ids=input_ids, past_key_values=past_key_values, **kwargs)
+        for token, boost in self._next(self.tok.decode(self.history)):
+            out.logits[0, -1, token] += boost
+        return out
+
+
+@pytest.fixture()
+def math_suite(tmp_path):
+    path = tmp_path / "five.jsonl"
+    rows = [{"prompt": f"{x} {q} {ANSWER_IS}", "answer": a, "kind": "math"} for x, q, _, a in MATH]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def forced(tiny_model):
+    model, tok = tiny_model
+    return ForcedCalculator(model, tok, {x: e for x, _, e, _ in MATH}), tok
+
+
+def _run(forced, path, **cfg):
+    model, tok = forced
+    config = EvalConfig(suites=(), suite_files=(str(path),), max_new_tokens=24, **cfg)
+    return evaluate(config=config, model=model, tokenizer=tok, tools={"Calculator": Calculator()}, progress=False)
+
+
+def test_forced_calculator_scores_100_with_tools_and_0_disabled(forced, math_suite, tmp_path):
+    model, tok = forced
+    results = evaluate(config=EvalConfig(suites=(), suite_files=(str(math_suite),), max_new_tokens=24),
+                       model=model, tokenizer=tok, tools={"Calculator": Calculator()}, progress=False,
+                       out_dir=tmp_path / "out")
+    five = results["suites"]["five"]
+    assert five["tools"]["accuracy"] == 1.0 and five["tools"]["n"] == 5
+    assert five["tools"]["call_rate"]["Calculator"] == 1.0 and five["tools"]["call_rate"]["any"] == 1.0
+    assert five["disabled"]["accuracy"] == 0.0
+    assert five["disabled"]["call_rate"]["any"] == 0.0
+    d = five["tools"]["diagnostics"]
+    assert d["with_call"] == d["call_ok"] == d["call_result_correct"] == d["call_result_used"] == 5
+    for mode in ("base", "tools", "disabled"):
+        assert {"n", "accuracy", "ci_low", "ci_high", "call_rate", "perplexity"} <= set(five[mode])
+    assert five["tools"]["ci_low"] == pytest.approx(0.5655, abs=1e-4) and five["tools"]["ci_high"] == 1.0
+
+    # the outputs: results.json (the same dict), predictions.jsonl (15 rows), table.md
+    out = tmp_path / "out"
+    assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 15
+    tools_rows = [r for r in rows if r["mode"] == "tools"]
+    third = next(r for r in tools_rows if "7 / 3" in r["calls"][0]["input"])
+    assert third["output"] == " [Calculator(7 / 3) -> 2.33] 2.33" and third["prediction"].strip() == "2.33"
+    assert third["correct"] and third["call_result_used"]
+    assert all(r["prediction"].strip() == "unknown" for r in rows if r["mode"] == "disabled")
+    table = (out / "table.md").read_text()
+    assert "| tools (k=10) | 100.0 [56.6, 100.0] |" in table and "| disabled | 0.0 [0.0, 43.4] |" in table
+
+
+def test_same_seed_same_table_and_k_sweep(forced, math_suite):
+    a = _run(forced, math_suite, ks=(0, 1, 10))
+    b = _run(forced, math_suite, ks=(0, 1, 10))
+    assert format_table(a) == format_table(b)
+    sweep = a["sweep"]["five"]
+    assert set(sweep) == {"0", "1", "10"}
+    assert sweep["0"]["accuracy"] == 0.0 and sweep["0"]["call_rate"]["any"] == 0.0  # k=0: never calls
+    assert sweep["1"]["accuracy"] == 1.0  # " [" is the argmax here, so k=1 calls too
+    assert "Effect of k" in format_table(a)
+
+
+def test_modes_subset_and_base_is_plain_greedy(forced, math_suite):
+    res = _run(forced, math_suite, modes=("base",))
+    assert set(res["suites"]["five"]) == {"base"}
+    # the base model decodes plainly: " [" is not masked, but no tool runs and nothing is injected
+    assert res["suites"]["five"]["base"]["call_rate"]["any"] == 0.0
+    model, tok = forced
+    text = runner.plain_greedy(model, tok, f"{MATH[0][0]} {MATH[0][1]} {ANSWER_IS}", 24)
+    assert text == " [Calculator(12 + 7) ->"
+
+
+def test_perplexity_matches_the_model_loss(tiny_model):
+    model, tok = tiny_model
+    texts = ["The quick brown fox jumps over the lazy dog.", "Nairobi is the capital of Kenya [citation] today."]
+    res = runner.perplexity(model, tok, texts, max_tokens=64, batch_size=2, masked_token_id=933)
+    nll, count = 0.0, 0
+    with torch.no_grad():
+        for t in texts:
+            ids = torch.tensor([tok.encode(t)])
+            loss = model(input_ids=ids, labels=ids).loss
+            nll += float(loss) * (ids.shape[1] - 1)
+            count += ids.shape[1] - 1
+    assert res["tokens"] == count
+    assert res["perplexity"] == pytest.approx(math.exp(nll / count), rel=1e-4)
+    # renormalising p(" [") away can only raise each token's probability
+    assert res["perplexity_masked"] <= res["perplexity"]
+    # a fixed token budget
+    assert runner.perplexity(model, tok, texts, max_tokens=5)["tokens"] == 8
+
+
+def test_summarize_counts_tools_and_malformed_calls():
+    rows = [
+        {"correct": True, "calls": [{"tool": "calculator", "ok": True}], "call_result_correct": True,
+         "call_result_used": True},
+        {"correct": False, "calls": [{"tool": "", "ok": False}], "call_result_correct": False,
+         "call_result_used": None},
+        {"correct": False, "calls": []},
+        {"correct": True, "calls": []},
+    ]
+    s = runner.summarize(rows)
+    assert s["n"] == 4 and s["accuracy"] == 0.5
+    assert s["call_rate"]["Calculator"] == 0.25 and s["call_rate"]["other"] == 0.25 and s["call_rate"]["any"] == 0.5
+    assert s["diagnostics"]["correct_with_call"] == 1 and s["diagnostics"]["correct_without_call"] == 1
+    assert runner.result_used("number", "27.6", " 27.6 dollars") is True
+    assert runner.result_used("weekday", "Today is Monday, January 30, 2023.", " Tuesday") is False
+    assert runner.result_used("words", "a long snippet of more than five words here", " a") is None
+
+
+def test_base_model_from_card(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}")
+    assert runner.base_model_name(str(ckpt)) == str(ckpt)  # no card: the model is its own base
+    (ckpt / "toolformer_card.json").write_text(json.dumps({"base_model": "smollm2-135m"}))
+    assert runner.base_model_name(str(ckpt)) == "smollm2-135m"
+    (ckpt / "toolformer_card.json").write_text(json.dumps({"base_model": str(tmp_path / "gone")}))
+    assert runner.base_model_name(str(ckpt)) == str(ckpt)  # an unloadable base: fall back to the model
+
+
+# -- the CLI: bad input is one clear line and exit 2, before any model is loaded -----------------------
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"prompt": "a", "answer": "1", "kind": "math"}\n{"prompt": oops}\n', r"bad\.jsonl:2: not valid JSON"),
+        ('{"prompt": "a", "answer": "1", "kind": "poetry"}\n', r"bad\.jsonl:1: unknown kind 'poetry'"),
+        ("", r"bad\.jsonl: empty suite"),
+    ],
+)
+def test_cli_bad_suite_exits_2(tmp_path, capsys, content, message):
+    from toolformer_app.cli import main
+
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    code = main(["eval", "--model", "no-such-model", "--suite-file", str(path), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert re.search(message, err) and err.startswith("error: ") and len(err.splitlines()) == 1
+
+
+def test_cli_bad_arguments(tmp_path, capsys):
+    from toolformer_app.cli import main
+
+    assert main(["eval", "--model", "x", "--suites", "poetry", "--out", str(tmp_path)]) == 2
+    assert "unknown suite 'poetry'" in capsys.readouterr().err
+    assert main(["eval", "--model", "x", "--suites", "math", "--limit", "0", "--out", str(tmp_path)]) == 2
+    with pytest.raises(SystemExit):
+        main(["eval", "--ks", "1,a"])

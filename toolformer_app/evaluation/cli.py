@@ -1,0 +1,82 @@
+"""`eval`: zero-shot accuracy (base / tools / disabled) and perplexity, as a Markdown table and results.json."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+_EPILOG = """examples:
+  python -m toolformer_app eval --model smollm2-135m --suites math,facts,dates,perplexity --limit 50
+  python -m toolformer_app eval --model runs/finetune/ckpt --suites facts --ks 0,1,3,10   # Table 9
+  python -m toolformer_app eval --model smollm2-135m --suite-file my_suite.jsonl
+
+A custom suite is a JSONL file of {"prompt": ..., "answer": ..., "kind": "math"|"facts"|"dates"} lines.
+Writes results.json, predictions.jsonl and table.md to --out.
+"""
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval", help="zero-shot accuracy with/without tools, call rates and perplexity (paper, section 4)",
+        description="Evaluates the base model, the model with tools (k=10, one call) and the model with tools "
+        "disabled, in one run, on fixed offline suites; prints a Markdown table.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", default=None, help="preset, hub id or directory (default: the app's default model)")
+    p.add_argument("--base-model", default=None,
+                   help="the base model (default: base_model in the checkpoint's toolformer_card.json, else --model)")
+    p.add_argument("--suites", default=None,
+                   help="comma-separated: math,facts,dates,perplexity (default: all four, or none with --suite-file)")
+    p.add_argument("--suite-file", action="append", default=[], metavar="FILE",
+                   help="a custom JSONL suite (repeatable)")
+    p.add_argument("--limit", type=int, default=None, help="the first N items of each suite / N held-out texts")
+    p.add_argument("--out", default=None, help="output directory (default: <data dir>/eval/<model>)")
+    p.add_argument("--ks", type=_ints, default=(), help="sweep k for Table 9, e.g. 0,1,3,10")
+    p.add_argument("--top-k", type=int, default=10, help="k of the tools mode (default 10)")
+    p.add_argument("--modes", default="base,tools,disabled", help="comma-separated subset of base,tools,disabled")
+    p.add_argument("--max-new-tokens", type=int, default=32, help="tokens per answer (default 32)")
+    p.add_argument("--ppl-tokens", type=int, default=128, help="tokens scored per held-out extract (default 128)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    import time
+
+    from toolformer_app import config, models
+    from toolformer_app.evaluation.runner import EvalConfig, evaluate, format_table
+    from toolformer_app.evaluation.suites import SuiteError
+
+    if args.suites is not None:
+        chosen = tuple(s.strip() for s in args.suites.split(",") if s.strip())
+    else:
+        chosen = () if args.suite_file else EvalConfig.suites
+    cfg = EvalConfig(
+        suites=chosen, suite_files=tuple(args.suite_file), limit=args.limit,
+        modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()), top_k_call=args.top_k, ks=args.ks,
+        max_new_tokens=args.max_new_tokens, ppl_tokens=args.ppl_tokens, seed=args.seed,
+    )
+    name = args.model or models.model_id()
+    out = Path(args.out) if args.out else config.data_dir() / "eval" / re.sub(r"[^\w.-]+", "_", name).strip("_")
+    t0 = time.perf_counter()
+    try:
+        results = evaluate(name, config=cfg, base_model=args.base_model, device=args.device, out_dir=out,
+                           progress=not args.quiet)
+    except (SuiteError, models.ModelLoadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(results))
+    print(f"\nwrote {out}/results.json, predictions.jsonl, table.md in {time.perf_counter() - t0:.0f} s",
+          file=sys.stderr)
+    return 0

@@ -1,0 +1,109 @@
+"""The whole app: one ``gr.Blocks`` with a tab per module, wired together through plain session state."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import gradio as gr
+
+from toolformer_app.ui import annotate, chat, finetune, render, runtime
+from toolformer_app.ui import filter as loss_filter
+
+TITLE = "Toolformer Studio"
+INTRO = (
+    "A reproduction of *Toolformer: Language Models Can Teach Themselves to Use Tools* (Schick et al., 2023). "
+    "**Annotate** samples API calls where the model wants them, **Loss reductions** keeps the calls that lower "
+    "the loss on the next tokens (L⁻ − L⁺ ≥ τf), **Finetune** trains on the kept calls (C*), and **Chat** shows "
+    "the model calling tools while it writes."
+)
+
+
+class Shared:
+    """Components and events that several tabs use (filled in while the tabs are built)."""
+
+    def __init__(self) -> None:
+        self.run: gr.State | None = None  # the session's current run: plain dicts only
+        self.tau_f: gr.Slider | None = None
+        self.annotate_event: Any = None
+        self.filter_refresh: tuple | None = None
+        self.filter_show: tuple | None = None
+        self.finetune_device: tuple | None = None
+        self.finetune_load: tuple | None = None
+        self.chat_model: gr.Dropdown | None = None
+        self.finetune_dataset: gr.Dropdown | None = None
+
+    @staticmethod
+    def model_choices(include_checkpoints: bool = True) -> list[tuple[str, str]]:
+        return chat.model_choices(include_checkpoints)
+
+
+def evaluation_available() -> bool:
+    """The Evaluate tab is shown only when the evaluation library offers its entry points."""
+    if importlib.util.find_spec("toolformer_app.evaluation.runner") is None:
+        return False
+    try:
+        from toolformer_app.evaluation import runner
+
+        return callable(getattr(runner, "evaluate", None)) and callable(getattr(runner, "format_table", None))
+    except Exception:
+        return False
+
+
+def build_demo() -> gr.Blocks:
+    """Build the Blocks (no launch): app.py and the tests launch it with ``launch_kwargs()``."""
+    from toolformer_app import training
+
+    try:
+        training.mark_interrupted()  # jobs whose process died while the app was down
+    except Exception:
+        pass
+    shared = Shared()
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+        shared.run = gr.State(annotate.empty_run())
+        with gr.Row(elem_id="tf-header"):
+            gr.Markdown(f"# {TITLE}\n{INTRO}", elem_id="tf-intro")
+        model_status = gr.Markdown(runtime.status_line, elem_id="tf-model-status")  # evaluated per page load
+        status_timer = gr.Timer(3.0)  # cheap: sends nothing while the line is unchanged
+        with gr.Tabs():
+            with gr.Tab("Annotate", id="annotate", elem_id="tab-annotate"):
+                annotate.build(shared)
+            with gr.Tab("Loss reductions & filter", id="filter", elem_id="tab-filter") as filter_tab:
+                loss_filter.build(shared)
+            with gr.Tab("Finetune", id="finetune", elem_id="tab-finetune") as finetune_tab:
+                finetune.build(shared)
+            with gr.Tab("Chat", id="chat", elem_id="tab-chat") as chat_tab:
+                chat.build(shared)
+            if evaluation_available():
+                from toolformer_app.ui import evaluate
+
+                with gr.Tab("Evaluate", id="evaluate", elem_id="tab-evaluate"):
+                    evaluate.build(shared)
+
+        fn, inputs, outputs = shared.filter_refresh
+        shared.annotate_event.then(fn, inputs, outputs, api_visibility="private")
+        show_fn, show_inputs, show_outputs = shared.filter_show
+        filter_tab.select(show_fn, show_inputs, show_outputs, api_visibility="private", show_progress="hidden")
+        dev_fn, dev_inputs, dev_output = shared.finetune_device
+        finetune_tab.select(dev_fn, dev_inputs, dev_output, api_visibility="private",
+                            concurrency_id=runtime.MODEL_CONCURRENCY, concurrency_limit=1)
+        chat_tab.select(chat.refresh_models, shared.chat_model, shared.chat_model, api_visibility="private",
+                        show_progress="hidden")
+
+        def status_tick(current: str):
+            line = runtime.status_line()
+            return gr.skip() if line == current else line
+
+        status_timer.tick(status_tick, model_status, model_status, api_visibility="private", show_progress="hidden")
+        finetune_tab.select(lambda choice: gr.update(choices=finetune.dataset_choices(), value=choice),
+                            shared.finetune_dataset, shared.finetune_dataset, api_visibility="private",
+                            show_progress="hidden")
+        load_fn, load_in, load_out = shared.finetune_load
+        demo.load(load_fn, load_in, load_out, api_visibility="private")
+    return demo
+
+
+def launch_kwargs() -> dict[str, Any]:
+    """What ``launch()`` needs besides the address: theme and CSS (Gradio 6 takes them here), no sharing."""
+    theme = gr.themes.Soft(primary_hue="indigo", secondary_hue="amber")
+    return {"theme": theme, "css": render.app_css(), "share": False, "show_error": True}

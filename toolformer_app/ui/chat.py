@@ -1,0 +1,256 @@
+"""Chat tab: stream a completion with tools, each call highlighted inline and shown as a tool bubble.
+
+Library calls: ``inference.generate_with_tools`` (events TextChunk / CallStarted / CallExecuted /
+Done), ``inference.InferenceConfig`` (top-k for starting a call, max calls, enabled tools,
+``disabled`` for the comparison), ``tools.default_tools``; models via ``runtime.get_model``.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from toolformer_app import config
+from toolformer_app.tools import TOOL_NAMES
+from toolformer_app.ui import render, runtime
+
+PROMPTS_DIR = render.ASSETS / "examples" / "chat"
+
+
+def example_prompts() -> list[str]:
+    return [p.read_text(encoding="utf-8").rstrip("\n") for p in sorted(PROMPTS_DIR.glob("*.txt"))]
+
+
+def example_label(prompt: str) -> str:
+    """The last line of a few-shot prompt: the question the model completes."""
+    last = prompt.strip().splitlines()[-1] if prompt.strip() else ""
+    return (last[:70] + "…") if len(last) > 70 else last
+
+
+class _Answer:
+    """One streamed answer as plain data: text segments (calls marked) and one bubble per call."""
+
+    def __init__(self) -> None:
+        self.segments: list[list[Any]] = []  # [text, tool or None, ok]
+        self.calls: list[dict[str, Any]] = []
+        self.done: dict[str, Any] | None = None
+
+    def feed(self, event) -> None:
+        kind = event.kind
+        if kind == "text":
+            last = self.segments[-1] if self.segments else None
+            if event.in_call:
+                if last is not None and last[1] is not None and not last[3]:
+                    last[0] += event.text
+                else:
+                    self.segments.append([event.text, "call", True, False])
+            elif last is not None and last[1] is None:
+                last[0] += event.text
+            else:
+                self.segments.append([event.text, None, True, True])
+        elif kind == "call_started":
+            self.segments.append(["", "call", True, False])  # [text, tool, ok, closed]
+            self.calls.append({"index": event.index, "status": "pending"})
+        elif kind == "call":
+            for seg in reversed(self.segments):
+                if seg[1] is not None and not seg[3]:
+                    seg[1], seg[2], seg[3] = event.tool or "call", event.ok, True
+                    break
+            info = {**event.to_dict(), "status": "done"}
+            if self.calls and self.calls[-1].get("status") == "pending":
+                self.calls[-1] = info
+            else:
+                self.calls.append(info)
+        elif kind == "done":
+            self.done = event.to_dict()
+            self._rebuild(event.text, event.calls)
+
+    def _rebuild(self, text: str, calls) -> None:
+        """The final markup from Done: exact call spans, whatever the streaming split was."""
+        segs: list[list[Any]] = []
+        last = 0
+        for c in sorted(calls, key=lambda c: c.start):
+            if c.start < last or c.start < 0:
+                continue
+            if c.start > last:
+                segs.append([text[last:c.start], None, True, True])
+            segs.append([text[c.start:c.end], c.tool or "call", c.ok, True])
+            last = c.end
+        if last < len(text):
+            segs.append([text[last:], None, True, True])
+        self.segments = segs
+
+    def markup(self) -> str:
+        body = render.chat_markup([(s[0], s[1], s[2]) for s in self.segments if s[0]])
+        return body or "…"
+
+    def messages(self) -> list[dict[str, Any]]:
+        out = [{"role": "assistant", "content": self.markup()}]
+        for c in self.calls:
+            out.append(_bubble(c))
+        return out
+
+
+def _bubble(c: dict[str, Any]) -> dict[str, Any]:
+    """A collapsible tool message: the tool, its input, its output (or why none) and the time taken."""
+    if c.get("status") == "pending":
+        return {"role": "assistant", "content": "running…",
+                "metadata": {"title": "Calling a tool…", "status": "pending"}}
+    tool = c.get("tool") or "call"
+    out = c.get("output")
+    title = f"{tool}({c.get('input', '')})" + (f" → {out}" if out is not None else " → no result")
+    body = (f"**Tool:** {html.escape(tool)}  \n**Input:** <code>{html.escape(str(c.get('input', '')))}</code>  \n"
+            + (f"**Output:** <code>{html.escape(str(out))}</code>" if out is not None
+               else f"**No result:** {html.escape(c.get('reason') or 'unknown')}"))
+    meta = {"title": "Tool call: " + render.escape_chat(title), "status": "done",
+            "duration": round(float(c.get("duration_s") or 0), 4),
+            "log": "tool answered" if out is not None else "no result"}
+    return {"role": "assistant", "content": body, "metadata": meta}
+
+
+def make_config(top_k: float, max_calls: float, tools: list[str] | None, max_new_tokens: float,
+                stop_at_newline: bool, chat_template: bool, disabled: bool = False):
+    from toolformer_app.inference import InferenceConfig
+
+    enabled = tuple(t for t in (tools or []) if t in TOOL_NAMES)
+    return InferenceConfig(
+        max_new_tokens=int(max_new_tokens), top_k_call=int(top_k), max_calls=int(max_calls),
+        disabled=disabled or not enabled, tools=enabled, stop=("\n",) if stop_at_newline else (),
+        chat_template=bool(chat_template),
+    )
+
+
+def _stats_line(done: dict[str, Any] | None, label: str) -> str:
+    if not done:
+        return ""
+    s = done["stats"]
+    return (f"{label}: {s['tokens_generated']} tokens in {s['elapsed_s']:.1f} s "
+            f"({s['tokens_per_s']:.1f} tokens/s), {len(done['calls'])} call(s), stopped by {done['stop_reason']}")
+
+
+@runtime.gpu_bound
+def respond(message: str, history: list | None, history_plain: list | None, model_name: str, top_k: float,
+            max_calls: float, tools: list[str] | None, max_new_tokens: float, stop_at_newline: bool,
+            chat_template: bool, compare: bool):
+    """Generator: (chat with tools, chat without tools, calls JSON, stats, cleared textbox)."""
+    from toolformer_app.inference import generate_with_tools
+    from toolformer_app.models import ModelLoadError
+    from toolformer_app.tools import default_tools
+
+    message = (message or "").replace("\x00", "")
+    if not message.strip():
+        raise gr.Error("The message is empty: type a prompt or pick an example.")
+    message, note = render.cut_text(message, config.max_text_chars())
+    if note:
+        gr.Warning(note)
+    cfg = make_config(top_k, max_calls, tools, max_new_tokens, stop_at_newline, chat_template)
+    if cfg.disabled and not compare:
+        gr.Warning("No tool is enabled: the model answers without tools.")
+    try:
+        model, tok = runtime.get_model(model_name)
+    except ModelLoadError as exc:
+        raise gr.Error(f"Model: {render.one_line(exc)}") from None
+    registry = default_tools(list(cfg.tools) or list(TOOL_NAMES))
+    user = {"role": "user", "content": render.escape_chat(message)}
+    history = [*(history or []), user]
+    history_plain = [*(history_plain or []), user] if compare else list(history_plain or [])
+
+    answer = _Answer()
+    for event in generate_with_tools(model, tok, message, registry, cfg):
+        answer.feed(event)
+        yield history + answer.messages(), history_plain, answer.calls, "", ""
+    history = history + answer.messages()
+    stats = _stats_line(answer.done, "with tools")
+    yield history, history_plain, answer.calls, stats, ""
+    if not compare:
+        return
+    plain = _Answer()
+    off = make_config(top_k, max_calls, tools, max_new_tokens, stop_at_newline, chat_template, disabled=True)
+    for event in generate_with_tools(model, tok, message, registry, off):
+        plain.feed(event)
+        if event.kind == "text":
+            yield history, history_plain + plain.messages(), answer.calls, stats, ""
+    history_plain = history_plain + plain.messages()
+    yield history, history_plain, answer.calls, stats + "  \n" + _stats_line(plain.done, "tools disabled"), ""
+
+
+def model_choices(include_checkpoints: bool = True) -> list[tuple[str, str]]:
+    """Presets, then finished finetunes from the job store (newest first)."""
+    from toolformer_app.models import PRESETS
+
+    out = [(f"{name} (preset)", name) for name in PRESETS]
+    if include_checkpoints:
+        try:
+            from toolformer_app import training
+
+            for j in training.list_jobs(limit=50):
+                if j.status == "succeeded" and j.out_dir and Path(j.out_dir).exists():
+                    out.append((f"finetune {j.id}" + (" (LoRA)" if j.config.get("lora") else ""), j.out_dir))
+        except Exception:  # a broken job store must not break the model list
+            pass
+    return out
+
+
+def refresh_models(current: str | None):
+    choices = model_choices()
+    return gr.update(choices=choices, value=current or config.default_model())
+
+
+def on_compare(compare: bool):
+    return gr.update(visible=bool(compare))
+
+
+def build(shared) -> None:
+    gr.Markdown("Each message is completed on its own (no chat memory). The model starts a call when "
+                "\" [\" is among its top-k next tokens; the tool runs at \"->\" and the text goes on. "
+                "Try an example: two worked calculator lines, then a question.")
+    with gr.Row():
+        model = gr.Dropdown(model_choices(), value=config.default_model(), allow_custom_value=True,
+                            label="Model (preset, finished finetune, hub id or directory)", scale=3,
+                            elem_id="chat-model")
+        refresh = gr.Button("↻", size="sm", scale=0, min_width=40)
+        compare = gr.Checkbox(False, label="Compare with tools disabled", scale=1, elem_id="chat-compare")
+    with gr.Row():
+        chat = gr.Chatbot(label="With tools", height=420, elem_id="chat-tools", latex_delimiters=[],
+                          feedback_options=None, group_consecutive_messages=True)
+        chat_plain = gr.Chatbot(label="Tools disabled (p(\" [\") = 0)", height=420, visible=False,
+                                elem_id="chat-plain", latex_delimiters=[], feedback_options=None)
+    with gr.Row():
+        msg = gr.Textbox(label="Prompt", lines=3, scale=5, elem_id="chat-input",
+                         placeholder="A prompt to complete; the examples below make the model use the Calculator.")
+        with gr.Column(scale=1, min_width=120):
+            send = gr.Button("Send", variant="primary", elem_id="chat-send")
+            stop = gr.Button("Stop", variant="stop", elem_id="chat-stop")
+            clear = gr.Button("Clear")
+    stats = gr.Markdown(elem_id="chat-stats")
+    with gr.Accordion("Controls", open=True):
+        with gr.Row():
+            top_k = gr.Slider(0, 50, value=10, step=1, label="top-k: call when \" [\" is among the k likeliest tokens",
+                              elem_id="chat-topk")
+            max_calls = gr.Slider(0, 5, value=1, step=1, label="max calls per answer")
+            max_new = gr.Slider(8, 256, value=48, step=8, label="max new tokens")
+        with gr.Row():
+            tools = gr.CheckboxGroup(list(TOOL_NAMES), value=["Calculator", "Calendar"], label="Enabled tools",
+                                     elem_id="chat-tools-enabled")
+            stop_nl = gr.Checkbox(True, label="Stop at the end of the line")
+            template = gr.Checkbox(False, label="Use the model's chat template")
+    with gr.Accordion("Calls (JSON)", open=False):
+        calls = gr.JSON(label="Tool calls of the last answer", elem_id="chat-calls")
+    prompts = example_prompts()
+    gr.Examples(prompts, inputs=msg, label="Example prompts (two worked Calculator lines, then this question)",
+                example_labels=[example_label(p) for p in prompts], cache_examples=False)
+
+    event = send.click(respond, [msg, chat, chat_plain, model, top_k, max_calls, tools, max_new, stop_nl, template,
+                                 compare], [chat, chat_plain, calls, stats, msg], api_name="chat",
+                       concurrency_id=runtime.MODEL_CONCURRENCY, concurrency_limit=1)
+    submit = msg.submit(respond, [msg, chat, chat_plain, model, top_k, max_calls, tools, max_new, stop_nl, template,
+                                  compare], [chat, chat_plain, calls, stats, msg], api_visibility="private",
+                        concurrency_id=runtime.MODEL_CONCURRENCY, concurrency_limit=1)
+    stop.click(None, None, None, cancels=[event, submit], api_visibility="private")
+    clear.click(lambda: ([], [], None, ""), None, [chat, chat_plain, calls, stats], api_visibility="private")
+    compare.change(on_compare, compare, chat_plain, api_visibility="private")
+    refresh.click(refresh_models, model, model, api_visibility="private")
+    shared.chat_model = model

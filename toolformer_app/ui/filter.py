@@ -1,0 +1,318 @@
+"""Loss reductions and filter tab: explore τf on the stored losses, with no model pass (paper, 2: step 3).
+
+Library calls: ``Candidate.kept`` / ``pipeline.keep_if_helpful`` (the filter), ``pipeline.kept_table``
+(Table 2), ``pipeline.merge_calls`` (C*), ``pipeline.load_candidates`` / ``files.read_jsonl`` for
+saved runs, ``files.atomic_write_jsonl`` for the export.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from toolformer_app import config
+from toolformer_app.ui import render
+
+DEFAULT_TAU_F = 0.3  # every tool's default (tools/*.py); the slider starts here
+MAX_LISTED_RUNS = 50
+
+
+def _candidates(run: dict[str, Any] | None):
+    rows = (run or {}).get("candidates", [])
+    if not rows:  # no import: the pipeline package pulls in torch, and the page must start fast
+        return []
+    from toolformer_app.pipeline import Candidate
+
+    return [Candidate.from_dict(c) for c in rows]
+
+
+def counts_frame(run: dict[str, Any] | None, tau_f: float):
+    """Per tool: calls sampled, with a result, kept (L- - L+ >= τf), rejected, without a result."""
+    import pandas as pd
+
+    cands = _candidates(run)
+    rows = []
+    for tool in sorted({c.tool for c in cands}, key=render._tool_order):
+        mine = [c for c in cands if c.tool == tool]
+        scored = [c for c in mine if c.loss_reduction is not None]
+        kept = sum(c.kept(tau_f) for c in mine)
+        rows.append({"tool": tool, "sampled": len(mine), "with result": len(scored), "kept": kept,
+                     "rejected": len(scored) - kept, "no result": len(mine) - len(scored)})
+    if len(rows) > 1:
+        rows.append({"tool": "all", **{k: sum(r[k] for r in rows) for k in rows[0] if k != "tool"}})
+    return pd.DataFrame(rows, columns=["tool", "sampled", "with result", "kept", "rejected", "no result"])
+
+
+def table2_frame(run: dict[str, Any] | None):
+    """The paper's Table 2: calls kept per tool at τf = 0.5, 1 and 2."""
+    import pandas as pd
+
+    cands = _candidates(run)
+    if not cands:
+        return pd.DataFrame(columns=["tool", "τf = 0.5", "τf = 1.0", "τf = 2.0"])
+    from toolformer_app.pipeline import kept_table
+
+    table = kept_table(cands)
+    rows = [{"tool": tool, **{f"τf = {th}": n for th, n in by.items()}}
+            for tool, by in sorted(table.items(), key=lambda kv: render._tool_order(kv[0]))]
+    return pd.DataFrame(rows, columns=["tool", "τf = 0.5", "τf = 1.0", "τf = 2.0"])
+
+
+def kept_summary(run: dict[str, Any] | None, tau_f: float) -> str:
+    cands = _candidates(run)
+    if not cands:
+        return "No candidates yet: annotate a text in the first tab, or load a `candidates.jsonl` below."
+    kept = [c for c in cands if c.kept(tau_f)]
+    scored = sum(c.loss_reduction is not None for c in cands)
+    texts = len({c.text_id for c in kept})
+    src = (run or {}).get("source") or "current run"
+    return (f"**Kept at τf = {tau_f:.2f}: {len(kept)} of {scored} scored calls** "
+            f"({len(cands)} sampled) in {texts} text{'s' if texts != 1 else ''} · source: {src}")
+
+
+def refilter(run: dict[str, Any] | None, tau_f: float):
+    """Everything that depends on τf: (kept summary, histograms, counts). Pure: no model pass."""
+    tau_f = float(tau_f)
+    cands = (run or {}).get("candidates", [])
+    return kept_summary(run, tau_f), render.histograms_html(cands, tau_f), counts_frame(run, tau_f)
+
+
+def candidate_choices(run: dict[str, Any] | None, tau_f: float) -> list[tuple[str, int]]:
+    """Dropdown choices for the detail view, best loss reduction first; the value is the index in the run."""
+    cands = (run or {}).get("candidates", [])
+    order = sorted(range(len(cands)), key=lambda i: -(cands[i].get("loss_reduction") if
+                                                       cands[i].get("loss_reduction") is not None else -1e9))
+    out = []
+    for i in order:
+        c = cands[i]
+        red = c.get("loss_reduction")
+        mark = "–" if red is None else ("✓" if red >= tau_f else "✗")
+        value = "no result" if red is None else f"L⁻−L⁺ = {red:+.3f}"
+        out.append((f"{mark} {render.call_text(c)} · {value} · text {c['text_id']}, token {c['token_pos']}", i))
+    return out
+
+
+def candidate_detail(run: dict[str, Any] | None, index: int | None, tau_f: float):
+    """(the three losses side by side, per-token loss change heat map, per-token table) of one candidate."""
+    import pandas as pd
+
+    cands = (run or {}).get("candidates", [])
+    cols = ["token", "weight", "loss without", "loss with call", "change"]
+    if index is None or not isinstance(index, int) or not 0 <= index < len(cands):
+        return "", None, pd.DataFrame(columns=cols)
+    c = cands[index]
+    text = next((t["text"] for t in (run or {}).get("texts", []) if t["text_id"] == c["text_id"]), "")
+    rows = render.per_token_change(c)
+    heat = render.token_change_heatmap(text, c) if rows else None
+    return render.losses_html(c, float(tau_f)), heat, pd.DataFrame(rows, columns=cols)
+
+
+def on_new_run(run: dict[str, Any] | None, tau_f: float, keep: int | None = None):
+    """A new run (annotated or loaded), or the tab shown again: refresh every output of the tab
+    (keeping the selected candidate ``keep`` when it is still there)."""
+    summary, hist, counts = refilter(run, tau_f)
+    choices = candidate_choices(run, float(tau_f))
+    first = keep if keep in [v for _, v in choices] else (choices[0][1] if choices else None)
+    losses, heat, tokens = candidate_detail(run, first, tau_f)
+    return (summary, hist, counts, table2_frame(run), gr.update(choices=choices, value=first), losses, heat,
+            tokens)
+
+
+def on_tau_change(run: dict[str, Any] | None, tau_f: float, index: int | None):
+    """τf moved: re-filter, re-mark the candidate list, and re-judge the selected candidate."""
+    summary, hist, counts = refilter(run, tau_f)
+    losses, _, _ = candidate_detail(run, index, tau_f)
+    return summary, hist, counts, gr.update(choices=candidate_choices(run, float(tau_f)), value=index), losses
+
+
+# -- loading saved runs ---------------------------------------------------------------------------
+
+def run_from_rows(rows: list[tuple[int, dict[str, Any]]], source: str, errors: list[str]) -> dict[str, Any]:
+    """A run dict from (line number, row) pairs of records.jsonl (text + candidates) or candidates.jsonl."""
+    from toolformer_app.pipeline import Candidate
+
+    texts: dict[str, dict[str, Any]] = {}
+    cands: list[dict[str, Any]] = []
+    for n, row in rows:
+        if "candidates" in row and "text" in row:  # a records.jsonl line
+            texts.setdefault(str(row.get("text_id")), {"text_id": str(row.get("text_id")), "text": row["text"]})
+            items = row["candidates"] if isinstance(row["candidates"], list) else []
+        else:
+            items = [row]
+        for item in items:
+            try:
+                c = Candidate.from_dict(item)
+                if not isinstance(c.tool, str) or not isinstance(c.char_pos, int):
+                    raise TypeError("missing fields")
+            except (TypeError, AttributeError):
+                errors.append(f"line {n}: not a candidate (needs text_id, tool, token_pos, char_pos, p_i, input)")
+                continue
+            cands.append(c.to_dict())
+    tools = sorted({c["tool"] for c in cands}, key=render._tool_order)
+    return {"texts": [{**t, "tokens": [], "char_starts": [], "position_scores": {}, "counts": {}}
+                      for t in texts.values()],
+            "candidates": cands, "tools": tools, "config": {}, "model": "", "source": source}
+
+
+def _read_rows(path: Path, errors: list[str]) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every JSON object line; other lines are reported by number in ``errors``."""
+    import json
+
+    raw = path.read_bytes()
+    if b"\x00" in raw[:4096]:
+        raise gr.Error(f"{path.name} looks binary: load a candidates.jsonl or records.jsonl")
+    rows = []
+    for n, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            errors.append(f"line {n}: not valid JSON ({exc.msg})")
+            continue
+        if isinstance(row, dict):
+            rows.append((n, row))
+        else:
+            errors.append(f"line {n}: expected a JSON object")
+    return rows
+
+
+def load_run_file(path: str | None):
+    """An uploaded candidates.jsonl or records.jsonl as the session's run."""
+    if not path:
+        return gr.skip()
+    p = Path(path)
+    errors: list[str] = []
+    rows = _read_rows(p, errors)
+    run = run_from_rows(rows, f"uploaded {p.name}", errors)
+    _report(p.name, run, errors)
+    return run
+
+
+def saved_runs() -> list[tuple[str, str]]:
+    """Pipeline outputs in the data dir (directories holding candidates.jsonl), newest first."""
+    root = config.data_dir()
+    found = []
+    for path in root.rglob("candidates.jsonl"):
+        if "jobs" in path.relative_to(root).parts:
+            continue
+        found.append(path)
+    found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    return [(str(p.parent.relative_to(root)) or ".", str(p)) for p in found[:MAX_LISTED_RUNS]]
+
+
+def load_saved_run(path: str | None):
+    """A run directory from the data dir: its candidates, and its texts from the work log."""
+    if not path:
+        return gr.skip()
+    p = Path(path)
+    if not p.is_file():
+        raise gr.Error(f"{p} no longer exists")
+    errors: list[str] = []
+    records = sorted(p.parent.glob("records*.jsonl"))
+    if records:  # the work log holds the texts and the same candidates
+        rows = [r for f in records for r in _read_rows(f, errors)]
+    else:
+        rows = _read_rows(p, errors)
+    run = run_from_rows(rows, f"{p.parent.name}/", errors)
+    _report(p.parent.name, run, errors)
+    return run
+
+
+def _report(name: str, run: dict[str, Any], errors: list[str]) -> None:
+    if not run["candidates"]:
+        first = f" ({errors[0]})" if errors else ""
+        raise gr.Error(f"{name}: no candidates found{first}")
+    if errors:
+        more = f" and {len(errors) - 3} more" if len(errors) > 3 else ""
+        gr.Warning(f"{name}: skipped {'; '.join(errors[:3])}{more}; {len(run['candidates'])} candidates loaded")
+
+
+# -- export ---------------------------------------------------------------------------------------
+
+def export_dataset(run: dict[str, Any] | None, tau_f: float) -> str:
+    """Write C* at τf to DATA_DIR/datasets/<time>-tau<τf>/dataset.jsonl (atomically); return its path."""
+    from toolformer_app.files import atomic_write_json, atomic_write_jsonl
+    from toolformer_app.pipeline import keep_if_helpful, merge_calls
+
+    run = run or {}
+    texts = {t["text_id"]: t["text"] for t in run.get("texts", [])}
+    cands = _candidates(run)
+    if not cands:
+        raise gr.Error("Nothing to export: annotate a text or load a run first.")
+    if not texts:
+        raise gr.Error("This candidates file holds no texts, so C* cannot be built: load the run's "
+                       "records.jsonl (or its directory from the data dir) instead.")
+    kept = keep_if_helpful(cands, float(tau_f))
+    rows = merge_calls(texts, kept)
+    if not rows:
+        raise gr.Error(f"No call is kept at τf = {float(tau_f):.2f}: lower τf to export a dataset.")
+    out = config.data_dir() / "datasets" / f"{time.strftime('%Y%m%d-%H%M%S')}-tau{float(tau_f):.2f}"
+    out = _unique(out)
+    atomic_write_jsonl(out / "dataset.jsonl", rows)
+    atomic_write_json(out / "meta.json", {"tau_f": float(tau_f), "texts": len(rows), "calls": len(kept),
+                                          "source": run.get("source", ""), "model": run.get("model", "")})
+    gr.Info(f"C* at τf = {float(tau_f):.2f}: {len(rows)} texts with {len(kept)} calls, "
+            f"saved in {out.relative_to(config.data_dir())}/dataset.jsonl")
+    return str(out / "dataset.jsonl")
+
+
+def _unique(path: Path) -> Path:
+    n, candidate = 1, path
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
+def build(shared) -> None:
+    kept = gr.Markdown(kept_summary(None, DEFAULT_TAU_F), elem_id="filter-kept")
+    tau_f = gr.Slider(-1.0, 4.0, value=DEFAULT_TAU_F, step=0.05, label="τf: keep a call if L⁻ − L⁺ ≥ τf",
+                      elem_id="filter-tau")
+    shared.tau_f = tau_f
+    with gr.Row():
+        with gr.Column(scale=3):
+            hist = gr.HTML(render.histograms_html([], DEFAULT_TAU_F), elem_id="filter-hist",
+                           label="L⁻ − L⁺ per tool")
+        with gr.Column(scale=2):
+            counts = gr.DataFrame(counts_frame(None, DEFAULT_TAU_F), label="At this τf", interactive=False,
+                                  elem_id="filter-counts")
+            table2 = gr.DataFrame(table2_frame(None), label="Kept calls at τf 0.5 / 1 / 2 (the paper's Table 2)",
+                                  interactive=False, elem_id="filter-table2")
+    gr.Markdown("### One candidate")
+    pick = gr.Dropdown([], label="Candidate (✓ kept, ✗ rejected at this τf)", elem_id="filter-candidate")
+    losses = gr.HTML(elem_id="filter-losses")
+    with gr.Row():
+        token_heat = gr.HighlightedText(label="Loss change on x_i … x_i+4 (red: the call made the token likelier, blue: less likely)",
+                                        show_legend=False, show_inline_category=False, elem_id="filter-token-heat",
+                                        scale=3)
+        tokens = gr.DataFrame(label="Per token (−log p, weighted 5:4:3:2:1)", interactive=False, scale=2)
+    with gr.Accordion("Load a saved run, export C*", open=True):
+        with gr.Row():
+            with gr.Column():
+                runs = gr.Dropdown(saved_runs(), value=None, label="A run in the data dir (generate --out)",
+                                   elem_id="filter-saved")
+                refresh = gr.Button("Refresh list", size="sm")
+            upload = gr.File(label="Or upload candidates.jsonl / records.jsonl", file_types=[".jsonl"],
+                             type="filepath", height=120, elem_id="filter-upload")
+        with gr.Row():
+            export = gr.Button("Export C* at this τf (dataset.jsonl)", variant="primary", elem_id="filter-export")
+            exported = gr.File(label="dataset.jsonl", interactive=False, visible=False, elem_id="filter-exported")
+
+    all_outputs = [kept, hist, counts, table2, pick, losses, token_heat, tokens]
+    shared.filter_refresh = (on_new_run, [shared.run, tau_f], all_outputs)
+    shared.filter_show = (on_new_run, [shared.run, tau_f, pick], all_outputs)
+    tau_f.change(on_tau_change, [shared.run, tau_f, pick], [kept, hist, counts, pick, losses], api_name="refilter",
+                 show_progress="hidden", trigger_mode="always_last")
+    pick.change(candidate_detail, [shared.run, pick, tau_f], [losses, token_heat, tokens], api_visibility="private",
+                show_progress="hidden")
+    upload.upload(load_run_file, upload, shared.run, api_visibility="private").then(
+        on_new_run, [shared.run, tau_f], all_outputs, api_visibility="private")
+    runs.change(load_saved_run, runs, shared.run, api_visibility="private").then(
+        on_new_run, [shared.run, tau_f], all_outputs, api_visibility="private")
+    refresh.click(lambda: gr.update(choices=saved_runs()), None, runs, api_visibility="private")
+    export.click(export_dataset, [shared.run, tau_f], exported, api_name="export_dataset").then(
+        lambda: gr.update(visible=True), None, exported, api_visibility="private")
