@@ -181,6 +181,8 @@ def load(name: str | None = None, device: str | None = None, dtype: str | None =
 def _load_uncached(source: str, device: str, torch_dtype) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    import toolformer_app.models.palm  # noqa: F401  (registers the PaLM architecture)
+
     try:
         adapter = Path(source) / "adapter_config.json"
         if adapter.exists():

@@ -178,6 +178,8 @@ def _precision_label(weight_dtype: Any, amp: dict[str, bool], master: bool, lora
 def _load_model_and_tokenizer(source: str, dtype: Any) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    import toolformer_app.models.palm  # noqa: F401  (registers the PaLM architecture)
+
     adapter = Path(source) / "adapter_config.json"
     try:
         if adapter.exists():  # finetuning a LoRA result again: start from the merged weights

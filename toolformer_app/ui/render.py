@@ -259,8 +259,7 @@ def histogram_svg(tool: str, values: Sequence[float], tau_f: float, width: int =
         parts.append(f'<text x="{x(t):.1f}" y="{pad_t + plot_h + 16}" font-size="10" text-anchor="middle" '
                      f'fill="currentColor" fill-opacity="0.8">{_fmt(t)}</text>')
         t += step
-    for frac in (0.5, 1.0):
-        count = top * frac
+    for count in sorted({top, top // 2} - {0}):  # whole counts only
         parts.append(f'<text x="{pad_l - 4}" y="{y(count) + 3:.1f}" font-size="10" text-anchor="end" '
                      f'fill="currentColor" fill-opacity="0.8">{_fmt(count)}</text>')
     # bars: rejected part at the bottom, kept part above it
