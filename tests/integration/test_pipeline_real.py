@@ -1,0 +1,100 @@
+"""The pipeline on the real default model: batched numbers equal a slow, obviously correct reference."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from toolformer_app import models
+from toolformer_app.calls import linearize
+from toolformer_app.pipeline import PipelineConfig, run_pipeline
+from toolformer_app.pipeline.run import api_token_id
+from toolformer_app.pipeline.steps import encode_text, position_scores, sample_calls
+from toolformer_app.tools import get_tool
+
+pytestmark = pytest.mark.slow
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TEXT = "The company sold 120 cars in March and 80 cars in April, a total of 200 cars in two months."
+
+
+@pytest.fixture(scope="module")
+def fp32_model():
+    return models.load("smollm2-135m", dtype="float32")
+
+
+def _reference_loss(model, prefix: list[int], x: list[int], i: int) -> float:
+    """Full pass over prefix + all of x, full log-softmax, the paper's weights: no batching, no truncation."""
+    ids = torch.tensor([prefix + x])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(ids).logits[0].double(), -1)
+    w = [1.0, 0.8, 0.6, 0.4, 0.2]
+    return -sum(w[t] / 3 * float(logp[len(prefix) + i + t - 1, x[i + t]]) for t in range(5) if i + t < len(x))
+
+
+def test_batched_losses_equal_a_slow_reference_on_the_real_model(fp32_model):
+    model, tok = fp32_model
+    texts = [TEXT, "Out of 1400 participants, 400 passed the test, about 29 percent.", "The war lasted from 1914 to 1918."]
+    res = run_pipeline(texts, PipelineConfig(tools=("Calculator",), batch_size=3), model, tok)
+    scored = [c for c in res.candidates if c.loss_reduction is not None]
+    assert scored, "the real model should sample at least one executable Calculator call on these texts"
+    for c in scored:
+        x = encode_text(tok, c.text_id, texts[int(c.text_id)]).x_ids
+        plain = _reference_loss(model, [], x, c.token_pos)
+        empty = _reference_loss(model, tok(linearize(c.tool, c.input, ""))["input_ids"], x, c.token_pos)
+        full = _reference_loss(model, tok(linearize(c.tool, c.input, c.result))["input_ids"], x, c.token_pos)
+        assert c.loss_plain == pytest.approx(plain, abs=1e-3)
+        assert c.loss_empty == pytest.approx(empty, abs=1e-3)
+        assert c.loss_result == pytest.approx(full, abs=1e-3)
+        assert c.loss_reduction == pytest.approx(min(plain, empty) - full, abs=2e-3)
+
+
+def test_position_scores_are_teacher_forced_p_of_the_api_token(fp32_model):
+    model, tok = fp32_model
+    tool = get_tool("Calculator")
+    enc = encode_text(tok, "0", TEXT)
+    api = api_token_id(tok)
+    scored = position_scores(model, tok, tool, [enc], api)
+    prompt = tok(tool.prompt_prefix().rstrip(" "))["input_ids"] + tok(" " + TEXT + "\nOutput:")["input_ids"]
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.tensor([prompt + enc.x_ids])).logits[0].float(), -1)[:, api]
+    reference = probs[len(prompt) - 1 : len(prompt) - 1 + len(enc.x_ids)]
+    assert torch.allclose(scored.p[0], reference, atol=1e-5)
+    assert 0 < float(scored.p[0].max()) < 1
+
+
+def test_sampling_from_the_cut_cache_equals_sampling_after_re_encoding(fp32_model):
+    """Greedy-like (low temperature) samples from the cached, left-padded batch match a fresh encode."""
+    model, tok = fp32_model
+    tool = get_tool("Calculator")
+    enc = encode_text(tok, "0", TEXT)
+    api = api_token_id(tok)
+    cfg = PipelineConfig(tools=("Calculator",), temperature=0.05, max_call_tokens=8)
+    scored = position_scores(model, tok, tool, [enc], api)
+    positions = [5, 17, len(enc.x_ids) - 3]
+    drawn = sample_calls(model, tok, scored, 0, positions, 2, cfg, api, tool.name)
+    prompt = tok(tool.prompt_prefix().rstrip(" "))["input_ids"] + tok(" " + TEXT + "\nOutput:")["input_ids"]
+    forced = tok("Calculator(", add_special_tokens=False)["input_ids"]
+    for pos, samples in zip(positions, drawn, strict=True):
+        ids = prompt + enc.x_ids[:pos] + [api] + forced
+        out = []
+        with torch.no_grad():
+            for _ in range(len(samples.token_ids[0]) - len(forced)):
+                nxt = int(model(torch.tensor([ids])).logits[0, -1].argmax())
+                out.append(nxt)
+                ids.append(nxt)
+        assert samples.token_ids[0][len(forced) :] == out
+
+
+def test_generate_on_wiki_passages_writes_all_three_files(tmp_path):
+    out = tmp_path / "gen"
+    p = subprocess.run([sys.executable, "-m", "toolformer_app", "generate", "--wiki", "--limit", "3", "--tools",
+                        "Calendar", "--k", "2", "--m", "2", "--out", str(out)], cwd=REPO, capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    for name in ("candidates.jsonl", "dataset.jsonl", "stats.json"):
+        assert (out / name).exists()
+    assert '"texts_seen": 3' in (out / "stats.json").read_text()
