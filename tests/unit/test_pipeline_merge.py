@@ -139,3 +139,27 @@ def test_generate_rejects_bad_input_with_one_line(tmp_path):
                             str(tmp_path / "o")], cwd=REPO, capture_output=True, text=True, timeout=120)
         assert p.returncode == 2
         assert p.stderr.strip().startswith("error:") and len(p.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_accelerate_launch_with_two_processes_shards_and_merges(tiny_model_dir, tmp_path):
+    import shutil
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"Row {n}: {n} plus {n + 1} makes {2 * n + 1} in total." for n in range(6)))
+    args = ["--input", str(corpus), "--model", str(tiny_model_dir), "--tools", "Calculator", "--tau-s", "0",
+            "--k", "1", "--m", "2", "--max-call-tokens", "5", "--batch-size", "2"]
+    single = tmp_path / "single"
+    p = _generate(args, single)
+    assert p.wait(timeout=300) == 0, p.stderr.read()
+    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
+    assert accelerate, "accelerate is a dependency"
+    sharded = tmp_path / "sharded"
+    p = subprocess.run([accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "toolformer_app", "generate", *args,
+                        "--out", str(sharded)], cwd=REPO, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert (sharded / "records.rank0.jsonl").exists() and (sharded / "records.rank1.jsonl").exists()
+    for name in ("candidates.jsonl", "dataset.jsonl", "stats.json"):
+        assert (sharded / name).read_text() == (single / name).read_text(), name

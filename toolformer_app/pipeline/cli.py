@@ -125,13 +125,16 @@ def main(args: argparse.Namespace) -> int:
     for e in errors[:5]:
         print(f"warning: skipped {e}", file=sys.stderr)
 
+    # accelerate launch / torchrun set RANK and WORLD_SIZE; on CPUs accelerate's own state reports a
+    # single process, so the ranks meet through a gloo process group of our own.
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    state = None
+    dist = None
     if world > 1:
-        from accelerate import PartialState
+        import torch
+        import torch.distributed as dist
 
-        state = PartialState()
-        rank, world = state.process_index, state.num_processes
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.json"
@@ -163,10 +166,13 @@ def main(args: argparse.Namespace) -> int:
         bar.update(len(batch))
         bar.set_postfix(candidates=sum(len(r.candidates) for r in batch))
     bar.close()
-    if state is not None:
-        state.wait_for_everyone()
+    if dist is not None:
+        dist.barrier()  # every rank's work log is complete before rank 0 merges them
     if rank == 0:
         stats = pr.finalize(out, cfg)
         print(json.dumps({k: stats[k] for k in ("texts_seen", "texts_kept", "kept_at_tau_f", "kept_table")}))
         print(f"wrote {out}/candidates.jsonl, dataset.jsonl, stats.json")
+    if dist is not None:
+        dist.barrier()
+        dist.destroy_process_group()
     return 0
