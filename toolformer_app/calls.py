@@ -64,25 +64,38 @@ def linearize(tool: str, input: str, result: str | None = None, leading_space: b
     return (" " if leading_space else "") + body
 
 
-def _parse_at(text: str, bracket: int) -> ApiCall | None:
-    """Parse a call whose "[" is at ``bracket``; None if it is not a closed call."""
+def parse_head(text: str, bracket: int = 0) -> tuple[str, str, re.Match] | None:
+    """(tool, input, close) for a call whose "[" is at ``bracket`` and whose input is closed.
+
+    ``close`` matches the ")" and what follows it ("]" or "->"). Shared by the parser and the
+    pipeline's sampler (which checks the model's samples with exactly the same rules).
+    """
     m = _NAME.match(text, bracket)
     if not m:
         return None
     close = _CLOSE.search(text, m.end())
     if not close:
         return None
-    # "]" inside the input means the call ended before its ")": malformed.
     inp = text[m.end() : close.start()]
+    # "]" inside the input means the call ended before its ")": malformed.
     if "]" in inp or "[" in inp or ARROW in inp:
         return None
+    return m.group(1), inp, close
+
+
+def _parse_at(text: str, bracket: int) -> ApiCall | None:
+    """Parse a call whose "[" is at ``bracket``; None if it is not a closed call."""
+    head = parse_head(text, bracket)
+    if head is None:
+        return None
+    tool, inp, close = head
     start = bracket - 1 if bracket > 0 and text[bracket - 1] == " " else bracket
     if close.group(1) == API_END:
-        return ApiCall(m.group(1), inp, None, start, close.end())
+        return ApiCall(tool, inp, None, start, close.end())
     end = text.find(API_END, close.end())
     if end < 0 or "[" in text[close.end() : end]:
         return None
-    return ApiCall(m.group(1), inp, text[close.end() : end].strip(), start, end + 1)
+    return ApiCall(tool, inp, text[close.end() : end].strip(), start, end + 1)
 
 
 def find_calls(text: str) -> list[ApiCall]:

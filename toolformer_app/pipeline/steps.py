@@ -13,7 +13,6 @@ are sorted by length and batched, and only the scored positions go through the L
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,13 +20,10 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from toolformer_app.calls import linearize
+from toolformer_app.calls import _CLOSE, API_END, linearize, parse_head
 from toolformer_app.pipeline.config import Candidate, PipelineConfig
 from toolformer_app.pipeline.scoring import SPAN, span_logprobs, weighted_loss
 from toolformer_app.tools.base import Tool
-
-_NAME = re.compile(r"\[([A-Za-z_][A-Za-z0-9_]*)\(")
-_CLOSE = re.compile(r"\)\s*(\]|->)")
 
 
 @dataclass
@@ -173,21 +169,12 @@ def top_positions(p: torch.Tensor, text: EncodedText, tau_s: float, k: int) -> l
 
 def parse_sampled_call(decoded: str) -> tuple[str, str] | None:
     """(tool, input) from the text sampled after " [", or None if it is not a well-formed call."""
-    text = "[" + decoded
-    m = _NAME.match(text)
-    if not m:
-        return None
-    close = _CLOSE.search(text, m.end())
-    if not close:
-        return None
-    inp = text[m.end() : close.start()]
-    if "[" in inp or "]" in inp or "->" in inp:
-        return None
-    return m.group(1), inp
+    head = parse_head("[" + decoded)
+    return None if head is None else head[:2]
 
 
 def _closed(decoded: str) -> bool:
-    return "]" in decoded or _CLOSE.search(decoded) is not None
+    return API_END in decoded or _CLOSE.search(decoded) is not None
 
 
 def _seed_for(seed: int, *parts: object) -> int:
