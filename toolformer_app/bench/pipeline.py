@@ -13,6 +13,7 @@ import json
 import platform
 import resource
 import time
+from collections import Counter
 
 TOOLS_DEFAULT = "Calculator"
 
@@ -90,9 +91,6 @@ def naive_reference(model, tok, items, cfg, trace) -> tuple[dict, int, float]:
                         o = model(torch.tensor([[t]], device=device), past_key_values=cache, use_cache=True)
                         cache = o.past_key_values
                         tokens += 1
-                counts: dict = {}
-                from collections import Counter
-
                 counts = Counter()
                 cands = candidates_from_samples(samples, enc, tool, pos, 0.0, counts)
                 execute_calls(cands, tool, counts, Counter())

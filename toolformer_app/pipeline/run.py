@@ -11,7 +11,6 @@ Interrupting and rerunning with the same directory skips the texts already in th
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -116,8 +115,9 @@ def annotate_batch(model, tok, items: list[tuple[str, str]], tools: list[Tool], 
     for tool in tools:
         th = cfg.thresholds(tool)
         chosen = [encoded[i] for i, _ in items if tool.selects(encoded[i].text) and len(encoded[i].x_ids) >= 2]
+        chosen_ids = {enc.text_id for enc in chosen}
         for text_id, _ in items:
-            results[text_id].counts[tool.name] = Counter({"texts_selected": int(encoded[text_id] in chosen)})
+            results[text_id].counts[tool.name] = Counter({"texts_selected": int(text_id in chosen_ids)})
             results[text_id].reasons[tool.name] = Counter()
         for s in range(0, len(chosen), cfg.batch_size):
             batch = chosen[s : s + cfg.batch_size]
@@ -238,4 +238,4 @@ def save_config(out: Path, cfg: PipelineConfig, extra: dict[str, Any]) -> None:
 
 def append_records(path: Path, results: list[TextResult]) -> None:
     for r in results:
-        append_jsonl(path, json.loads(json.dumps(r.record())))
+        append_jsonl(path, r.record())

@@ -87,12 +87,7 @@ def empty_run() -> dict[str, Any]:
 
 def prepare_texts(text: str | None) -> list[tuple[str, str]]:
     """The text box as (id, text) pairs: cut at the configured limit, at most MAX_UI_TEXTS texts."""
-    text = (text or "").replace("\x00", "")
-    if not text.strip():
-        raise gr.Error("The text is empty: type a text, pick an example or upload a .txt / .jsonl file.")
-    text, note = render.cut_text(text, config.max_text_chars())
-    if note:
-        gr.Warning(note)
+    text = runtime.checked_input(text, "The text is empty: type a text, pick an example or upload a .txt / .jsonl file.")
     texts = render.split_texts(text)
     if len(texts) > runtime.MAX_UI_TEXTS:
         gr.Warning(f"{len(texts)} texts given; only the first {runtime.MAX_UI_TEXTS} are annotated here "

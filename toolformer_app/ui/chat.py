@@ -140,12 +140,7 @@ def respond(message: str, history: list | None, history_plain: list | None, mode
     from toolformer_app.models import ModelLoadError
     from toolformer_app.tools import default_tools
 
-    message = (message or "").replace("\x00", "")
-    if not message.strip():
-        raise gr.Error("The message is empty: type a prompt or pick an example.")
-    message, note = render.cut_text(message, config.max_text_chars())
-    if note:
-        gr.Warning(note)
+    message = runtime.checked_input(message, "The message is empty: type a prompt or pick an example.")
     cfg = make_config(top_k, max_calls, tools, max_new_tokens, stop_at_newline, chat_template)
     if cfg.disabled and not compare:
         gr.Warning("No tool is enabled: the model answers without tools.")

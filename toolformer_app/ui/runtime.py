@@ -89,3 +89,18 @@ def status_line() -> str:
 def loading() -> bool:
     with _status_lock:
         return any(v.startswith("loading") for v in _status.values())
+
+
+def checked_input(text: str | None, empty_message: str) -> str:
+    """User text with NULs removed, cut at TOOLFORMER_MAX_TEXT_CHARS (with a warning); gr.Error if empty."""
+    import gradio as gr
+
+    from toolformer_app.ui import render
+
+    text = (text or "").replace("\x00", "")
+    if not text.strip():
+        raise gr.Error(empty_message)
+    text, note = render.cut_text(text, config.max_text_chars())
+    if note:
+        gr.Warning(note)
+    return text
