@@ -34,12 +34,16 @@ def _split_passage(text: str, max_words: int = MAX_PASSAGE_WORDS) -> list[str]:
 
 
 def load_texts(input_path: str | None = None, wiki: bool = False, limit: int | None = None,
-               errors: list[str] | None = None) -> list[tuple[str, str]]:
+               errors: list[str] | None = None, arithmetic: bool = False) -> list[tuple[str, str]]:
     """(id, text) pairs from a .txt (paragraphs split by blank lines, else one per line), a .jsonl
-    (field "text"), or the shipped wiki extracts split into passages."""
+    (field "text"), the shipped wiki extracts split into passages, or the seeded arithmetic corpus."""
     from toolformer_app.files import read_jsonl
 
     items: list[tuple[str, str]] = []
+    if arithmetic:
+        from toolformer_app.pipeline.arithmetic import arithmetic_texts
+
+        return arithmetic_texts(limit or 1000)
     if wiki:
         from toolformer_app.tools.corpus import wiki_passages
 
@@ -50,7 +54,7 @@ def load_texts(input_path: str | None = None, wiki: bool = False, limit: int | N
                     return items
         return items
     if not input_path:
-        raise ValueError("give --input FILE or --wiki")
+        raise ValueError("give --input FILE, --wiki or --arithmetic")
     path = Path(input_path)
     if not path.is_file():
         raise ValueError(f"{path} does not exist")
@@ -84,6 +88,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", help="a .txt (paragraphs or lines) or .jsonl (field \"text\") file")
     src.add_argument("--wiki", action="store_true", help="the shipped English Wikipedia extracts")
+    src.add_argument("--arithmetic", action="store_true",
+                     help="a seeded corpus of texts that state computed numbers (1000 unless --limit)")
     p.add_argument("--tools", default="Calculator,Calendar", help="comma-separated tool names")
     p.add_argument("--limit", type=int, default=None, help="read at most N texts")
     p.add_argument("--out", required=True, help="output directory (resumable)")
@@ -118,7 +124,7 @@ def main(args: argparse.Namespace) -> int:
         for name in cfg.tools:
             get_tool(name)
         errors: list[str] = []
-        items = load_texts(args.input, args.wiki, args.limit, errors)
+        items = load_texts(args.input, args.wiki, args.limit, errors, args.arithmetic)
     except (ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -138,7 +144,8 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.json"
-    run_key = {**cfg.to_dict(), "model": args.model or models.model_id(), "source": args.input or "wiki"}
+    source = args.input or ("arithmetic" if args.arithmetic else "wiki")
+    run_key = {**cfg.to_dict(), "model": args.model or models.model_id(), "source": source}
     if saved.exists():
         previous = json.loads(saved.read_text())
         if previous != run_key:
