@@ -13,7 +13,7 @@ from toolformer_app import models
 from toolformer_app.calls import linearize
 from toolformer_app.pipeline import PipelineConfig, run_pipeline
 from toolformer_app.pipeline.run import api_token_id
-from toolformer_app.pipeline.steps import encode_text, position_scores, sample_calls
+from toolformer_app.pipeline.steps import encode_text, position_scores, sample_calls, sample_calls_batch
 from toolformer_app.tools import get_tool
 
 pytestmark = pytest.mark.slow
@@ -87,6 +87,26 @@ def test_sampling_from_the_cut_cache_equals_sampling_after_re_encoding(fp32_mode
                 out.append(nxt)
                 ids.append(nxt)
         assert samples.token_ids[0][len(forced) :] == out
+
+
+def test_samples_do_not_depend_on_batching_across_texts(fp32_model):
+    """One sampling batch over two texts (rows finishing at different steps and leaving the batch)
+    draws exactly the samples that each text draws alone: every sample has its own generator."""
+    model, tok = fp32_model
+    tool = get_tool("Calculator")
+    other = "Out of 1400 participants, 400 passed the test, about 29 percent."
+    encs = [encode_text(tok, "a", TEXT), encode_text(tok, "b", other)]
+    api = api_token_id(tok)
+    cfg = PipelineConfig(tools=("Calculator",), temperature=1.0, max_call_tokens=12)
+    scored = position_scores(model, tok, tool, encs, api)
+    requests = [(0, [4, 17]), (1, [9])]
+    together = sample_calls_batch(model, tok, scored, requests, 3, cfg, api, tool.name)
+    for row, positions in requests:
+        alone = position_scores(model, tok, tool, [encs[row]], api)
+        drawn = sample_calls(model, tok, alone, 0, positions, 3, cfg, api, tool.name)
+        assert [s.token_ids for s in drawn] == [s.token_ids for s in together[row]]
+    lengths = {len(ids) for at in together for s in at for ids in s.token_ids}
+    assert len(lengths) > 1, "the rows should finish at different steps"
 
 
 def test_generate_on_wiki_passages_writes_all_three_files(tmp_path):

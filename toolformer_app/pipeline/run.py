@@ -28,7 +28,7 @@ from toolformer_app.pipeline.steps import (
     execute_calls,
     plain_logprobs,
     position_scores,
-    sample_calls,
+    sample_calls_batch,
     score_candidates,
     top_positions,
 )
@@ -123,16 +123,22 @@ def annotate_batch(model, tok, items: list[tuple[str, str]], tools: list[Tool], 
             batch = chosen[s : s + cfg.batch_size]
             with counter.timed("positions"):
                 scored = position_scores(model, tok, tool, batch, api_id, counter)
+            chosen_positions = []
             for row, enc in enumerate(batch):
                 res = results[enc.text_id]
-                counts = res.counts[tool.name]
                 res.position_scores[tool.name] = [round(float(v), 6) for v in scored.p[row]]
                 positions = top_positions(scored.p[row], enc, th.tau_s, th.k)
-                counts["positions_over_tau_s"] += len(positions)
-                with counter.timed("sampling"):
-                    drawn = sample_calls(model, tok, scored, row, positions, th.m, cfg, api_id, tool.name, counter)
+                res.counts[tool.name]["positions_over_tau_s"] += len(positions)
+                chosen_positions.append((row, positions))
+            with counter.timed("sampling"):  # the positions of every text of the batch in one sampling batch
+                drawn = sample_calls_batch(model, tok, scored, chosen_positions, th.m, cfg, api_id, tool.name,
+                                           counter)
+            for (row, positions), samples_at in zip(chosen_positions, drawn, strict=True):
+                enc = batch[row]
+                res = results[enc.text_id]
+                counts = res.counts[tool.name]
                 cands = []
-                for pos, samples in zip(positions, drawn, strict=True):
+                for pos, samples in zip(positions, samples_at, strict=True):
                     if trace is not None:
                         trace.append((enc.text_id, tool.name, pos, samples))
                     cands += candidates_from_samples(samples, enc, tool, pos, float(scored.p[row][pos]), counts)

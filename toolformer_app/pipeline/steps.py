@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import Cache, DynamicLayer
 
 from toolformer_app.calls import _CLOSE, API_END, linearize, parse_head
 from toolformer_app.pipeline.config import Candidate, PipelineConfig
@@ -194,83 +195,142 @@ class Samples:
 MAX_SAMPLE_ROWS = 48  # rows per sampling batch: bounds the KV cache (rows x context) in memory
 
 
+class _GrowingLayer(DynamicLayer):
+    """A DynamicLayer that writes new keys into a buffer allocated once, instead of torch.cat.
+
+    DynamicLayer copies the whole cache (rows x context) at every decoded token; with 48 rows of
+    a ~600-token few-shot context that copy costs more than the forward pass of a 135M model.
+    """
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int):
+        super().__init__()
+        self.k_buf, self.v_buf, self.length = keys, values, length  # (rows, heads, capacity, head_dim)
+        self.dtype, self.device = keys.dtype, keys.device
+        self.is_initialized = True
+        self._view()
+
+    def _view(self) -> None:
+        self.keys, self.values = self.k_buf[:, :, : self.length], self.v_buf[:, :, : self.length]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        end = self.length + key_states.shape[-2]
+        self.k_buf[:, :, self.length : end] = key_states
+        self.v_buf[:, :, self.length : end] = value_states
+        self.length = end
+        self._view()
+        return self.keys, self.values
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        self.k_buf, self.v_buf = self.k_buf[rows], self.v_buf[rows]
+        self._view()
+
+
+class _GrowingCache(DynamicCache):
+    def __init__(self, buffers: list[tuple[torch.Tensor, torch.Tensor]], length: int):
+        Cache.__init__(self, layers=[_GrowingLayer(k, v, length) for k, v in buffers])
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        for layer in self.layers:
+            layer.keep_rows(rows)
+
+
 @torch.inference_mode()
 def sample_calls(model, tok, scored: ScoredPositions, row: int, positions: list[int], m: int, cfg: PipelineConfig,
                  api_token_id: int, tool_name: str, counter: TokenCounter | None = None) -> list[Samples]:
-    """Draw m calls at each of ``positions`` of text ``row``: every (position, sample) is one batch row.
+    """Draw m calls at each of ``positions`` of text ``row`` (see ``sample_calls_batch``)."""
+    return sample_calls_batch(model, tok, scored, [(row, positions)], m, cfg, api_token_id, tool_name, counter)[0]
 
-    Each row starts from the scoring pass's cache cut to P(x) + x_<i (no re-encoding); rows of
-    different positions are left-padded inside the cache, with the pads masked out and explicit
-    position ids, so every row sees exactly its own context. A row stops when its decoded text closes
-    the call (")]" or ") ->", detected on text because tokenizers merge ")]"). Each position has its
-    own seeded generator, so samples do not depend on how positions are batched.
+
+@torch.inference_mode()
+def sample_calls_batch(model, tok, scored: ScoredPositions, requests: list[tuple[int, list[int]]], m: int,
+                       cfg: PipelineConfig, api_token_id: int, tool_name: str,
+                       counter: TokenCounter | None = None) -> list[list[Samples]]:
+    """Draw m calls at each position of each ``(row, positions)`` request; every (text, position,
+    sample) is one batch row, whatever text it comes from.
+
+    Each row starts from the scoring pass's cache cut to P(x) + x_<i (no re-encoding); rows are
+    left-padded inside the cache, with the pads masked out and explicit position ids, so every row
+    sees exactly its own context. A row stops when its decoded text closes the call (")]" or
+    ") ->", detected on text because tokenizers merge ")]") and leaves the batch. Each sample has
+    its own seeded generator, so samples do not depend on batching or on which rows finished.
     """
+    pairs = [(row, p) for row, positions in requests for p in positions]
     per_chunk = max(1, MAX_SAMPLE_ROWS // m)
-    out: list[Samples] = []
-    for s in range(0, len(positions), per_chunk):
-        out += _sample_chunk(model, tok, scored, row, positions[s : s + per_chunk], m, cfg, api_token_id,
-                             tool_name, counter)
+    drawn: list[Samples] = []
+    for s in range(0, len(pairs), per_chunk):
+        drawn += _sample_chunk(model, tok, scored, pairs[s : s + per_chunk], m, cfg, api_token_id, tool_name,
+                               counter)
+    out, at = [], 0
+    for _, positions in requests:
+        out.append(drawn[at : at + len(positions)])
+        at += len(positions)
     return out
 
 
-def _sample_chunk(model, tok, scored, row, positions, m, cfg, api_token_id, tool_name, counter) -> list[Samples]:
+def _sample_chunk(model, tok, scored: ScoredPositions, pairs: list[tuple[int, int]], m: int, cfg: PipelineConfig,
+                  api_token_id: int, tool_name: str, counter: TokenCounter | None) -> list[Samples]:
     device = next(model.parameters()).device
-    base = scored.prefix_len + scored.body_lens[row]
-    lengths = [base + p for p in positions]  # context length of each position
+    lengths = [scored.prefix_len + scored.body_lens[row] + p for row, p in pairs]  # context of each position
     width = max(lengths)
-    n = len(positions) * m
-    data = []
+    n = len(pairs) * m
+    # The model writes the tool name itself (the paper), unless cfg.prefill_tool_name feeds
+    # "Tool(" after " [" (an option for small models, which often write no name at all).
+    forced = tok(tool_name + "(", add_special_tokens=False)["input_ids"] if cfg.prefill_tool_name else []
+    capacity = width + 1 + len(forced) + cfg.max_call_tokens
+    buffers = []
     for k, v in scored.layers:
-        shape = (n, k.shape[1], width, k.shape[3])
-        kk, vv = k.new_zeros(shape), v.new_zeros(shape)
-        for g, length in enumerate(lengths):
-            kk[g * m : (g + 1) * m, :, width - length :] = k[row : row + 1, :, :length]
-            vv[g * m : (g + 1) * m, :, width - length :] = v[row : row + 1, :, :length]
-        data.append((kk, vv))
-    cache = DynamicCache(ddp_cache_data=data)
+        kk = k.new_zeros((n, k.shape[1], capacity, k.shape[3]))
+        vv = v.new_zeros((n, v.shape[1], capacity, v.shape[3]))
+        for g, ((row, _), length) in enumerate(zip(pairs, lengths, strict=True)):
+            kk[g * m : (g + 1) * m, :, width - length : width] = k[row : row + 1, :, :length]
+            vv[g * m : (g + 1) * m, :, width - length : width] = v[row : row + 1, :, :length]
+        buffers.append((kk, vv))
+    cache = _GrowingCache(buffers, width)
     mask = torch.zeros((n, width), dtype=torch.long)
     for g, length in enumerate(lengths):
         mask[g * m : (g + 1) * m, width - length :] = 1
     mask = mask.to(device)
     pos_ids = torch.tensor([length for length in lengths for _ in range(m)], device=device)[:, None]
-    gens = [torch.Generator(device="cpu").manual_seed(_seed_for(cfg.seed, scored.texts[row].text_id, tool_name, p))
-            for p in positions]
-    # The model writes the tool name itself (the paper), unless cfg.prefill_tool_name feeds
-    # "Tool(" after " [" (an option for small models, which often write no name at all).
-    forced = tok(tool_name + "(", add_special_tokens=False)["input_ids"] if cfg.prefill_tool_name else []
+    gens = [torch.Generator(device="cpu").manual_seed(
+                _seed_for(cfg.seed, scored.texts[row].text_id, tool_name, p, j))
+            for row, p in pairs for j in range(m)]
     nxt = torch.tensor([[api_token_id, *forced]] * n, dtype=torch.long, device=device)
     generated: list[list[int]] = [list(forced) for _ in range(n)]
-    done, closed = [False] * n, [False] * n
+    closed = [False] * n
+    active = list(range(n))  # original row index of each batch row
     eos = tok.eos_token_id
     fed = 0
     for _ in range(cfg.max_call_tokens):
         step = nxt.shape[1]
-        mask = torch.cat([mask, mask.new_ones((n, step))], 1)
+        mask = torch.cat([mask, mask.new_ones((len(active), step))], 1)
         positions_now = pos_ids + fed + torch.arange(step, device=device)[None, :]
         out = model(nxt, past_key_values=cache, attention_mask=mask, position_ids=positions_now, use_cache=True)
         fed += step
         if counter:
-            counter.sampling += n * step
-        cache = out.past_key_values
+            counter.sampling += len(active) * step
         probs = torch.softmax(out.logits[:, -1].float() / cfg.temperature, -1).cpu()
-        choice = torch.cat([torch.multinomial(probs[g * m : (g + 1) * m], 1, generator=gens[g])
-                            for g in range(len(positions))])  # (n, 1)
-        for r in range(n):
-            if done[r]:
-                continue
-            token = int(choice[r, 0])
+        keep, tokens = [], []
+        for b, r in enumerate(active):
+            token = int(torch.multinomial(probs[b], 1, generator=gens[r]))
             if token == eos:
-                done[r] = True
                 continue
             generated[r].append(token)
-            if _closed(tok.decode(generated[r][-8:]) if len(generated[r]) > 8 else tok.decode(generated[r])):
-                done[r] = closed[r] = True
-        if all(done):
+            if _closed(tok.decode(generated[r][-8:])):
+                closed[r] = True
+                continue
+            keep.append(b)
+            tokens.append(token)
+        if not keep:
             break
-        nxt = choice.to(device)
+        if len(keep) < len(active):  # finished rows leave the batch
+            rows = torch.tensor(keep, device=device)
+            cache.keep_rows(rows)
+            mask, pos_ids = mask[rows], pos_ids[rows]
+            active = [active[b] for b in keep]
+        nxt = torch.tensor(tokens, dtype=torch.long, device=device)[:, None]
     return [Samples([tok.decode(generated[g * m + j]) for j in range(m)],
                     [generated[g * m + j] for j in range(m)], closed[g * m : (g + 1) * m])
-            for g in range(len(positions))]
+            for g in range(len(pairs))]
 
 
 def candidates_from_samples(samples: Samples, text: EncodedText, tool: Tool, position: int, p_i: float,
@@ -291,6 +351,8 @@ def candidates_from_samples(samples: Samples, text: EncodedText, tool: Tool, pos
         if name != tool.name:
             counts["wrong_tool"] += 1
             continue
+        if not tool.takes_input:  # whatever a small model writes between the parentheses, the call is Name()
+            inp = ""
         if inp in seen:
             counts["duplicates"] += 1
             continue

@@ -50,6 +50,7 @@ class Tool:
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     is_toolformer_tool = True  # invoke_tools passes the raw string to these
+    takes_input = True  # False: the sampled argument is dropped, the call is "[Name()]" (the paper's Calendar)
 
     # -- the prompt P(x) ------------------------------------------------------------------
     def prompt_prefix(self) -> str:

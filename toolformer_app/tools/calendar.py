@@ -69,6 +69,7 @@ class Calendar(Tool):
     # lowered to 0.005, and its loss gains are 0.3-1.2, so tau_f is 0.3.
     thresholds: Thresholds = field(default_factory=lambda: Thresholds(tau_s=0.005, k=5, m=5, tau_f=0.3))
     clock: Callable[[], datetime.date] = datetime.date.today
+    takes_input = False
 
     def selection_reason(self, text: str) -> str | None:
         for label, pattern in _DATE_PATTERNS:
