@@ -220,8 +220,13 @@ class _GrowingLayer(DynamicLayer):
         self._view()
         return self.keys, self.values
 
-    def keep_rows(self, rows: torch.Tensor) -> None:
-        self.k_buf, self.v_buf = self.k_buf[rows], self.v_buf[rows]
+    def keep_rows(self, rows: list[int]) -> None:
+        """Keep ``rows`` (ascending), moved down in place: no second buffer is allocated."""
+        for new, old in enumerate(rows):
+            if new != old:
+                self.k_buf[new].copy_(self.k_buf[old])
+                self.v_buf[new].copy_(self.v_buf[old])
+        self.k_buf, self.v_buf = self.k_buf[: len(rows)], self.v_buf[: len(rows)]
         self._view()
 
 
@@ -229,7 +234,7 @@ class _GrowingCache(DynamicCache):
     def __init__(self, buffers: list[tuple[torch.Tensor, torch.Tensor]], length: int):
         Cache.__init__(self, layers=[_GrowingLayer(k, v, length) for k, v in buffers])
 
-    def keep_rows(self, rows: torch.Tensor) -> None:
+    def keep_rows(self, rows: list[int]) -> None:
         for layer in self.layers:
             layer.keep_rows(rows)
 
@@ -323,8 +328,8 @@ def _sample_chunk(model, tok, scored: ScoredPositions, pairs: list[tuple[int, in
         if not keep:
             break
         if len(keep) < len(active):  # finished rows leave the batch
+            cache.keep_rows(keep)
             rows = torch.tensor(keep, device=device)
-            cache.keep_rows(rows)
             mask, pos_ids = mask[rows], pos_ids[rows]
             active = [active[b] for b in keep]
         nxt = torch.tensor(tokens, dtype=torch.long, device=device)[:, None]
