@@ -6,7 +6,8 @@
     score_candidates -> L_i(eps), L_i(e(c, eps)), L_i(e(c, r)) with e(.) as a prefix
 
 Speed: the tool prompt's prefix is encoded once (KV cache reused for every text); sampling starts
-from the scoring pass's cache cut at position i (no re-encoding); loss sequences stop at x_{i+4},
+from the scoring pass's cache cut at position i (no re-encoding), batches the positions of all texts,
+drops finished rows and writes keys into a preallocated buffer; loss sequences stop at x_{i+4},
 are sorted by length and batched, and only the scored positions go through the LM head.
 """
 
