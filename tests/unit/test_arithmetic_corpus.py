@@ -53,3 +53,10 @@ def test_generate_loads_the_arithmetic_corpus() -> None:
     items = load_texts(arithmetic=True, limit=12)
     assert len(items) == 12 and items == arithmetic_texts(12)
     assert items[0][0] == "arith:0"
+
+
+def test_generate_refuses_a_limit_below_one(capsys) -> None:
+    from toolformer_app.cli import main
+
+    assert main(["generate", "--arithmetic", "--limit", "0", "--out", "unused"]) == 2
+    assert "--limit must be at least 1" in capsys.readouterr().err

@@ -124,6 +124,8 @@ def main(args: argparse.Namespace) -> int:
         for name in cfg.tools:
             get_tool(name)
         errors: list[str] = []
+        if args.limit is not None and args.limit < 1:
+            raise ValueError(f"--limit must be at least 1, got {args.limit}")
         items = load_texts(args.input, args.wiki, args.limit, errors, args.arithmetic)
     except (ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
