@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: demo test setup chromium lint bench
+.PHONY: demo test setup chromium lint bench toolformer
 
 $(STAMP): requirements.txt requirements-nodeps.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,3 +35,7 @@ test: setup chromium
 
 lint: setup
 	$(BIN)/ruff check .
+
+# Rebuild the shipped tool-using model from nothing (about 2 hours on 2 CPU cores; rerun to resume).
+toolformer: setup
+	$(BIN)/python -m toolformer_app recipe --model smollm2-135m --out runs/recipe --ship assets/models/smollm2-135m-toolformer

@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "toolformer_app.inference_cli",   # chat
     "toolformer_app.evaluation.cli",  # eval
     "toolformer_app.bench",           # bench pipeline|inference
+    "toolformer_app.recipe",          # recipe (rebuild the shipped model)
 )
 
 

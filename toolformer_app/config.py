@@ -25,6 +25,16 @@ def default_model() -> str:
     return os.environ.get("TOOLFORMER_DEFAULT_MODEL", "smollm2-135m")
 
 
+def default_chat_model() -> str:
+    """The model the Chat and Evaluate tabs start with: the shipped Toolformer adapter when it is present
+    (and no other default was set), else ``default_model()``."""
+    if os.environ.get("TOOLFORMER_DEFAULT_MODEL"):
+        return default_model()
+    from toolformer_app.models import shipped_adapter
+
+    return "smollm2-135m-toolformer" if shipped_adapter("smollm2-135m-toolformer") else default_model()
+
+
 def max_text_chars() -> int:
     """Inputs longer than this are cut, with a note, before any model pass."""
     return int(os.environ.get("TOOLFORMER_MAX_TEXT_CHARS", "20000"))

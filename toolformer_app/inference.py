@@ -61,6 +61,32 @@ class InferenceConfig:
     chat_template: bool = False  # wrap the prompt in the tokenizer's chat template
 
 
+PROMPT_STYLES = ("paper", "plain", "chat")
+PAPER_QUESTION_SUFFIX = " The answer is"  # the paper's zero-shot format for questions (section 4)
+LAMA_PREFIX = "Please complete the following text so that it is factually correct: "  # section 4.2.1
+
+
+def format_prompt(message: str, style: str = "paper") -> str:
+    """The text the model continues, for a message typed by a person.
+
+    ``paper``: the paper's zero-shot formats: a question gets " The answer is" after it, a statement to
+    complete gets the LAMA instruction before it (a message that already ends in "The answer is",
+    or holds several lines, e.g. a few-shot prompt, is left as it is). ``plain``: the message
+    unchanged. ``chat``: unchanged here; ``InferenceConfig.chat_template`` wraps it in the
+    tokenizer's chat template.
+    """
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"unknown prompt style {style!r} (expected {', '.join(PROMPT_STYLES)})")
+    text = message.strip()
+    if style != "paper" or not text or "\n" in text or text.endswith(PAPER_QUESTION_SUFFIX.strip()):
+        return message if style != "paper" else text
+    if text.endswith("?"):
+        return text + PAPER_QUESTION_SUFFIX
+    if text.startswith(LAMA_PREFIX):
+        return text
+    return LAMA_PREFIX + text.rstrip(".")
+
+
 # -- events -----------------------------------------------------------------------------------------
 @dataclass
 class _Event:

@@ -43,7 +43,7 @@ def scripted(monkeypatch):
 
 def test_a_call_is_highlighted_inline_and_shown_as_a_tool_bubble(scripted):
     outs = list(chat.respond("The farm has 48 cows and 17 more,", [], [], "smollm2-135m", 10, 1, ["Calculator"], 32,
-                             True, False, False))
+                             True, "plain", False))
     history, plain, calls, stats, box = outs[-1]
     assert history[0]["role"] == "user" and box == ""
     answer, bubble = history[1], history[2]
@@ -62,7 +62,7 @@ def test_a_call_is_highlighted_inline_and_shown_as_a_tool_bubble(scripted):
 
 def test_compare_answers_the_same_prompt_with_tools_disabled_side_by_side(scripted):
     outs = list(chat.respond("The farm has 48 cows and 17 more,", [], [], "smollm2-135m", 10, 1, ["Calculator"], 32,
-                             True, False, True))
+                             True, "plain", True))
     history, plain, calls, stats, _ = outs[-1]
     assert [c.disabled for c in scripted] == [False, True]
     assert plain[0]["content"] == history[0]["content"] and "18 cows" in plain[1]["content"]
@@ -70,7 +70,7 @@ def test_compare_answers_the_same_prompt_with_tools_disabled_side_by_side(script
 
 
 def test_controls_reach_the_inference_config(scripted):
-    list(chat.respond("x", [], [], "smollm2-135m", 3, 2, ["Calendar"], 16, False, True, False))
+    list(chat.respond("x", [], [], "smollm2-135m", 3, 2, ["Calendar"], 16, False, "chat", False))
     cfg = scripted[0]
     assert (cfg.top_k_call, cfg.max_calls, cfg.tools, cfg.max_new_tokens) == (3, 2, ("Calendar",), 16)
     assert cfg.stop == () and cfg.chat_template is True
@@ -78,9 +78,9 @@ def test_controls_reach_the_inference_config(scripted):
 
 def test_empty_message_and_unloadable_model_are_one_line_errors():
     with pytest.raises(gr.Error, match="empty"):
-        next(chat.respond("  ", [], [], "smollm2-135m", 10, 1, ["Calculator"], 32, True, False, False))
+        next(chat.respond("  ", [], [], "smollm2-135m", 10, 1, ["Calculator"], 32, True, "plain", False))
     with pytest.raises(gr.Error, match="no-such-model") as exc:
-        next(chat.respond("hi", [], [], "no-such-model", 10, 1, ["Calculator"], 32, True, False, False))
+        next(chat.respond("hi", [], [], "no-such-model", 10, 1, ["Calculator"], 32, True, "plain", False))
     assert "\n" not in str(exc.value)
 
 

@@ -54,9 +54,10 @@ class EvalConfig:
     clock: datetime.date = suite_lib.CLOCK  # "today" for the dates suite and the Calendar tool
 
     def validate(self) -> None:
-        unknown = [s for s in self.suites if s not in suite_lib.BUILTIN + (suite_lib.PERPLEXITY,)]
+        unknown = [s for s in self.suites if s not in suite_lib.BUILTIN + (suite_lib.PERPLEXITY, suite_lib.PLAIN)]
         if unknown:
-            raise SuiteError(f"unknown suite {unknown[0]!r} (expected {', '.join(suite_lib.BUILTIN)}, perplexity)")
+            raise SuiteError(f"unknown suite {unknown[0]!r} (expected {', '.join(suite_lib.BUILTIN)}, "
+                             "perplexity, plain)")
         bad_modes = [m for m in self.modes if m not in MODES]
         if bad_modes:
             raise SuiteError(f"unknown mode {bad_modes[0]!r} (expected {', '.join(MODES)})")
@@ -181,6 +182,10 @@ def result_used(atype: str, output: str | None, prediction: str) -> bool | None:
 
 def score_prediction(item: Item, pred: Prediction) -> dict[str, Any]:
     """The predictions.jsonl row (without suite/mode): the extraction, the score, the calls and why."""
+    if item.kind == suite_lib.PLAIN:  # no answer: only the calls count
+        return {"id": item.id, "kind": item.kind, "answer_type": None, "prompt": item.prompt, "answers": [],
+                "output": pred.output, "prediction": pred.prediction, "extracted": None, "correct": False,
+                "calls": pred.calls}
     atype = item.answer_type
     row: dict[str, Any] = {
         "id": item.id, "kind": item.kind, "answer_type": atype, "prompt": item.prompt, "answers": list(item.answers),
@@ -312,8 +317,9 @@ def build_tools(clock: datetime.date, reader_model: str | None = None) -> dict[s
 
 def load_accuracy_suites(cfg: EvalConfig) -> list[tuple[str, list[Item]]]:
     """(name, items) of the selected built-in suites and custom files, each cut to ``cfg.limit``."""
-    chosen: list[tuple[str, list[Item]]] = [(name, suite_lib.load_suite(name)) for name in cfg.suites
-                                            if name != suite_lib.PERPLEXITY]
+    chosen: list[tuple[str, list[Item]]] = [
+        (name, suite_lib.plain_items(cfg.limit) if name == suite_lib.PLAIN else suite_lib.load_suite(name))
+        for name in cfg.suites if name != suite_lib.PERPLEXITY]
     taken = {name for name, _ in chosen} | {suite_lib.PERPLEXITY}
     for file in cfg.suite_files:
         items = suite_lib.load_suite_file(file)
@@ -402,7 +408,8 @@ def evaluate(
         rows = []
         bar = tqdm(total=len(items), desc=task, unit="ex", disable=None if bars else True, leave=False)
         for i, item in enumerate(items):
-            stop = functools.partial(scoring.decided, item.answer_type)  # stop once the score is decided
+            # stop once the score is decided (plain continuations run their whole budget)
+            stop = None if item.kind == suite_lib.PLAIN else functools.partial(scoring.decided, item.answer_type)
             if mode == "base":
                 text = plain_greedy(base[0], base[1], item.prompt, cfg.max_new_tokens, stop)
                 pred = Prediction(text, text)
@@ -420,6 +427,8 @@ def evaluate(
         bar.close()
         timing[task] = round(time.perf_counter() - t0, 2)
         summary = summarize(rows)
+        if name == suite_lib.PLAIN:
+            summary.update(correct=None, accuracy=None, ci_low=None, ci_high=None)
         if mode == "tools":
             summary["k"] = k
         return summary
@@ -427,6 +436,8 @@ def evaluate(
     for name, items in accuracy_suites:
         entry = results["suites"][name] = {}
         for mode in cfg.modes:
+            if name == suite_lib.PLAIN and mode == "base":
+                continue  # plain decoding makes no call: nothing to count
             entry[mode] = run_mode(name, items, mode, cfg.top_k_call if mode == "tools" else 0)
         if cfg.ks:
             sweep = results["sweep"][name] = {}
@@ -512,6 +523,17 @@ def _acc(e: dict[str, Any] | None) -> str:
     return f"{_pct(e['accuracy'])} [{_pct(e['ci_low'])}, {_pct(e['ci_high'])}]"
 
 
+WRONG_TOOLS = {"facts": ("Calculator", "Calendar"), "math": ("QA", "WikiSearch")}
+
+
+def wrong_tool_rate(suite: str, entry: dict[str, Any] | None) -> float | None:
+    """Share of a suite's examples that called a tool that cannot help there (one call per example at most)."""
+    tools = WRONG_TOOLS.get(suite)
+    if not entry or not tools:
+        return None
+    return sum(entry["call_rate"].get(t, 0.0) for t in tools)
+
+
 def format_table(results: dict[str, Any]) -> str:
     """Markdown tables: accuracy (%, 95% CI) and perplexity per mode; call rates; why calls helped or not."""
     by_suite = results.get("suites", {})
@@ -542,13 +564,18 @@ def format_table(results: dict[str, Any]) -> str:
                 e = by_suite[s].get(m)
                 if e:
                     lines.append(f"| {s} | {m} | " + " | ".join(_pct(e["call_rate"].get(c, 0.0)) for c in cols) + " |")
+        wrong = [(s, wrong_tool_rate(s, by_suite[s].get("tools"))) for s in acc_names if s in WRONG_TOOLS]
+        wrong = [(s, r) for s, r in wrong if r is not None]
+        if wrong:
+            lines += ["", "Wrong-tool rate in tools mode (Calculator or Calendar on facts, QA or WikiSearch on math): "
+                      + "; ".join(f"{s} {_pct(r)}%" for s, r in wrong)]
         lines += ["", "Calls in tools mode: made, returned a result, result right, result copied into the answer; "
                   "accuracy with and without a call:", "",
                   "| suite | with call | result | result right | result used | acc. with call | acc. without |",
                   "|---|---|---|---|---|---|---|"]
         for s in acc_names:
             e = by_suite[s].get("tools")
-            if not e:
+            if not e or s == suite_lib.PLAIN:
                 continue
             d, n = e["diagnostics"], e["n"]
             w = d["with_call"]

@@ -41,6 +41,7 @@ CLOCK = datetime.date(2023, 1, 30)  # the paper's example date: "Today is Monday
 KINDS = ("math", "facts", "dates")
 BUILTIN = ("math", "facts", "dates")
 PERPLEXITY = "perplexity"
+PLAIN = "plain"  # spurious calls: the first sentence of each held-out extract, decoded with tools
 HELD_OUT = 200  # extracts at the end of the wiki file, never annotated by `generate --wiki --limit N<=9833`
 SIZES = {"math": 200, "facts": 200, "dates": 200}
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "eval"
@@ -51,6 +52,7 @@ TOOLS_BY_KIND: dict[str, tuple[str, ...]] = {
     "math": ALL_TOOLS,
     "facts": tuple(t for t in ALL_TOOLS if t != "WikiSearch"),
     "dates": ALL_TOOLS,
+    PLAIN: ALL_TOOLS,
 }
 FACTS_PREFIX = "Please complete the following text so that it is factually correct: "
 
@@ -592,6 +594,23 @@ def held_out_texts(n: int | None = None) -> list[str]:
     except CorpusError as exc:
         raise SuiteError(str(exc)) from None
     return texts[:n] if n else texts
+
+
+def plain_items(n: int | None = None) -> list[Item]:
+    """The `plain` suite: the first sentence of each held-out extract, to be continued with tools enabled.
+
+    Nothing in these sentences needs a tool, so every call counts as spurious (the issue's target:
+    at most 10% of continuations hold a call). The extracts are the perplexity texts, which no
+    training mix reads (``pipeline.split``).
+    """
+    from toolformer_app.tools.corpus import sentences
+
+    out = []
+    for i, text in enumerate(held_out_texts(n)):
+        first = (sentences(text) or [text])[0].strip()
+        if first:
+            out.append(Item(f"plain-{i:04d}", PLAIN, first, ("",), {"source": "held-out extract"}))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

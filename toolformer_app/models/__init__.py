@@ -47,6 +47,27 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
+# Adapters shipped in the repository: a preset name -> the directory holding adapter_config.json
+# (its base_model_name_or_path is a base preset, so base + adapter load offline).
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "assets" / "models"
+ADAPTER_PRESETS: dict[str, str] = {
+    "smollm2-135m-toolformer": "the shipped Toolformer: a LoRA adapter on smollm2-135m, trained by `recipe`",
+}
+
+
+def shipped_adapter(name: str) -> Path | None:
+    """The directory of a shipped adapter preset, or None when ``name`` is not one (or is not installed)."""
+    if name not in ADAPTER_PRESETS:
+        return None
+    path = SHIPPED_DIR / name
+    return path if (path / "adapter_config.json").exists() else None
+
+
+def preset_names() -> list[str]:
+    """Every preset a user can pick: base models, then shipped adapters that are present."""
+    return list(PRESETS) + [n for n in ADAPTER_PRESETS if shipped_adapter(n) is not None]
+
+
 _CACHE: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 _LOCK = threading.Lock()
 CARD_NAME = "toolformer_card.json"  # the recipe a finetune writes next to its weights
@@ -127,6 +148,12 @@ def resolve(name: str | None = None) -> str:
     name = (name or config.default_model()).strip()
     if not name:
         raise ModelLoadError("no model given")
+    if name in ADAPTER_PRESETS:
+        path = shipped_adapter(name)
+        if path is None:
+            raise ModelLoadError(f"the shipped adapter {name!r} is missing from {SHIPPED_DIR}: rebuild it with "
+                                 "`python -m toolformer_app recipe --ship assets/models/" + name + "`")
+        return str(path)
     if name in PRESETS:
         preset = PRESETS[name]
         cache = config.model_cache_dir() / name

@@ -34,22 +34,40 @@ def _split_passage(text: str, max_words: int = MAX_PASSAGE_WORDS) -> list[str]:
 
 
 def load_texts(input_path: str | None = None, wiki: bool = False, limit: int | None = None,
-               errors: list[str] | None = None, arithmetic: bool = False) -> list[tuple[str, str]]:
+               errors: list[str] | None = None, arithmetic: bool = False, dated: bool = False,
+               foreign: bool = False, metas: dict[str, dict] | None = None) -> list[tuple[str, str]]:
     """(id, text) pairs from a .txt (paragraphs split by blank lines, else one per line), a .jsonl
-    (field "text"), the shipped wiki extracts split into passages, or the seeded arithmetic corpus."""
+    (field "text", optional "date" = the text's creation date), the shipped wiki extracts split into
+    passages (training articles only: ``pipeline.split``), or a seeded corpus (arithmetic, dated, foreign).
+
+    ``metas`` (optional) receives each text's metadata: {"date": ISO date or None (unknown)}.
+    Texts without an entry are taken as written now (the Calendar answers with today's date).
+    """
     from toolformer_app.files import read_jsonl
 
     items: list[tuple[str, str]] = []
-    if arithmetic:
+    meta_out = metas if metas is not None else {}
+    if arithmetic or foreign:
         from toolformer_app.pipeline.arithmetic import arithmetic_texts
+        from toolformer_app.pipeline.foreign import foreign_texts
 
-        return arithmetic_texts(limit or 1000)
+        items = arithmetic_texts(limit or 1000) if arithmetic else foreign_texts(limit or 1000)
+        meta_out.update({i: {"date": None} for i, _ in items})
+        return items
+    if dated:
+        from toolformer_app.pipeline.dated import dated_texts
+
+        docs = dated_texts(limit or 1000)
+        meta_out.update({d.id: {"date": d.date.isoformat()} for d in docs})
+        return [(d.id, d.text) for d in docs]
     if wiki:
-        from toolformer_app.tools.corpus import wiki_passages
+        from toolformer_app.pipeline.split import training_wiki_items
 
-        for n, extract in enumerate(wiki_passages()):
+        for n, _title, extract in training_wiki_items():  # ids keep the extract's index in the file
             for j, passage in enumerate(_split_passage(extract)):
-                items.append((f"wiki:{n}.{j}" if j else f"wiki:{n}", passage))
+                text_id = f"wiki:{n}.{j}" if j else f"wiki:{n}"
+                items.append((text_id, passage))
+                meta_out[text_id] = {"date": None}
                 if limit and len(items) >= limit:
                     return items
         return items
@@ -66,6 +84,8 @@ def load_texts(input_path: str | None = None, wiki: bool = False, limit: int | N
             text = row.get("text")
             if isinstance(text, str) and text.strip():
                 items.append((str(row.get("id", f"line:{n}")), text))
+                if "date" in row:
+                    meta_out[items[-1][0]] = {"date": row["date"]}
             elif errors is not None:
                 errors.append(f"row {n}: no non-empty \"text\" field")
     else:
@@ -90,6 +110,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--wiki", action="store_true", help="the shipped English Wikipedia extracts")
     src.add_argument("--arithmetic", action="store_true",
                      help="a seeded corpus of texts that state computed numbers (1000 unless --limit)")
+    src.add_argument("--dated", action="store_true",
+                     help="a seeded corpus of dated notices, diaries and logs; the Calendar returns each one's date")
+    src.add_argument("--foreign", action="store_true",
+                     help="English paragraphs quoting a French or Spanish sentence (the MT corpus)")
     p.add_argument("--tools", default="Calculator,Calendar", help="comma-separated tool names")
     p.add_argument("--limit", type=int, default=None, help="read at most N texts")
     p.add_argument("--out", required=True, help="output directory (resumable)")
@@ -126,7 +150,9 @@ def main(args: argparse.Namespace) -> int:
         errors: list[str] = []
         if args.limit is not None and args.limit < 1:
             raise ValueError(f"--limit must be at least 1, got {args.limit}")
-        items = load_texts(args.input, args.wiki, args.limit, errors, args.arithmetic)
+        metas: dict[str, dict] = {}
+        items = load_texts(args.input, args.wiki, args.limit, errors, args.arithmetic, args.dated, args.foreign,
+                           metas)
     except (ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -146,7 +172,7 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.json"
-    source = args.input or ("arithmetic" if args.arithmetic else "wiki")
+    source = args.input or next(n for n in ("arithmetic", "dated", "foreign", "wiki") if getattr(args, n))
     run_key = {**cfg.to_dict(), "model": args.model or models.model_id(), "source": source}
     if saved.exists():
         previous = json.loads(saved.read_text())
@@ -157,7 +183,7 @@ def main(args: argparse.Namespace) -> int:
         pr.save_config(out, cfg, {k: run_key[k] for k in ("model", "source")})
 
     done = pr.done_ids(out)
-    mine = [it for n, it in enumerate(items) if n % world == rank and it[0] not in done]
+    mine = [(*it, metas.get(it[0])) for n, it in enumerate(items) if n % world == rank and it[0] not in done]
     try:
         model, tok = models.load(args.model)
     except models.ModelLoadError as exc:

@@ -129,6 +129,7 @@ STAGES = (
     "texts_selected",
     "positions_over_tau_s",
     "samples_drawn",
+    "samples_skipped",
     "unclosed",
     "malformed",
     "wrong_tool",

@@ -5,6 +5,7 @@ Every candidate keeps its three losses, so a new tau_f re-filters instantly with
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -51,6 +52,38 @@ def merge_calls(texts: dict[str, str], kept: list[Candidate]) -> list[dict[str, 
     return rows
 
 
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_GENERIC = frozenset({"today", "is", "the"})
+
+
+def _numbers(text: str) -> set[str]:
+    return {n.replace(",", "") for n in _NUMBER.findall(text)}
+
+
+def borne_out(result: str | None, following: str) -> bool:
+    """Whether a call's result is borne out by the text after it: one of the result's numbers, or one of
+    its content words (3+ letters, no stopword), appears in the following tokens x_i .. x_{i+k}.
+
+    A call that passes tau_f without this holds only through a generic prefix effect (measured: a
+    Calendar result before "is a picaresque novel"), which is what the precision figure counts.
+    """
+    from toolformer_app.tools.corpus import tokenize
+
+    if not result or not following.strip():
+        return False
+    if _numbers(result) & _numbers(following):
+        return True
+    words = {w for w in tokenize(result) if len(w) >= 3 and not w.isdigit()} - _GENERIC
+    return bool(words & set(tokenize(following)))
+
+
+def precision(candidates: list[Candidate]) -> float | None:
+    """The share of ``candidates`` (kept calls) whose result is borne out by their next tokens."""
+    if not candidates:
+        return None
+    return round(sum(borne_out(c.result, "".join(c.next_tokens)) for c in candidates) / len(candidates), 4)
+
+
 def kept_table(candidates: list[Candidate], thresholds=TABLE2_THRESHOLDS) -> dict[str, dict[str, int]]:
     """The paper's Table 2: kept calls per tool at each tau_f."""
     tools = sorted({c.tool for c in candidates})
@@ -82,11 +115,13 @@ def build_stats(records: list[dict[str, Any]], candidates: list[Candidate], tau_
                 "candidates": sum(1 for c in candidates if c.tool == t),
                 "tau_f": tau_f.get(t),
                 "kept_at_tau_f": sum(1 for c in kept if c.tool == t),
+                "precision": precision([c for c in kept if c.tool == t]),
                 "no_result_reasons": dict(reasons[t].most_common()),
             }
             for t in tools
         },
         "kept_at_tau_f": len(kept),
+        "precision": precision(kept),
         "kept_table": kept_table(candidates),
     }
     for s in STAGES:

@@ -26,6 +26,7 @@ from toolformer_app.pipeline.steps import (
     candidates_from_samples,
     encode_text,
     execute_calls,
+    fixed_call_samples,
     plain_logprobs,
     position_scores,
     sample_calls_batch,
@@ -92,9 +93,11 @@ def api_token_id(tok) -> int:
     return ids[0]
 
 
-def annotate_batch(model, tok, items: list[tuple[str, str]], tools: list[Tool], cfg: PipelineConfig,
+def annotate_batch(model, tok, items: list[tuple], tools: list[Tool], cfg: PipelineConfig,
                    counter: TokenCounter | None = None, trace: list | None = None) -> list[TextResult]:
-    """Run every step on a batch of (text_id, text) for every tool whose heuristic selects the text.
+    """Run every step on a batch of (text_id, text[, meta]) for every tool whose heuristic selects the text.
+
+    ``meta`` is the document's metadata: a "date" makes the Calendar answer with that creation date.
 
     ``trace`` (optional) receives (text_id, tool, position, Samples) for every sampled position:
     the benchmark replays exactly these samples through its naive reference.
@@ -103,6 +106,8 @@ def annotate_batch(model, tok, items: list[tuple[str, str]], tools: list[Tool], 
     api_id = api_token_id(tok)
     encoded = {}
     results = {}
+    metas = {it[0]: (it[2] if len(it) > 2 else None) for it in items}
+    items = [(it[0], it[1]) for it in items]
     for text_id, text in items:
         enc = encode_text(tok, text_id, text)
         if len(enc.x_ids) > MAX_TEXT_TOKENS:  # cut at a token boundary, keeping the text byte-identical
@@ -114,7 +119,8 @@ def annotate_batch(model, tok, items: list[tuple[str, str]], tools: list[Tool], 
     all_candidates: list[Candidate] = []
     for tool in tools:
         th = cfg.thresholds(tool)
-        chosen = [encoded[i] for i, _ in items if tool.selects(encoded[i].text) and len(encoded[i].x_ids) >= 2]
+        chosen = [encoded[i] for i, _ in items if tool.accepts_document(metas[i]) and tool.selects(encoded[i].text)
+                  and len(encoded[i].x_ids) >= 2]
         chosen_ids = {enc.text_id for enc in chosen}
         for text_id, _ in items:
             results[text_id].counts[tool.name] = Counter({"texts_selected": int(text_id in chosen_ids)})
@@ -130,9 +136,14 @@ def annotate_batch(model, tok, items: list[tuple[str, str]], tools: list[Tool], 
                 positions = top_positions(scored.p[row], enc, th.tau_s, th.k)
                 res.counts[tool.name]["positions_over_tau_s"] += len(positions)
                 chosen_positions.append((row, positions))
-            with counter.timed("sampling"):  # the positions of every text of the batch in one sampling batch
-                drawn = sample_calls_batch(model, tok, scored, chosen_positions, th.m, cfg, api_id, tool.name,
-                                           counter)
+            if not tool.takes_input and cfg.prefill_tool_name:  # one possible call per position: no sampling
+                drawn = [fixed_call_samples(tool.name, len(positions)) for _, positions in chosen_positions]
+                for (row, positions) in chosen_positions:
+                    results[batch[row].text_id].counts[tool.name]["samples_skipped"] += len(positions) * (th.m - 1)
+            else:
+                with counter.timed("sampling"):  # the positions of every text of the batch in one sampling batch
+                    drawn = sample_calls_batch(model, tok, scored, chosen_positions, th.m, cfg, api_id, tool.name,
+                                               counter)
             for (row, positions), samples_at in zip(chosen_positions, drawn, strict=True):
                 enc = batch[row]
                 res = results[enc.text_id]
@@ -143,7 +154,7 @@ def annotate_batch(model, tok, items: list[tuple[str, str]], tools: list[Tool], 
                         trace.append((enc.text_id, tool.name, pos, samples))
                     cands += candidates_from_samples(samples, enc, tool, pos, float(scored.p[row][pos]), counts)
                 with counter.timed("execution"):
-                    execute_calls(cands, tool, counts, res.reasons[tool.name])
+                    execute_calls(cands, tool.for_document(metas[enc.text_id]), counts, res.reasons[tool.name])
                 res.candidates += cands
                 all_candidates += cands
             del scored
@@ -161,7 +172,7 @@ def run_pipeline(texts: Iterable[str] | Iterable[tuple[str, str]], cfg: Pipeline
                  model=None, tok=None, model_name: str | None = None,
                  on_batch: Callable[[list[TextResult]], None] | None = None,
                  progress: Callable[[int, int], None] | None = None, trace: list | None = None) -> PipelineResult:
-    """Annotate ``texts`` (strings, or (id, text) pairs) and return every candidate and C*.
+    """Annotate ``texts`` (strings, or (id, text[, meta]) tuples) and return every candidate and C*.
 
     >>> result = run_pipeline(["Out of 1400 people, 400 passed."], PipelineConfig(tools=("Calculator",)))
     >>> result.dataset()  # C* at each tool's default tau_f

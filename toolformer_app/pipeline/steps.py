@@ -193,6 +193,15 @@ class Samples:
     closed: list[bool] = field(default_factory=list)
 
 
+def fixed_call_samples(tool_name: str, n_positions: int) -> list[Samples]:
+    """The one possible call at each position for a tool that takes no input, its name given (prefill).
+
+    With the name fed and the input dropped, all m samples would decode to "Name()": sampling them
+    costs m short generations per position and yields m - 1 duplicates.
+    """
+    return [Samples([f"{tool_name}()]"], [[]], [True]) for _ in range(n_positions)]
+
+
 MAX_SAMPLE_ROWS = 48  # rows per sampling batch: bounds the KV cache (rows x context) in memory
 
 

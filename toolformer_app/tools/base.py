@@ -74,6 +74,17 @@ class Tool:
         """
         return "any non-empty text (no heuristic)" if self.selects(text) else None
 
+    def for_document(self, meta: dict | None) -> Tool:
+        """This tool as it answers for one document (``meta``: the document's metadata, e.g. "date").
+
+        Default: the same tool for every document. The Calendar returns the document's creation date.
+        """
+        return self
+
+    def accepts_document(self, meta: dict | None) -> bool:
+        """Whether the document's metadata allows this tool at all (the Calendar needs a known date)."""
+        return True
+
     def keeps_call(self, text_before: str, text_after: str, input: str) -> bool:
         """Post-sampling filter on one call at a position (paper A.1, used by MT). Default: keep."""
         return True

@@ -1,6 +1,7 @@
 """Calendar: takes no input and returns today's date as a sentence (paper, section 3).
 
-The clock is injectable so tests (and the annotation of old texts) can fix "today".
+The clock is injectable so tests can fix "today". During data generation "today" is the
+document's creation date (``for_document``), as in the paper, never the day the pipeline runs.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from toolformer_app.calls import linearize
 from toolformer_app.tools.base import Thresholds, Tool, ToolResult
@@ -17,6 +18,21 @@ from toolformer_app.tools.base import Thresholds, Tool, ToolResult
 def today_sentence(day: datetime.date) -> str:
     """"Today is Monday, January 30, 2023." (the paper's wording)."""
     return f"Today is {day:%A}, {day:%B} {day.day}, {day.year}."
+
+
+def document_date(meta: dict | None) -> datetime.date | None:
+    """The creation date in a document's metadata ("date": a date or an ISO string), or None."""
+    value = (meta or {}).get("date")
+    if isinstance(value, datetime.datetime):
+        return value.date()
+    if isinstance(value, datetime.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.date.fromisoformat(value.strip()[:10])
+        except ValueError:
+            return None
+    return None
 
 
 def _ex(before: str, day: datetime.date, after: str) -> tuple[str, str]:
@@ -80,6 +96,16 @@ class Calendar(Tool):
 
     def selects(self, text: str) -> bool:
         return self.selection_reason(text) is not None
+
+    def for_document(self, meta: dict | None) -> Calendar:
+        """The paper's Calendar: for a document with a creation date, "today" is that date."""
+        day = document_date(meta)
+        return self if day is None else replace(self, clock=lambda: day)
+
+    def accepts_document(self, meta: dict | None) -> bool:
+        """A.1: only documents with a creation date. ``{"date": None}`` marks a corpus whose dates are
+        unknown (the wiki extracts); no "date" key at all means a text written now (the Annotate tab)."""
+        return "date" not in (meta or {}) or document_date(meta) is not None
 
     def run(self, input: str = "") -> ToolResult:
         try:

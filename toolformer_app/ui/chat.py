@@ -111,15 +111,23 @@ def _bubble(c: dict[str, Any]) -> dict[str, Any]:
     return {"role": "assistant", "content": body, "metadata": meta}
 
 
+PROMPT_STYLES = [("the paper's zero-shot formats (a question gets \"The answer is\")", "paper"),
+                 ("plain completion", "plain"), ("the model's chat template", "chat")]
+
+
 def make_config(top_k: float, max_calls: float, tools: list[str] | None, max_new_tokens: float,
-                stop_at_newline: bool, chat_template: bool, disabled: bool = False):
+                stop_at_newline: bool, style: str, disabled: bool = False):
+    from toolformer_app.inference import PROMPT_STYLES as STYLES
     from toolformer_app.inference import InferenceConfig
+
+    if style not in STYLES:
+        raise gr.Error(f"Unknown prompt style {render.one_line(str(style))!r}: choose {', '.join(STYLES)}.")
 
     enabled = tuple(t for t in (tools or []) if t in TOOL_NAMES)
     return InferenceConfig(
         max_new_tokens=int(max_new_tokens), top_k_call=int(top_k), max_calls=int(max_calls),
         disabled=disabled or not enabled, tools=enabled, stop=("\n",) if stop_at_newline else (),
-        chat_template=bool(chat_template),
+        chat_template=style == "chat",
     )
 
 
@@ -134,14 +142,15 @@ def _stats_line(done: dict[str, Any] | None, label: str) -> str:
 @runtime.gpu_bound
 def respond(message: str, history: list | None, history_plain: list | None, model_name: str, top_k: float,
             max_calls: float, tools: list[str] | None, max_new_tokens: float, stop_at_newline: bool,
-            chat_template: bool, compare: bool):
+            style: str, compare: bool):
     """Generator: (chat with tools, chat without tools, calls JSON, stats, cleared textbox)."""
-    from toolformer_app.inference import generate_with_tools
+    from toolformer_app.inference import format_prompt, generate_with_tools
     from toolformer_app.models import ModelLoadError
     from toolformer_app.tools import default_tools
 
     message = runtime.checked_input(message, "The message is empty: type a prompt or pick an example.")
-    cfg = make_config(top_k, max_calls, tools, max_new_tokens, stop_at_newline, chat_template)
+    cfg = make_config(top_k, max_calls, tools, max_new_tokens, stop_at_newline, style)
+    prompt = format_prompt(message, style)
     if cfg.disabled and not compare:
         gr.Warning("No tool is enabled: the model answers without tools.")
     try:
@@ -154,7 +163,7 @@ def respond(message: str, history: list | None, history_plain: list | None, mode
     history_plain = [*(history_plain or []), user] if compare else list(history_plain or [])
 
     answer = _Answer()
-    for event in generate_with_tools(model, tok, message, registry, cfg):
+    for event in generate_with_tools(model, tok, prompt, registry, cfg):
         answer.feed(event)
         yield history + answer.messages(), history_plain, answer.calls, "", ""
     history = history + answer.messages()
@@ -163,8 +172,8 @@ def respond(message: str, history: list | None, history_plain: list | None, mode
     if not compare:
         return
     plain = _Answer()
-    off = make_config(top_k, max_calls, tools, max_new_tokens, stop_at_newline, chat_template, disabled=True)
-    for event in generate_with_tools(model, tok, message, registry, off):
+    off = make_config(top_k, max_calls, tools, max_new_tokens, stop_at_newline, style, disabled=True)
+    for event in generate_with_tools(model, tok, prompt, registry, off):
         plain.feed(event)
         if event.kind == "text":
             yield history, history_plain + plain.messages(), answer.calls, stats, ""
@@ -173,10 +182,11 @@ def respond(message: str, history: list | None, history_plain: list | None, mode
 
 
 def model_choices(include_checkpoints: bool = True) -> list[tuple[str, str]]:
-    """Presets, then finished finetunes from the job store (newest first)."""
-    from toolformer_app.models import PRESETS
+    """Presets (base models, then shipped adapters), then finished finetunes from the job store (newest first)."""
+    from toolformer_app.models import ADAPTER_PRESETS, preset_names
 
-    out = [(f"{name} (preset)", name) for name in PRESETS]
+    out = [(f"{name} ({'shipped Toolformer' if name in ADAPTER_PRESETS else 'preset'})", name)
+           for name in preset_names()]
     if include_checkpoints:
         try:
             from toolformer_app import training
@@ -191,7 +201,7 @@ def model_choices(include_checkpoints: bool = True) -> list[tuple[str, str]]:
 
 def refresh_models(current: str | None):
     choices = model_choices()
-    return gr.update(choices=choices, value=current or config.default_model())
+    return gr.update(choices=choices, value=current or config.default_chat_model())
 
 
 def on_compare(compare: bool):
@@ -201,9 +211,10 @@ def on_compare(compare: bool):
 def build(shared) -> None:
     gr.Markdown("Each message is completed on its own (no chat memory). The model starts a call when "
                 "\" [\" is among its top-k next tokens; the tool runs at \"->\" and the text goes on. "
-                "Try an example: two worked calculator lines, then a question.")
+                "Ask a question (\"A bakery sold 347 loaves on Monday and 289 on Tuesday. How many loaves did it "
+                "sell in total?\") or pick an example.")
     with gr.Row():
-        model = gr.Dropdown(model_choices(), value=config.default_model(), allow_custom_value=True,
+        model = gr.Dropdown(model_choices(), value=config.default_chat_model(), allow_custom_value=True,
                             label="Model (preset, finished finetune, hub id or directory)", scale=3,
                             elem_id="chat-model")
         refresh = gr.Button("↻", size="sm", scale=0, min_width=40)
@@ -228,10 +239,10 @@ def build(shared) -> None:
             max_calls = gr.Slider(0, 5, value=1, step=1, label="max calls per answer")
             max_new = gr.Slider(8, 256, value=48, step=8, label="max new tokens")
         with gr.Row():
-            tools = gr.CheckboxGroup(list(TOOL_NAMES), value=["Calculator", "Calendar"], label="Enabled tools",
+            tools = gr.CheckboxGroup(list(TOOL_NAMES), value=list(TOOL_NAMES), label="Enabled tools",
                                      elem_id="chat-tools-enabled")
             stop_nl = gr.Checkbox(True, label="Stop at the end of the line")
-            template = gr.Checkbox(False, label="Use the model's chat template")
+        template = gr.Radio(PROMPT_STYLES, value="paper", label="Prompt style", elem_id="chat-style")
     with gr.Accordion("Calls (JSON)", open=False):
         calls = gr.JSON(label="Tool calls of the last answer", elem_id="chat-calls")
     prompts = example_prompts()

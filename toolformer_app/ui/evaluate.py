@@ -14,7 +14,7 @@ import gradio as gr
 from toolformer_app import config
 from toolformer_app.ui import render, runtime
 
-SUITES = ("math", "facts", "dates", "perplexity")
+SUITES = ("math", "facts", "dates", "perplexity", "plain")
 MODES = ("base", "tools", "disabled")
 
 
@@ -60,7 +60,7 @@ def build(shared) -> None:
                 "(a call starts when \" [\" is in the top k) and **disabled** (p(\" [\") = 0), plus held-out "
                 "perplexity. A few items per suite take a minute on a CPU.")
     with gr.Row():
-        model = gr.Dropdown(shared.model_choices(include_checkpoints=True), value=config.default_model(),
+        model = gr.Dropdown(shared.model_choices(include_checkpoints=True), value=config.default_chat_model(),
                             allow_custom_value=True, label="Model", scale=3, elem_id="eval-model")
         limit = gr.Number(5, label="Items per suite", precision=0, minimum=1, scale=1, elem_id="eval-limit")
         top_k = gr.Slider(0, 50, value=10, step=1, label="k (tools mode)", scale=2)

@@ -30,20 +30,29 @@ def _candidates(run: dict[str, Any] | None):
 
 
 def counts_frame(run: dict[str, Any] | None, tau_f: float):
-    """Per tool: calls sampled, with a result, kept (L- - L+ >= τf), rejected, without a result."""
+    """Per tool: calls sampled, with a result, kept (L- - L+ >= τf), rejected, without a result, and the
+    precision of the kept calls (the share whose result is borne out by the next tokens)."""
     import pandas as pd
 
+    columns = ["tool", "sampled", "with result", "kept", "rejected", "no result", "precision"]
     cands = _candidates(run)
+    if not cands:
+        return pd.DataFrame(columns=columns)
+    from toolformer_app.pipeline.filtering import precision
+
     rows = []
-    for tool in sorted({c.tool for c in cands}, key=render._tool_order):
-        mine = [c for c in cands if c.tool == tool]
+    groups = [(tool, [c for c in cands if c.tool == tool])
+              for tool in sorted({c.tool for c in cands}, key=render._tool_order)]
+    if len(groups) > 1:
+        groups.append(("all", cands))
+    for tool, mine in groups:
         scored = [c for c in mine if c.loss_reduction is not None]
-        kept = sum(c.kept(tau_f) for c in mine)
-        rows.append({"tool": tool, "sampled": len(mine), "with result": len(scored), "kept": kept,
-                     "rejected": len(scored) - kept, "no result": len(mine) - len(scored)})
-    if len(rows) > 1:
-        rows.append({"tool": "all", **{k: sum(r[k] for r in rows) for k in rows[0] if k != "tool"}})
-    return pd.DataFrame(rows, columns=["tool", "sampled", "with result", "kept", "rejected", "no result"])
+        kept = [c for c in mine if c.kept(tau_f)]
+        p = precision(kept)
+        rows.append({"tool": tool, "sampled": len(mine), "with result": len(scored), "kept": len(kept),
+                     "rejected": len(scored) - len(kept), "no result": len(mine) - len(scored),
+                     "precision": "" if p is None else f"{p:.0%}"})
+    return pd.DataFrame(rows, columns=columns)
 
 
 def table2_frame(run: dict[str, Any] | None):

@@ -1,0 +1,119 @@
+"""The train/eval split by article, the MT corpus, the C* precision figure and the finetuning mix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from toolformer_app.evaluation import suites
+from toolformer_app.pipeline.cli import load_texts
+from toolformer_app.pipeline.config import Candidate
+from toolformer_app.pipeline.filtering import borne_out, build_stats, precision
+from toolformer_app.pipeline.foreign import foreign_texts
+from toolformer_app.pipeline.mix import build_mix
+from toolformer_app.pipeline.split import eval_titles, held_out_start, training_wiki_items
+from toolformer_app.tools.corpus import wiki_corpus
+
+
+def test_no_eval_article_is_in_the_training_split() -> None:
+    corpus = wiki_corpus()
+    items = training_wiki_items()
+    banned = eval_titles()
+    assert len(banned) > 100 and len(items) > 9000
+    assert all(t.casefold() not in banned for _, t, _ in items)
+    assert all(i < held_out_start(len(corpus.passages)) for i, _, _ in items)
+    held_out = set(suites.held_out_texts())
+    assert not any(text in held_out for _, _, text in items)
+    facts = [json.loads(line) for line in (suites.ASSETS / "facts.jsonl").read_text().splitlines()]
+    subjects = {f["meta"]["subject"].casefold() for f in facts}
+    assert subjects <= banned
+
+
+def test_generate_wiki_reads_only_training_articles() -> None:
+    titles = wiki_corpus().titles
+    ids = [i for i, _ in load_texts(wiki=True, limit=3000)]
+    banned = eval_titles()
+    indices = {int(i.split(":")[1].split(".")[0]) for i in ids}
+    assert all(titles[n].casefold() not in banned for n in indices)
+    skipped = [n for n in range(max(indices)) if titles[n].casefold() in banned]
+    assert skipped and not set(skipped) & indices  # eval articles inside the range were skipped
+
+
+def test_foreign_texts_quote_french_and_spanish_and_skip_eval_articles() -> None:
+    texts = foreign_texts(20)
+    assert len(texts) == 20 and texts == foreign_texts(20)
+    assert {i.split(":")[0] for i, _ in texts} == {"mt-fr", "mt-es"}
+    banned = eval_titles()
+    for _, text in texts:
+        assert text.count('"') >= 2
+        assert not any(f" on {b} with" in text.casefold() for b in banned)
+
+
+@pytest.mark.parametrize(("result", "following", "expected"), [
+    ("Today is Friday, September 26, 2014.", " Friday, in the", True),
+    ("Today is Sunday, November 29, 2026.", " is a picaresque novel", False),
+    ("65", " 65 cows", True),
+    ("1,400", " 1400 people", True),
+    ("Nairobi", " the capital Nairobi", True),
+    ("Nairobi", "", False),
+    (None, " 65", False),
+])
+def test_a_result_is_borne_out_by_its_number_or_content_words(result, following, expected) -> None:
+    assert borne_out(result, following) is expected
+
+
+def _cand(tool: str, result: str, following: list[str], red: float = 1.0, pos: int = 0, text: str = "t:1"):
+    return Candidate(text, tool, 1, pos, 0.1, "", result=result, loss_plain=2.0, loss_empty=2.0,
+                     loss_result=2.0 - red, loss_reduction=red, next_tokens=following)
+
+
+def test_precision_is_in_the_stats_per_tool() -> None:
+    cands = [_cand("Calendar", "Today is Friday, May 1, 2020.", [" Friday", ","]),
+             _cand("Calendar", "Today is Friday, May 1, 2020.", [" a", " novel"], pos=5),
+             _cand("Calculator", "65", [" 65"], pos=9), _cand("Calculator", "7", [" 8"], red=0.1, pos=12)]
+    assert precision(cands[:2]) == 0.5 and precision([]) is None
+    stats = build_stats([], cands, {"Calendar": 0.3, "Calculator": 0.3}, 1)
+    assert stats["per_tool"]["Calendar"]["precision"] == 0.5
+    assert stats["per_tool"]["Calculator"]["precision"] == 1.0  # the rejected call does not count
+    assert stats["precision"] == pytest.approx(2 / 3, abs=1e-4)
+
+
+def _gen_dir(path: Path, annotated: dict[str, list[dict]], plain: list[str]) -> Path:
+    path.mkdir(parents=True)
+    rows, records = [], []
+    for text_id, calls in annotated.items():
+        original = f"Text {text_id} has words enough to hold calls."
+        rows.append({"id": text_id, "original": original, "text": original, "calls": calls})
+        records.append({"text_id": text_id, "text": original})
+    records += [{"text_id": i, "text": f"Plain text {i}."} for i in plain]
+    (path / "dataset.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_the_mix_keeps_the_best_call_per_text_and_the_ratio_of_call_free_texts(tmp_path: Path) -> None:
+    two_calls = [{"tool": "Calendar", "input": "", "result": "Today is Friday.", "char_pos": 4, "token_pos": 1,
+                  "loss_reduction": 0.4},
+                 {"tool": "Calendar", "input": "", "result": "Today is Friday.", "char_pos": 9, "token_pos": 2,
+                  "loss_reduction": 0.9}]
+    a = _gen_dir(tmp_path / "a", {f"dated:{n}": two_calls for n in range(4)}, [f"dated:{n}" for n in range(4, 10)])
+    b = _gen_dir(tmp_path / "b", {"arith:0": two_calls[:1]}, ["arith:1"])
+    rows, stats = build_mix([a, b], plain_ratio=1.0, extra_wiki=False)
+    with_calls = [r for r in rows if r["calls"]]
+    assert stats.with_calls == len(with_calls) == 5 and stats.plain == 5 and stats.plain_ratio == 1.0
+    best = next(r for r in with_calls if r["id"] == "dated:0")
+    assert [c["char_pos"] for c in best["calls"]] == [9] and best["text"].count("[Calendar()") == 1
+    assert best["text"].replace(" [Calendar() -> Today is Friday.]", "") == "Text dated:0 has words enough to hold calls."
+    assert all("[" not in r["text"] for r in rows if not r["calls"])
+    rows2, _ = build_mix([a, b], plain_ratio=1.0, extra_wiki=False)
+    assert rows2 == rows  # seeded
+    # asking for more call-free texts than the runs read fills up from training wiki passages
+    more, s = build_mix([a, b], plain_ratio=3.0)
+    assert s.plain == 15 and s.texts_per_source["wiki"] == 15 - 7
+    banned = eval_titles()
+    titles = wiki_corpus().titles
+    assert all(titles[int(r["id"].split(":")[1])].casefold() not in banned for r in more if r["id"].startswith("wiki"))
+    with pytest.raises(ValueError, match="not a finished generate run"):
+        build_mix([tmp_path / "missing"])

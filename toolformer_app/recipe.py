@@ -1,0 +1,299 @@
+"""`recipe`: rebuild the shipped tool-using model from nothing, resumably.
+
+    corpus -> generate per tool -> merge and mix -> LoRA finetune -> eval -> model card (-> ship)
+
+Every stage is a real subprocess of this CLI (`generate`, `finetune`, `eval`) writing into ``--out``,
+so the recipe is exactly the commands the README shows. Each stage is skipped when its output is
+complete, and the interrupted stage resumes (generate keeps its work log; finetune resumes its job
+from the last checkpoint), so Ctrl-C and rerunning the same command continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SHIPPED_NAME = "smollm2-135m-toolformer"
+GENERATION_KEYS = ("model", "scale", "seed")  # a rerun must match these; later stages can be redone by deleting them
+EVAL_SUITES = "math,facts,dates,perplexity,plain"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One `generate` run: a corpus, the tools annotated on it, and how many texts it reads."""
+
+    name: str
+    args: tuple[str, ...]
+    limit: int
+
+
+# The shipped recipe. Calendar on dated documents (the paper's creation dates), Calculator on the
+# arithmetic corpus and wiki texts that pass A.1, WikiSearch and QA on encyclopedic text, MT on
+# English paragraphs quoting French or Spanish. k=3 positions for the tools whose execution runs a
+# model (QA, MT) keeps generation within the CPU budget.
+SOURCES: tuple[Source, ...] = (
+    Source("calendar", ("--dated", "--tools", "Calendar"), 300),
+    Source("calculator", ("--arithmetic", "--tools", "Calculator"), 160),
+    Source("mt", ("--foreign", "--tools", "MT", "--k", "3"), 80),
+    Source("wiki", ("--wiki", "--tools", "WikiSearch,QA,Calculator", "--k", "3"), 160),
+)
+
+
+@dataclass
+class RecipeConfig:
+    model: str = "smollm2-135m"
+    out: str = "runs/recipe"
+    scale: float = 1.0  # multiplies every source's limit (a quick smoke run: 0.05)
+    plain_ratio: float = 2.0
+    max_calls_per_text: int = 1
+    max_steps: int = 240
+    batch_size: int = 8
+    learning_rate: float = 2e-4
+    lora_r: int = 16
+    eval_limit: int = 100
+    eval_suites: str = EVAL_SUITES
+    ship: str | None = None  # copy the adapter, card and C* here (e.g. assets/models/smollm2-135m-toolformer)
+    seed: int = 0
+
+    def limits(self) -> dict[str, int]:
+        return {s.name: max(1, round(s.limit * self.scale)) for s in SOURCES}
+
+
+def _python() -> list[str]:
+    return [sys.executable, "-m", "toolformer_app"]
+
+
+def generate_command(cfg: RecipeConfig, source: Source) -> list[str]:
+    out = Path(cfg.out) / "gen" / source.name
+    return [*_python(), "generate", *source.args, "--limit", str(cfg.limits()[source.name]), "--model", cfg.model,
+            "--seed", str(cfg.seed), "--out", str(out)]
+
+
+def finetune_command(cfg: RecipeConfig, job_id: str, resume: bool) -> list[str]:
+    out = Path(cfg.out)
+    cmd = [*_python(), "finetune", "--data", str(out / "mix.jsonl"), "--model", cfg.model, "--lora",
+           "--lora-r", str(cfg.lora_r), "--max-steps", str(cfg.max_steps), "--batch-size", str(cfg.batch_size),
+           "--lr", str(cfg.learning_rate), "--seed", str(cfg.seed), "--out", str(out / "adapter"),
+           "--job-id", job_id]
+    return cmd + (["--resume"] if resume else [])
+
+
+def eval_command(cfg: RecipeConfig) -> list[str]:
+    out = Path(cfg.out)
+    return [*_python(), "eval", "--model", str(out / "adapter"), "--suites", cfg.eval_suites,
+            "--limit", str(cfg.eval_limit), "--quiet", "--out", str(out / "eval")]
+
+
+def _generate_done(out: Path, limit: int) -> bool:
+    stats = out / "stats.json"
+    if not stats.exists():
+        return False
+    try:
+        return json.loads(stats.read_text()).get("texts_seen", 0) >= limit
+    except ValueError:
+        return False
+
+
+def _run(cmd: list[str], log: Path) -> None:
+    print("  $ " + shlex.join(cmd[2:] if cmd[:1] == [sys.executable] else cmd), flush=True)
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(f"\n$ {shlex.join(cmd)}\n")
+        f.flush()
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=False)
+    if proc.returncode != 0:
+        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:]
+        raise RuntimeError(f"{cmd[3]} failed (exit {proc.returncode}): {tail[0] if tail else ''} (see {log})")
+
+
+def plan(cfg: RecipeConfig) -> list[tuple[str, bool]]:
+    """(stage, done) for every stage, from what ``cfg.out`` holds: what a rerun would skip."""
+    out = Path(cfg.out)
+    stages = [(f"generate {s.name}", _generate_done(out / "gen" / s.name, cfg.limits()[s.name])) for s in SOURCES]
+    stages.append(("mix", (out / "mix.jsonl").exists()))
+    stages.append(("finetune", (out / "adapter" / "adapter_config.json").exists()))
+    stages.append(("eval", (out / "eval" / "results.json").exists()))
+    stages.append(("card", (out / "adapter" / "README.md").exists()))
+    return stages
+
+
+def run_recipe(cfg: RecipeConfig) -> Path:
+    """Run (or resume) every stage; returns the adapter directory."""
+    from toolformer_app.files import atomic_write_json
+    from toolformer_app.pipeline.mix import write_mix
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / "recipe.json"
+    settings = {k: v for k, v in cfg.__dict__.items() if k not in ("out", "ship")}
+    if saved.exists():
+        before = json.loads(saved.read_text())
+        changed = [k for k in GENERATION_KEYS if before.get(k) != settings[k]]
+        if changed:
+            raise ValueError(f"{out} holds a recipe run with another {changed[0]}; use a new --out")
+    atomic_write_json(saved, settings)
+    log = out / "recipe.log"
+    timing: dict[str, float] = json.loads((out / "timing.json").read_text()) if (out / "timing.json").exists() else {}
+    done = dict(plan(cfg))
+    total = len(done)
+
+    def stage(n: int, name: str, fn) -> None:
+        if done[name]:
+            print(f"[{n}/{total}] {name}: done, skipped", flush=True)
+            return
+        print(f"[{n}/{total}] {name} ...", flush=True)
+        t0 = time.perf_counter()
+        fn()
+        timing[name] = round(timing.get(name, 0.0) + time.perf_counter() - t0, 1)
+        atomic_write_json(out / "timing.json", timing)
+        print(f"[{n}/{total}] {name}: {timing[name]:.0f} s", flush=True)
+
+    for n, source in enumerate(SOURCES, 1):
+        stage(n, f"generate {source.name}", lambda s=source: _run(generate_command(cfg, s), log))
+    n = len(SOURCES)
+    gen_dirs = [out / "gen" / s.name for s in SOURCES]
+    stage(n + 1, "mix", lambda: print("  " + json.dumps(write_mix(
+        out / "mix.jsonl", gen_dirs, plain_ratio=cfg.plain_ratio, max_calls_per_text=cfg.max_calls_per_text,
+        seed=cfg.seed).to_dict()), flush=True))
+    job_id = "recipe-" + hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:10]  # stable across runs
+    stage(n + 2, "finetune", lambda: _finetune(cfg, job_id, log))
+    stage(n + 3, "eval", lambda: _run(eval_command(cfg), log))
+    stage(n + 4, "card", lambda: write_card(cfg, timing))
+    if cfg.ship:
+        ship(cfg)
+        print(f"shipped to {cfg.ship}", flush=True)
+    return out / "adapter"
+
+
+def _finetune(cfg: RecipeConfig, job_id: str, log: Path) -> None:
+    from toolformer_app.training import jobs
+
+    resume = jobs._row(job_id) is not None
+    _run(finetune_command(cfg, job_id, resume), log)
+
+
+def _format_timing(timing: dict[str, float]) -> str:
+    total = sum(timing.values())
+    rows = [f"| {k} | {v / 60:.1f} min |" for k, v in timing.items()]
+    return "\n".join(["| stage | time |", "|---|---|", *rows, f"| **total** | **{total / 60:.1f} min** |"])
+
+
+def write_card(cfg: RecipeConfig, timing: dict[str, float]) -> None:
+    """README.md (the model card) in the adapter directory: base, data hash, command, times, evaluation."""
+    out = Path(cfg.out)
+    adapter = out / "adapter"
+    mix_stats = json.loads((out / "mix.stats.json").read_text())
+    train = json.loads((adapter / "toolformer_card.json").read_text())
+    table = (out / "eval" / "table.md").read_text() if (out / "eval" / "table.md").exists() else "(not evaluated)"
+    gen = {}
+    for s in SOURCES:
+        st = json.loads((out / "gen" / s.name / "stats.json").read_text())
+        gen[s.name] = {t: {"kept": v["kept_at_tau_f"], "precision": v.get("precision")}
+                       for t, v in st["per_tool"].items()}
+    command = (f"python -m toolformer_app recipe --model {cfg.model} --out {cfg.out}"
+               + (f" --scale {cfg.scale}" if cfg.scale != 1.0 else "")
+               + (f" --max-steps {cfg.max_steps}" if cfg.max_steps != RecipeConfig.max_steps else ""))
+    lines = [
+        f"# {SHIPPED_NAME if cfg.model == 'smollm2-135m' else Path(cfg.out).name}: a Toolformer LoRA adapter",
+        "",
+        f"- **Base model:** `{cfg.model}` (load with `models.load(...)`, which merges this adapter).",
+        f"- **Recipe:** `{command}` (see `toolformer_app/recipe.py`).",
+        f"- **Training data:** `mix.jsonl`, sha256 `{mix_stats['sha256']}`: {mix_stats['with_calls']} texts with "
+        f"a kept call and {mix_stats['plain']} without (ratio {mix_stats['plain_ratio']}), calls per tool "
+        f"{json.dumps(mix_stats['calls_per_tool'])}, texts per source {json.dumps(mix_stats['texts_per_source'])}.",
+        f"- **C\\* per source (kept calls at tau_f, precision):** `{json.dumps(gen)}`.",
+        f"- **Finetune:** LoRA r={cfg.lora_r} on every linear layer, {cfg.max_steps} steps, batch {cfg.batch_size}, "
+        f"lr {cfg.learning_rate}, tool results masked in the loss; metrics "
+        f"`{json.dumps({k: v for k, v in train.get('metrics', {}).items() if k != 'path'})}`.",
+        "- **Split:** no evaluation article is annotated or trained on: the last 200 wiki extracts (perplexity, "
+        "plain) and the articles of every facts-suite subject and answer are excluded by title "
+        "(`pipeline/split.py`).",
+        "",
+        "## Time on this machine (2 CPU cores)",
+        "",
+        _format_timing(timing),
+        "",
+        f"## Evaluation (`eval --limit {cfg.eval_limit}`, the shipped model against its base)",
+        "",
+        table,
+        "",
+    ]
+    (adapter / "README.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def ship(cfg: RecipeConfig) -> None:
+    """Copy the adapter, its card, the training mix and the C* statistics to ``cfg.ship`` (atomically)."""
+    out, dest = Path(cfg.out), Path(cfg.ship or "")
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(out / "adapter", tmp)
+    data = tmp / "data"
+    data.mkdir()
+    shutil.copy2(out / "mix.jsonl", data / "mix.jsonl")
+    shutil.copy2(out / "mix.stats.json", data / "mix.stats.json")
+    for s in SOURCES:
+        shutil.copy2(out / "gen" / s.name / "dataset.jsonl", data / f"cstar_{s.name}.jsonl")
+        shutil.copy2(out / "gen" / s.name / "stats.json", data / f"stats_{s.name}.json")
+    for name in ("results.json", "table.md"):
+        if (out / "eval" / name).exists():
+            shutil.copy2(out / "eval" / name, data / f"eval_{name}")
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "recipe", help="rebuild the shipped tool-using model: generate -> mix -> LoRA finetune -> eval -> card",
+        description="Runs every stage as a subprocess into --out; rerunning the same command resumes "
+        "(Ctrl-C is safe). With the default model on 2 CPU cores it takes about 2 hours.",
+    )
+    d = RecipeConfig()
+    p.add_argument("--model", default=d.model, help="base model: preset, hub id or directory")
+    p.add_argument("--out", default=d.out, help="working directory (resumable)")
+    p.add_argument("--scale", type=float, default=d.scale, help="multiply every corpus size (0.05: a smoke run)")
+    p.add_argument("--plain-ratio", type=float, default=d.plain_ratio, help="call-free texts per text with calls")
+    p.add_argument("--max-steps", type=int, default=d.max_steps)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.learning_rate)
+    p.add_argument("--eval-limit", type=int, default=d.eval_limit)
+    p.add_argument("--ship", default=None, help="copy the adapter, card and C* here when done")
+    p.add_argument("--dry-run", action="store_true", help="print the stages and what is done, run nothing")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = RecipeConfig(model=args.model, out=args.out, scale=args.scale, plain_ratio=args.plain_ratio,
+                       max_steps=args.max_steps, batch_size=args.batch_size, learning_rate=args.lr,
+                       eval_limit=args.eval_limit, ship=args.ship)
+    if cfg.scale <= 0 or cfg.max_steps < 1 or cfg.eval_limit < 1 or cfg.plain_ratio < 0:
+        print("error: --scale, --max-steps and --eval-limit must be positive, --plain-ratio >= 0", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        for name, done in plan(cfg):
+            print(f"{'done' if done else 'todo'}  {name}")
+        return 0
+    try:
+        adapter = run_recipe(cfg)
+    except (RuntimeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        return 130
+    print(f"adapter and model card in {adapter}")
+    return 0
+
+
+def summary(out: str | Path) -> dict[str, Any]:
+    """The recipe's timing (for the README)."""
+    path = Path(out) / "timing.json"
+    return json.loads(path.read_text()) if path.exists() else {}
