@@ -60,7 +60,7 @@ def test_generate_passes_each_documents_date_to_the_calendar() -> None:
     docs = {d.id: d for d in dated_texts(12)}
     assert [i for i, _ in items] == list(docs) and all(metas[i]["date"] == docs[i].date.isoformat() for i in docs)
     counts, reasons = Counter(), Counter()
-    for text_id, text in items[:3]:
+    for text_id, _ in items[:3]:
         cands = [Candidate(text_id, "Calendar", 1, 4, 0.1, "")]
         execute_calls(cands, Calendar().for_document(metas[text_id]), counts, reasons)
         assert cands[0].result == today_sentence(docs[text_id].date)
