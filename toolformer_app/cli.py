@@ -12,6 +12,7 @@ from toolformer_app import config
 COMMAND_MODULES = (
     "toolformer_app.tools.cli",       # tool, invoke
     "toolformer_app.pipeline.cli",    # generate
+    "toolformer_app.pipeline.report", # cstar (C* quality, runs compared)
     "toolformer_app.training.cli",    # finetune, jobs
     "toolformer_app.inference_cli",   # chat
     "toolformer_app.evaluation.cli",  # eval

@@ -100,20 +100,33 @@ def test_the_mix_keeps_the_best_call_per_text_and_the_ratio_of_call_free_texts(t
                   "loss_reduction": 0.9}]
     a = _gen_dir(tmp_path / "a", {f"dated:{n}": two_calls for n in range(4)}, [f"dated:{n}" for n in range(4, 10)])
     b = _gen_dir(tmp_path / "b", {"arith:0": two_calls[:1]}, ["arith:1"])
-    rows, stats = build_mix([a, b], plain_ratio=1.0, extra_wiki=False)
+    rows, stats = build_mix([a, b], plain_ratio=1.0, extra_wiki=False, borne_out_only=False)
     with_calls = [r for r in rows if r["calls"]]
     assert stats.with_calls == len(with_calls) == 5 and stats.plain == 5 and stats.plain_ratio == 1.0
     best = next(r for r in with_calls if r["id"] == "dated:0")
     assert [c["char_pos"] for c in best["calls"]] == [9] and best["text"].count("[Calendar()") == 1
     assert best["text"].replace(" [Calendar() -> Today is Friday.]", "") == "Text dated:0 has words enough to hold calls."
     assert all("[" not in r["text"] for r in rows if not r["calls"])
-    rows2, _ = build_mix([a, b], plain_ratio=1.0, extra_wiki=False)
+    rows2, _ = build_mix([a, b], plain_ratio=1.0, extra_wiki=False, borne_out_only=False)
     assert rows2 == rows  # seeded
     # asking for more call-free texts than the runs read fills up from training wiki passages
-    more, s = build_mix([a, b], plain_ratio=3.0)
+    more, s = build_mix([a, b], plain_ratio=3.0, borne_out_only=False)
     assert s.plain == 15 and s.texts_per_source["wiki"] == 15 - 7
     banned = eval_titles()
     titles = wiki_corpus().titles
     assert all(titles[int(r["id"].split(":")[1])].casefold() not in banned for r in more if r["id"].startswith("wiki"))
     with pytest.raises(ValueError, match="not a finished generate run"):
         build_mix([tmp_path / "missing"])
+
+
+def test_the_mix_drops_calls_whose_result_is_not_borne_out(tmp_path: Path) -> None:
+    call = {"tool": "Calendar", "input": "", "result": "Today is Friday, May 1, 2020.", "char_pos": 4,
+            "token_pos": 1, "loss_reduction": 0.5}
+    d = _gen_dir(tmp_path / "d", {"dated:0": [call], "dated:1": [call]}, [])
+    cands = [{"text_id": "dated:0", "char_pos": 4, "tool": "Calendar", "input": "", "next_tokens": [" Friday", ","]},
+             {"text_id": "dated:1", "char_pos": 4, "tool": "Calendar", "input": "", "next_tokens": [" a", " novel"]}]
+    (d / "candidates.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cands))
+    rows, stats = build_mix([d], plain_ratio=1.0, extra_wiki=False)
+    assert [r["id"] for r in rows if r["calls"]] == ["dated:0"]
+    assert stats.texts_without_borne_out_call == 1
+    assert [r["id"] for r in rows if not r["calls"]] == ["dated:1"]  # it joins the call-free pool

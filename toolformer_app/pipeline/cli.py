@@ -128,6 +128,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-prefill", action="store_true",
                    help="let the model write the tool name itself (the paper; small models rarely manage)")
+    p.add_argument("--placebo", action="store_true",
+                   help="placebo control: L- also takes the loss with an unrelated call's result (not the paper)")
     p.set_defaults(func=main)
 
 
@@ -141,7 +143,7 @@ def main(args: argparse.Namespace) -> int:
     cfg = PipelineConfig(
         tools=tuple(t.strip() for t in args.tools.split(",") if t.strip()), tau_s=args.tau_s, k=args.k, m=args.m,
         tau_f=args.tau_f, temperature=args.temperature, max_call_tokens=args.max_call_tokens,
-        batch_size=args.batch_size, seed=args.seed, prefill_tool_name=not args.no_prefill,
+        batch_size=args.batch_size, seed=args.seed, prefill_tool_name=not args.no_prefill, placebo=args.placebo,
     )
     try:
         cfg.validate()
@@ -175,7 +177,8 @@ def main(args: argparse.Namespace) -> int:
     source = args.input or next(n for n in ("arithmetic", "dated", "foreign", "wiki") if getattr(args, n))
     run_key = {**cfg.to_dict(), "model": args.model or models.model_id(), "source": source}
     if saved.exists():
-        previous = json.loads(saved.read_text())
+        # a setting added since that run was written counts as its default
+        previous = {**PipelineConfig().to_dict(), **json.loads(saved.read_text())}
         if previous != run_key:
             print(f"error: {out} holds a run with other settings; use a new --out", file=sys.stderr)
             return 2

@@ -23,6 +23,9 @@ class PipelineConfig:
     prefill_tool_name: feed "Tool(" after " [" instead of letting the model write the name. The paper
         samples the name too (False); a 135M model then writes no name in most samples (measured: 65%
         of Calculator samples on wiki text were not calls), so small models need this to yield calls.
+    placebo: a placebo control (not in the paper): L- also takes the loss with the result of an
+        unrelated call of the same tool, so a call that helps only through a generic prefix effect
+        is rejected.
     """
 
     tools: tuple[str, ...] = ("Calculator", "Calendar")
@@ -35,6 +38,7 @@ class PipelineConfig:
     batch_size: int = 8
     seed: int = 0
     prefill_tool_name: bool = True
+    placebo: bool = False
 
     def thresholds(self, tool: Tool) -> Thresholds:
         d = tool.thresholds
@@ -99,6 +103,8 @@ class Candidate:
     loss_empty: float | None = None
     loss_result: float | None = None
     loss_reduction: float | None = None
+    placebo_result: str | None = None  # with the placebo control: r', an unrelated call's result
+    loss_placebo: float | None = None  # L_i(e(c, r')); then L- = min(L(eps), L(e(c, eps)), L(e(c, r')))
     next_tokens: list[str] = field(default_factory=list)
     logprobs_plain: list[float] = field(default_factory=list)
     logprobs_empty: list[float] = field(default_factory=list)

@@ -10,6 +10,11 @@ Texts without calls teach it when *not* to call, and keep its language model.
 texts each run read but kept no call for (the same sources), then from training-split wiki
 passages that no run read (``pipeline.split``: never an evaluation article).
 
+``borne_out_only`` (default on) keeps only calls whose result is borne out by the next tokens
+(``filtering.borne_out``, the C* precision test): a call that passed tau_f through a generic
+prefix effect (a 135M model's MT inputs are mostly gibberish, "[MT(en_ofAMADE deFARABE…)]", and
+25% of its kept MT calls are borne out) would teach the model to call for no reason.
+
 ``max_calls_per_text`` keeps the calls with the largest loss reduction: at inference the model
 makes at most one call per input (paper, section 4), and adjacent duplicate calls
 ("Welcome to [Calendar()] the [Calendar()] May 2018") teach it to repeat calls.
@@ -27,6 +32,7 @@ from typing import Any
 
 from toolformer_app.calls import ApiCall, insert_calls
 from toolformer_app.files import atomic_write_json, atomic_write_jsonl, read_jsonl
+from toolformer_app.pipeline.filtering import borne_out
 
 DEFAULT_PLAIN_RATIO = 2.0
 DEFAULT_SEED = 0
@@ -40,6 +46,7 @@ class MixStats:
     calls_per_tool: dict[str, int]
     texts_per_source: dict[str, int]
     sha256: str
+    texts_without_borne_out_call: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -58,8 +65,19 @@ def _best_calls(row: dict[str, Any], max_calls: int) -> dict[str, Any]:
     return {"id": row["id"], "text": text, "calls": calls}
 
 
+def _following(gen_dir: Path) -> dict[tuple[str, int, str, str], str]:
+    """(text id, char_pos, tool, input) -> the next tokens x_i .. x_{i+4} of each scored candidate."""
+    out = {}
+    if (gen_dir / "candidates.jsonl").exists():
+        for c in read_jsonl(gen_dir / "candidates.jsonl"):
+            if c.get("next_tokens"):
+                out[(c["text_id"], c["char_pos"], c["tool"], c["input"])] = "".join(c["next_tokens"])
+    return out
+
+
 def build_mix(gen_dirs: list[str | Path], plain_ratio: float = DEFAULT_PLAIN_RATIO, seed: int = DEFAULT_SEED,
-              max_calls_per_text: int = 1, extra_wiki: bool = True) -> tuple[list[dict[str, Any]], MixStats]:
+              max_calls_per_text: int = 1, extra_wiki: bool = True,
+              borne_out_only: bool = True) -> tuple[list[dict[str, Any]], MixStats]:
     """Rows for `finetune` (each {"id", "text", "calls"}) and their statistics, shuffled with ``seed``."""
     if plain_ratio < 0:
         raise ValueError(f"plain_ratio must be >= 0, got {plain_ratio}")
@@ -67,11 +85,19 @@ def build_mix(gen_dirs: list[str | Path], plain_ratio: float = DEFAULT_PLAIN_RAT
         raise ValueError(f"max_calls_per_text must be >= 1, got {max_calls_per_text}")
     annotated: dict[str, dict[str, Any]] = {}
     seen: dict[str, str] = {}  # every text a run read, by id
+    dropped = 0  # texts whose calls were all dropped as not borne out (they join the call-free pool)
     for d in map(Path, gen_dirs):
         for name in ("dataset.jsonl", "records.jsonl"):
             if not (d / name).exists():
                 raise ValueError(f"{d} is not a finished generate run (no {name})")
+        following = _following(d) if borne_out_only else {}
         for row in read_jsonl(d / "dataset.jsonl"):
+            if borne_out_only:
+                row = {**row, "calls": [c for c in row["calls"] if borne_out(
+                    c["result"], following.get((row["id"], c["char_pos"], c["tool"], c["input"]), ""))]}
+                if not row["calls"]:
+                    dropped += 1
+                    continue
             # a text annotated by two runs (two tools) keeps the run with the best call
             best = annotated.get(row["id"])
             if best is None or max(c["loss_reduction"] for c in row["calls"]) > max(
@@ -101,6 +127,7 @@ def build_mix(gen_dirs: list[str | Path], plain_ratio: float = DEFAULT_PLAIN_RAT
         plain_ratio=round(len(plain) / len(with_calls), 3) if with_calls else 0.0,
         calls_per_tool=dict(Counter(c["tool"] for r in with_calls for c in r["calls"])),
         texts_per_source=dict(Counter(_source(r["id"]) for r in rows)), sha256=digest,
+        texts_without_borne_out_call=dropped,
     )
     return rows, stats
 

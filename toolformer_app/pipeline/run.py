@@ -161,7 +161,7 @@ def annotate_batch(model, tok, items: list[tuple], tools: list[Tool], cfg: Pipel
     needed = [encoded[i] for i in {c.text_id for c in all_candidates if c.result is not None}]
     with counter.timed("scoring"):
         plain = plain_logprobs(model, needed, cfg.batch_size, counter)
-        score_candidates(model, tok, all_candidates, encoded, plain, cfg.batch_size * 4, counter)
+        score_candidates(model, tok, all_candidates, encoded, plain, cfg.batch_size * 4, counter, cfg.placebo)
     for r in results.values():
         r.counts = {t: dict(c) for t, c in r.counts.items()}
         r.reasons = {t: dict(c) for t, c in r.reasons.items()}

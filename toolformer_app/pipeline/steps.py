@@ -420,21 +420,40 @@ def plain_logprobs(model, texts: list[EncodedText], batch_size: int,
 
 
 @torch.inference_mode()
+def placebo_results(candidates: list[Candidate]) -> dict[int, str]:
+    """For each candidate with a result, the result of an unrelated call: the same tool, another text,
+    another result (the next such candidate in order, wrapping around). Deterministic."""
+    out: dict[int, str] = {}
+    with_result = [(ci, c) for ci, c in enumerate(candidates) if c.result is not None]
+    for n, (ci, c) in enumerate(with_result):
+        for step in range(1, len(with_result)):
+            _, other = with_result[(n + step) % len(with_result)]
+            if other.tool == c.tool and other.text_id != c.text_id and other.result != c.result:
+                out[ci] = other.result  # type: ignore[assignment]
+                break
+    return out
+
+
 def score_candidates(model, tok, candidates: list[Candidate], texts: dict[str, EncodedText],
                      plain: dict[str, torch.Tensor], batch_size: int,
-                     counter: TokenCounter | None = None) -> None:
+                     counter: TokenCounter | None = None, placebo: bool = False) -> None:
     """Fill L_i(eps), L_i(e(c, eps)), L_i(e(c, r)) and L- - L+ for every candidate with a result.
 
     Each sequence is e(.) + x_1..x_{i+4} (the call is a prefix, footnote 3); sequences are sorted by
     length and batched, and only x_i..x_{i+4} are scored.
+
+    ``placebo``: L- also takes L_i(e(c, r')) with r' the result of an unrelated call of the same tool
+    (``placebo_results``), so a call is kept only if its own result beats any result's prefix effect.
     """
-    jobs = []  # (length, candidate index, "empty" | "result", ids, span)
+    placebos = placebo_results(candidates) if placebo else {}
+    jobs = []  # (length, candidate index, "empty" | "result" | "placebo", ids, span)
     for ci, c in enumerate(candidates):
         if c.result is None:
             continue
         x = texts[c.text_id].x_ids
         end = min(c.token_pos + SPAN, len(x))
-        for kind, result in (("empty", ""), ("result", c.result)):
+        kinds = [("empty", ""), ("result", c.result)] + ([("placebo", placebos[ci])] if ci in placebos else [])
+        for kind, result in kinds:
             z = tok(linearize(c.tool, c.input, result), add_special_tokens=False)["input_ids"]
             ids = z + x[:end]
             jobs.append((len(ids), ci, kind, ids, (len(z) + c.token_pos, len(ids))))
@@ -458,6 +477,10 @@ def score_candidates(model, tok, candidates: list[Candidate], texts: dict[str, E
         c.loss_empty = float(weighted_loss(lp_empty))
         c.loss_result = float(weighted_loss(lp_result))
         c.loss_reduction = min(c.loss_plain, c.loss_empty) - c.loss_result
+        if ci in placebos:
+            c.placebo_result = placebos[ci]
+            c.loss_placebo = float(weighted_loss(results[(ci, "placebo")]))
+            c.loss_reduction = min(c.loss_plain, c.loss_empty, c.loss_placebo) - c.loss_result
         c.next_tokens = [tok.decode([t]) for t in x[c.token_pos : end]]
         c.logprobs_plain = [round(float(v), 5) for v in lp_plain]
         c.logprobs_empty = [round(float(v), 5) for v in lp_empty]
