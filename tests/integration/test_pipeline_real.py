@@ -109,12 +109,25 @@ def test_samples_do_not_depend_on_batching_across_texts(fp32_model):
     assert len(lengths) > 1, "the rows should finish at different steps"
 
 
-def test_generate_on_wiki_passages_writes_all_three_files(tmp_path):
+def test_generate_on_dated_documents_calls_the_calendar_with_each_documents_date(tmp_path):
+    import json
+
+    from toolformer_app.pipeline.dated import dated_texts
+    from toolformer_app.tools.calendar import today_sentence
+
     out = tmp_path / "gen"
-    p = subprocess.run([sys.executable, "-m", "toolformer_app", "generate", "--wiki", "--limit", "3", "--tools",
-                        "Calendar", "--k", "2", "--m", "2", "--out", str(out)], cwd=REPO, capture_output=True,
+    p = subprocess.run([sys.executable, "-m", "toolformer_app", "generate", "--dated", "--limit", "3", "--tools",
+                        "Calendar", "--k", "2", "--out", str(out)], cwd=REPO, capture_output=True,
                        text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     for name in ("candidates.jsonl", "dataset.jsonl", "stats.json"):
         assert (out / name).exists()
-    assert '"texts_seen": 3' in (out / "stats.json").read_text()
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["texts_seen"] == 3
+    cal = stats["per_tool"]["Calendar"]
+    # a tool that takes no input: one call per position, the m - 1 other samples skipped (not drawn)
+    assert cal["samples_drawn"] == cal["positions_over_tau_s"] > 0
+    assert cal["samples_skipped"] == cal["positions_over_tau_s"] * 4 and cal["duplicates"] == 0
+    dates = {d.id: d.date for d in dated_texts(3)}
+    cands = [json.loads(line) for line in (out / "candidates.jsonl").read_text().splitlines()]
+    assert cands and all(c["result"] == today_sentence(dates[c["text_id"]]) for c in cands)

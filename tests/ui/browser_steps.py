@@ -81,3 +81,12 @@ def chat_example(page: Page, compare: bool = False, example: str = "The farm has
     expect(page.locator("#chat-tools mark.tool-Calculator").first).to_be_visible(timeout=MODEL_TIMEOUT_MS)
     expect(page.locator("#chat-stats")).to_contain_text("tools disabled" if compare else "with tools",
                                                         timeout=MODEL_TIMEOUT_MS)
+
+
+def chat_question(page: Page, question: str) -> None:
+    """Type a plain question in Chat with the default settings (shipped model, paper prompt style), send it,
+    and wait until the answer is complete."""
+    open_tab(page, "Chat")
+    page.locator("#chat-input textarea").fill(question)
+    page.locator("#chat-send").click()
+    expect(page.locator("#chat-stats")).to_contain_text("with tools", timeout=MODEL_TIMEOUT_MS)

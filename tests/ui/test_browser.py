@@ -51,3 +51,14 @@ def test_chat_shows_a_highlighted_tool_call(page):
     steps.chat_example(page, compare=True)
     expect(page.locator("#chat-tools mark.tool-Calculator").first).to_contain_text("[Calculator(")
     expect(page.locator("#chat-plain")).to_be_visible()
+
+
+def test_a_plain_arithmetic_question_calls_the_calculator_and_a_capital_question_does_not(page):
+    # default settings: the shipped Toolformer, the paper's zero-shot prompt format
+    steps.chat_question(page, "A bakery sold 347 loaves on Monday and 289 on Tuesday. "
+                              "How many loaves did it sell in total?")
+    expect(page.locator("#chat-tools mark.tool-Calculator").first).to_contain_text("[Calculator(")
+    page.get_by_role("button", name="Clear", exact=True).first.click()
+    expect(page.locator("#chat-stats")).not_to_contain_text("with tools")
+    steps.chat_question(page, "What is the capital of Kenya?")
+    expect(page.locator("#chat-tools mark.tool-Calculator")).to_have_count(0)
