@@ -64,14 +64,17 @@ class InferenceConfig:
 PROMPT_STYLES = ("paper", "plain", "chat")
 PAPER_QUESTION_SUFFIX = " The answer is"  # the paper's zero-shot format for questions (section 4)
 LAMA_PREFIX = "Please complete the following text so that it is factually correct: "  # section 4.2.1
+QA_PREFIX = "Answer the following question: "  # section 4.2.3
 
 
 def format_prompt(message: str, style: str = "paper") -> str:
     """The text the model continues, for a message typed by a person.
 
-    ``paper``: the paper's zero-shot formats: a question gets " The answer is" after it, a statement to
-    complete gets the LAMA instruction before it (a message that already ends in "The answer is",
-    or holds several lines, e.g. a few-shot prompt, is left as it is). ``plain``: the message
+    ``paper``: the paper's zero-shot formats (section 4): a question with a number in it gets
+    " The answer is" after it (its math format), any other question gets "Answer the following
+    question:" before it (its QA format), a statement to complete gets the LAMA instruction before it
+    (a message that already ends in "The answer is", or holds several lines, e.g. a few-shot prompt,
+    is left as it is). ``plain``: the message
     unchanged. ``chat``: unchanged here; ``InferenceConfig.chat_template`` wraps it in the
     tokenizer's chat template.
     """
@@ -80,10 +83,10 @@ def format_prompt(message: str, style: str = "paper") -> str:
     text = message.strip()
     if style != "paper" or not text or "\n" in text or text.endswith(PAPER_QUESTION_SUFFIX.strip()):
         return message if style != "paper" else text
-    if text.endswith("?"):
-        return text + PAPER_QUESTION_SUFFIX
-    if text.startswith(LAMA_PREFIX):
+    if text.startswith((LAMA_PREFIX, QA_PREFIX)):
         return text
+    if text.endswith("?"):
+        return text + PAPER_QUESTION_SUFFIX if any(ch.isdigit() for ch in text) else QA_PREFIX + text
     return LAMA_PREFIX + text.rstrip(".")
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 SHIPPED_NAME = "smollm2-135m-toolformer"
+CARD_MARK = "<!-- toolformer recipe card -->"
 GENERATION_KEYS = ("model", "scale", "seed")  # a rerun must match these; later stages can be redone by deleting them
 EVAL_SUITES = "math,facts,dates,perplexity,plain"
 
@@ -121,7 +122,8 @@ def plan(cfg: RecipeConfig) -> list[tuple[str, bool]]:
     stages.append(("mix", (out / "mix.jsonl").exists()))
     stages.append(("finetune", (out / "adapter" / "adapter_config.json").exists()))
     stages.append(("eval", (out / "eval" / "results.json").exists()))
-    stages.append(("card", (out / "adapter" / "README.md").exists()))
+    card = out / "adapter" / "README.md"  # peft writes a README.md of its own: look for ours
+    stages.append(("card", card.exists() and CARD_MARK in card.read_text(encoding="utf-8", errors="replace")))
     return stages
 
 
@@ -202,11 +204,13 @@ def write_card(cfg: RecipeConfig, timing: dict[str, float]) -> None:
                + (f" --scale {cfg.scale}" if cfg.scale != 1.0 else "")
                + (f" --max-steps {cfg.max_steps}" if cfg.max_steps != RecipeConfig.max_steps else ""))
     lines = [
+        CARD_MARK,
         f"# {SHIPPED_NAME if cfg.model == 'smollm2-135m' else Path(cfg.out).name}: a Toolformer LoRA adapter",
         "",
         f"- **Base model:** `{cfg.model}` (load with `models.load(...)`, which merges this adapter).",
         f"- **Recipe:** `{command}` (see `toolformer_app/recipe.py`).",
-        f"- **Training data:** `mix.jsonl`, sha256 `{mix_stats['sha256']}`: {mix_stats['with_calls']} texts with "
+        f"- **Training data:** `data/mix.jsonl` (file sha256 `{train['data']['sha256']}`): {mix_stats['with_calls']} "
+        "texts with "
         f"a kept call and {mix_stats['plain']} without (ratio {mix_stats['plain_ratio']}), calls per tool "
         f"{json.dumps(mix_stats['calls_per_tool'])}, texts per source {json.dumps(mix_stats['texts_per_source'])}.",
         f"- **C\\* per source (kept calls at tau_f, precision):** `{json.dumps(gen)}`.",

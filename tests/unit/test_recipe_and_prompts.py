@@ -10,7 +10,7 @@ import pytest
 from toolformer_app import recipe
 from toolformer_app.evaluation import suites
 from toolformer_app.evaluation.runner import EvalConfig, load_accuracy_suites, wrong_tool_rate
-from toolformer_app.inference import LAMA_PREFIX, format_prompt
+from toolformer_app.inference import LAMA_PREFIX, QA_PREFIX, format_prompt
 
 
 def test_the_plan_marks_stages_done_from_what_the_directory_holds(tmp_path: Path) -> None:
@@ -45,7 +45,8 @@ def test_a_rerun_with_another_model_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("message", "style", "expected"), [
-    ("What is the capital of Kenya?", "paper", "What is the capital of Kenya? The answer is"),
+    ("What is the capital of Kenya?", "paper", QA_PREFIX + "What is the capital of Kenya?"),
+    ("How many is 3 + 4?", "paper", "How many is 3 + 4? The answer is"),
     ("The capital of Kenya is", "paper", LAMA_PREFIX + "The capital of Kenya is"),
     ("  How many? The answer is", "paper", "How many? The answer is"),
     ("Two shots\nthen a question?", "paper", "Two shots\nthen a question?"),

@@ -111,7 +111,7 @@ def _bubble(c: dict[str, Any]) -> dict[str, Any]:
     return {"role": "assistant", "content": body, "metadata": meta}
 
 
-PROMPT_STYLES = [("the paper's zero-shot formats (a question gets \"The answer is\")", "paper"),
+PROMPT_STYLES = [("the paper's zero-shot formats (math, QA and LAMA)", "paper"),
                  ("plain completion", "plain"), ("the model's chat template", "chat")]
 
 
