@@ -40,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     config.setup_offline_env()
     args = build_parser().parse_args(argv)
     try:
+        config.check_settings()
+    except config.SettingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

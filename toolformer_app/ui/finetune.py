@@ -65,7 +65,7 @@ def _measure_cpu_step(model_name: str) -> float:
         from toolformer_app.training import FinetuneConfig
         from toolformer_app.training.trainer import memory_check
 
-        source = models.resolve(model_name)
+        source = models.resolve(models.check_allowed(model_name))
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.bfloat16)  # the CPU training dtype
         ids = list(range(100, 100 + PROBE_TOKENS))
         examples = [{"input_ids": ids, "labels": ids}]
