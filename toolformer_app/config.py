@@ -57,6 +57,11 @@ def model_cache_size() -> int:
     return _int_setting("TOOLFORMER_MODEL_CACHE_SIZE", 2)
 
 
+def max_upload_bytes() -> int:
+    """Uploads larger than TOOLFORMER_MAX_UPLOAD_MB megabytes are refused (Gradio stops them first)."""
+    return _int_setting("TOOLFORMER_MAX_UPLOAD_MB", 20) * 1_000_000
+
+
 def public() -> bool:
     """A public deployment (a Space, or TOOLFORMER_PUBLIC=1): the model field accepts only presets,
     hub ids and model directories inside the data dir, and never says which server paths exist."""
@@ -76,6 +81,7 @@ def check_settings() -> None:
     max_text_chars()
     max_eval_items()
     model_cache_size()
+    max_upload_bytes()
 
 
 def admin_token() -> str | None:

@@ -34,10 +34,12 @@ def _split_passage(text: str, max_words: int = MAX_PASSAGE_WORDS) -> list[str]:
 
 
 def load_texts(input_path: str | None = None, wiki: bool = False, limit: int | None = None,
-               errors: list[str] | None = None, arithmetic: bool = False) -> list[tuple[str, str]]:
+               errors: list[str] | None = None, arithmetic: bool = False,
+               max_bytes: int | None = None) -> list[tuple[str, str]]:
     """(id, text) pairs from a .txt (paragraphs split by blank lines, else one per line), a .jsonl
-    (field "text"), the shipped wiki extracts split into passages, or the seeded arithmetic corpus."""
-    from toolformer_app.files import read_jsonl
+    (field "text"), the shipped wiki extracts split into passages, or the seeded arithmetic corpus.
+    ``max_bytes`` bounds an input file (uploads)."""
+    from toolformer_app.files import read_jsonl_numbered, read_text_file
 
     items: list[tuple[str, str]] = []
     if arithmetic:
@@ -58,20 +60,22 @@ def load_texts(input_path: str | None = None, wiki: bool = False, limit: int | N
     path = Path(input_path)
     if not path.is_file():
         raise ValueError(f"{path} does not exist")
-    raw = path.read_bytes()
-    if b"\x00" in raw[:4096]:
-        raise ValueError(f"{path} looks binary; give a .txt or .jsonl file")
-    if path.suffix == ".jsonl":
-        for n, row in enumerate(read_jsonl(path, errors), 1):
+    content = read_text_file(path, max_bytes)  # every byte checked: binary or non-UTF-8 files are refused
+    if path.suffix.lower() == ".jsonl":
+        for n, row in read_jsonl_numbered(path, errors):  # n: the line in the file, for ids and messages
             text = row.get("text")
             if isinstance(text, str) and text.strip():
                 items.append((str(row.get("id", f"line:{n}")), text))
             elif errors is not None:
-                errors.append(f"row {n}: no non-empty \"text\" field")
+                errors.append(f"line {n}: no non-empty \"text\" field")
+    elif "\n\n" in content:  # paragraphs; each id names the file line where its paragraph starts
+        line = 1
+        for block in content.split("\n\n"):
+            if block.strip():
+                items.append((f"line:{line + block[: len(block) - len(block.lstrip())].count(chr(10))}", block.strip()))
+            line += block.count("\n") + 2
     else:
-        content = raw.decode("utf-8", errors="replace")
-        blocks = [b for b in content.split("\n\n") if b.strip()] if "\n\n" in content else content.splitlines()
-        items = [(f"line:{n}", b.strip()) for n, b in enumerate(blocks, 1) if b.strip()]
+        items = [(f"line:{n}", b.strip()) for n, b in enumerate(content.splitlines(), 1) if b.strip()]
     if not items:
         raise ValueError(f"{path} holds no text")
     return items[:limit] if limit else items

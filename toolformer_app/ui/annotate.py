@@ -44,9 +44,10 @@ def load_upload(path: str | None) -> str:
         raise gr.Error(f"{name}: upload a .txt or .jsonl file")
     errors: list[str] = []
     try:
-        items = load_texts(path, errors=errors)
+        items = load_texts(path, errors=errors, max_bytes=config.max_upload_bytes())
     except (ValueError, OSError, UnicodeError) as exc:
-        raise gr.Error(f"{name}: {render.one_line(exc).replace(str(path), name)}") from None
+        message = render.one_line(exc).replace(str(path), name)
+        raise gr.Error(message if message.startswith(name) else f"{name}: {message}") from None
     if errors:
         more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
         gr.Warning(f"{name}: skipped {'; '.join(errors[:3])}{more}; the other {len(items)} texts are used")

@@ -143,9 +143,15 @@ def upload_dataset(path: str | None):
 
     if not path:
         return gr.skip()
+    from toolformer_app.files import read_text_file
+
     name = Path(path).name
-    if b"\x00" in Path(path).read_bytes()[:4096]:
-        raise gr.Error(f"{name} looks binary: upload a .jsonl with a \"text\" field per line")
+    try:
+        if Path(path).suffix.lower() != ".jsonl":
+            raise ValueError(f"{name} is not a .jsonl file")
+        read_text_file(path, config.max_upload_bytes())  # every byte: binary and non-UTF-8 are refused
+    except (ValueError, OSError) as exc:
+        raise gr.Error(f"{render.one_line(exc)}: upload a .jsonl with a \"text\" field per line") from None
     try:
         data = load_texts(path)
     except TrainingInputError as exc:
