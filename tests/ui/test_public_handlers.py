@@ -176,3 +176,24 @@ def test_uploads_are_checked_whole_and_extensions_match_in_any_case(tmp_path, wa
     upper = tmp_path / "upper.JSONL"
     upper.write_text(json.dumps({"text": "First: 2 + 2 = 4."}) + "\n" + json.dumps({"text": "Second."}) + "\n")
     assert annotate.load_upload(str(upper)) == "First: 2 + 2 = 4.\n\nSecond."  # parsed as JSONL, not as text
+
+
+def test_a_refused_launch_writes_nothing(monkeypatch):
+    from tests.ui.helpers import run as make_run
+    from toolformer_app import config, training
+    from toolformer_app.training import FinetuneConfig
+    from toolformer_app.training.jobs import create_job, jobs_root
+    from toolformer_app.ui import finetune
+
+    monkeypatch.delenv("TOOLFORMER_ADMIN_TOKEN", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    data = str(finetune.EXAMPLE_DATASET)
+    running = create_job(FinetuneConfig(data=data))  # queued: counts as active
+    with pytest.raises(gr.Error, match="Only one finetune runs at a time"):
+        finetune.launch("", "smollm2-135m", finetune.CURRENT, make_run(), 0.3, False, 0, 2, 1, 1, 2, 32, 2, 0.1)
+    with pytest.raises(training.JobConflictError):
+        create_job(FinetuneConfig(data=data), job_id="ft-refused-1")
+    with pytest.raises(training.JobConflictError):
+        training.start_job(FinetuneConfig(data=data), job_id="ft-refused-2")
+    assert [p.name for p in jobs_root().iterdir()] == [running.id]
+    assert not (config.data_dir() / "datasets").exists()  # the current run was not exported either

@@ -200,8 +200,16 @@ def launch(token: str, model: str, dataset: str, run: dict[str, Any] | None, tau
            max_length: float, eval_every: float, eval_fraction: float):
     """Start a job; returns (job dropdown update, message)."""
     from toolformer_app import training
+    from toolformer_app.models import ModelLoadError, check_allowed
 
     check_token(token)
+    try:
+        training.check_no_active_job()  # before the export below writes a dataset
+        check_allowed(model)
+    except training.JobConflictError as exc:
+        raise gr.Error(f"Only one finetune runs at a time: {render.one_line(exc)}") from None
+    except ModelLoadError as exc:
+        raise gr.Error(f"Model: {render.one_line(exc)}") from None
     data = resolve_dataset(dataset, run, tau_f)
     cfg = make_config(model, data, lora, learning_rate, batch_size, grad_accum, epochs, max_steps, max_length,
                       eval_every, eval_fraction)
@@ -406,7 +414,8 @@ def build(shared) -> gr.Tab | None:
         resume_btn = gr.Button("Resume", elem_id="finetune-resume")
     message = gr.Markdown(elem_id="finetune-message")
     with gr.Row():
-        job = gr.Dropdown([], label="Job", scale=3, elem_id="finetune-job")
+        # any existing id is accepted (an API session has no page-load choices); the handlers check it
+        job = gr.Dropdown([], label="Job", scale=3, allow_custom_value=True, elem_id="finetune-job")
     known = gr.State([])
     status = gr.Markdown(elem_id="finetune-status")
     bar = gr.HTML(progress_html(0, "", "none"), elem_id="finetune-progress")
