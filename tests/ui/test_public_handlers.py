@@ -197,3 +197,17 @@ def test_a_refused_launch_writes_nothing(monkeypatch):
         training.start_job(FinetuneConfig(data=data), job_id="ft-refused-2")
     assert [p.name for p in jobs_root().iterdir()] == [running.id]
     assert not (config.data_dir() / "datasets").exists()  # the current run was not exported either
+
+
+def test_annotate_summary_does_not_advise_a_lower_tau_s_when_no_heuristic_selected_the_text():
+    from toolformer_app.ui import annotate
+
+    def run_with(counts):
+        text = {"text_id": "1", "text": "No numbers here.", "tokens": ["No"], "char_starts": [0],
+                "position_scores": {}, "counts": {"Calculator": counts}}
+        return {**annotate.empty_run(), "texts": [text], "tools": ["Calculator"], "model": "m"}
+
+    skipped = annotate.summary_markdown(run_with({"texts_seen": 1, "texts_selected": 0}))
+    assert "lower τs" not in skipped and "heuristic" in skipped
+    scored = annotate.summary_markdown(run_with({"texts_seen": 1, "texts_selected": 1, "positions_over_tau_s": 0}))
+    assert "try a lower τs" in scored

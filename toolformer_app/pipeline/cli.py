@@ -148,12 +148,20 @@ def main(args: argparse.Namespace) -> int:
         if not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.json"
+    # Like finetune: never write into a directory that holds something else (dot files are our temp files).
+    if out.exists() and (not out.is_dir() or (not saved.exists() and any(not p.name.startswith(".")
+                                                                         for p in out.iterdir()))):
+        print(f"error: {out} is not empty and holds no previous `generate` run; use a new --out", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
     source = args.input or ("arithmetic" if args.arithmetic else "wiki")
     run_key = {**cfg.to_dict(), "model": args.model or models.model_id(), "source": source}
     if saved.exists():
-        previous = json.loads(saved.read_text())
+        try:
+            previous = json.loads(saved.read_text())
+        except (OSError, ValueError):
+            previous = None
         if previous != run_key:
             print(f"error: {out} holds a run with other settings; use a new --out", file=sys.stderr)
             return 2

@@ -144,7 +144,10 @@ def summary_markdown(run: dict[str, Any], seconds: float | None = None, done: bo
                      f"{counts.get('samples_drawn', 0)} samples drawn, {len(mine)} well-formed calls, "
                      f"{ok} with a result")
     if done and not cands:
-        if any(t["counts"].get(tool, {}).get("positions_over_tau_s") for t in run["texts"] for tool in run["tools"]):
+        if not any(t["counts"].get(tool, {}).get("texts_selected") for t in run["texts"] for tool in run["tools"]):
+            lines.append("\nNo tool's heuristic selected this text, so no position was scored: choose a tool "
+                         "that fits it (the Calculator wants numbers, the Calendar dates), not a lower τs.")
+        elif any(t["counts"].get(tool, {}).get("positions_over_tau_s") for t in run["texts"] for tool in run["tools"]):
             lines.append("\nNo sampled call was well formed: try another temperature or a larger m.")
         else:
             lines.append("\nNo position passed τs: try a lower τs or a higher k in *Advanced*.")
