@@ -208,6 +208,6 @@ def test_annotate_summary_does_not_advise_a_lower_tau_s_when_no_heuristic_select
         return {**annotate.empty_run(), "texts": [text], "tools": ["Calculator"], "model": "m"}
 
     skipped = annotate.summary_markdown(run_with({"texts_seen": 1, "texts_selected": 0}))
-    assert "lower τs" not in skipped and "heuristic" in skipped
+    assert "lower τs" not in skipped and "try a" not in skipped and "heuristic" in skipped
     scored = annotate.summary_markdown(run_with({"texts_seen": 1, "texts_selected": 1, "positions_over_tau_s": 0}))
     assert "try a lower τs" in scored

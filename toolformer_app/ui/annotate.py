@@ -146,7 +146,7 @@ def summary_markdown(run: dict[str, Any], seconds: float | None = None, done: bo
     if done and not cands:
         if not any(t["counts"].get(tool, {}).get("texts_selected") for t in run["texts"] for tool in run["tools"]):
             lines.append("\nNo tool's heuristic selected this text, so no position was scored: choose a tool "
-                         "that fits it (the Calculator wants numbers, the Calendar dates), not a lower τs.")
+                         "that fits it (the Calculator wants numbers, the Calendar dates); τs plays no part here.")
         elif any(t["counts"].get(tool, {}).get("positions_over_tau_s") for t in run["texts"] for tool in run["tools"]):
             lines.append("\nNo sampled call was well formed: try another temperature or a larger m.")
         else:
