@@ -211,3 +211,14 @@ def test_annotate_summary_does_not_advise_a_lower_tau_s_when_no_heuristic_select
     assert "lower τs" not in skipped and "try a" not in skipped and "heuristic" in skipped
     scored = annotate.summary_markdown(run_with({"texts_seen": 1, "texts_selected": 1, "positions_over_tau_s": 0}))
     assert "try a lower τs" in scored
+
+
+def test_a_megabyte_of_unclosed_calls_in_a_finetune_upload_is_handled_in_bounded_time(tmp_path, warnings):
+    from toolformer_app.ui import finetune
+
+    path = tmp_path / "calls.jsonl"
+    path.write_text("".join(json.dumps({"text": "x [a(" * 10_000}) + "\n" for _ in range(20)))  # ~1 MB
+    t0 = time.perf_counter()
+    with pytest.raises(gr.Error, match="API call"):
+        finetune.upload_dataset(str(path))
+    assert time.perf_counter() - t0 < 5.0  # was 33 s: the parser rescanned the text from every "["
