@@ -50,6 +50,7 @@ def test_the_cache_keeps_the_n_most_recently_used_models_and_frees_on_request(tm
     models.load(str(b), device="cpu")
     assert len(fake_loads) == 4
     assert models.free(f"{c}//") == 1 and models.cached_models() == [str(b)]
+    assert models.free("gemma3-270m") == 0  # not loaded: nothing freed, nothing converted
     assert models.free() == 1 and models.cached_models() == []
 
 

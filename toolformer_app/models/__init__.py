@@ -217,11 +217,9 @@ def free(name: str | None = None) -> int:
     with _LOCK:
         if name is None:
             keys = list(_CACHE)
-        else:
-            try:
-                wanted = _cache_key(resolve(name))
-            except ModelLoadError:
-                wanted = _cache_key(name.strip())
+        else:  # the key load() used, without resolve(): freeing must never convert a preset
+            name = name.strip()
+            wanted = _cache_key(str(config.model_cache_dir() / name) if name in PRESETS else name)
             keys = [k for k in _CACHE if k[0] == wanted]
         for key in keys:
             del _CACHE[key]
