@@ -57,7 +57,10 @@ def test_the_cache_keeps_the_n_most_recently_used_models_and_frees_on_request(tm
 @pytest.mark.parametrize("value", ["abc", "0", "-5", "1.5"])
 def test_a_bad_setting_is_one_line_at_start_up_of_the_app_and_the_cli(value):
     env = {**os.environ, "TOOLFORMER_MAX_TEXT_CHARS": value}
-    for argv in ([sys.executable, "app.py"], [sys.executable, "-m", "toolformer_app", "tool", "Calculator", "1+1"]):
+    argvs = [[sys.executable, "app.py"]]
+    if value == "abc":  # the CLI imports every command: once is enough
+        argvs.append([sys.executable, "-m", "toolformer_app", "tool", "Calculator", "1+1"])
+    for argv in argvs:
         proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
         assert proc.returncode != 0, argv
         lines = proc.stderr.strip().splitlines()
