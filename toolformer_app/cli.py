@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from toolformer_app import config
@@ -42,7 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     config.setup_offline_env()
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        config.check_settings()
+    except config.SettingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, so a closed pipe is caught below and not at exit
+        return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `... | head` closed stdout: stop quietly, as other command-line tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not fail again
+        return 141

@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     from toolformer_app.inference import CallExecuted, Done, InferenceConfig, TextChunk, generate_with_tools
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    if not prompt.strip():  # as the UI: nothing to continue from
+        print("error: the prompt is empty", file=sys.stderr)
+        return 2
     try:
         model, tok = models.load(args.model, device=args.device)
     except models.ModelLoadError as exc:

@@ -36,6 +36,10 @@ TOOL_COLUMNS = suite_lib.ALL_TOOLS
 Progress = Callable[[str, int, int], None]  # (task, done, total), e.g. for a UI progress bar
 
 
+class EvaluationCancelled(Exception):
+    """Raised by a progress callback to stop a run between items (the UI's Stop); nothing is written."""
+
+
 @dataclass
 class EvalConfig:
     """What one evaluation run does. The defaults follow the paper (k=10, one call, greedy)."""
@@ -352,7 +356,8 @@ def evaluate(
 
     ``base`` / ``base_model``: the base model (default: the card's base_model, else the model itself).
     ``tools``: a registry to use instead of the five default tools. ``progress``: True for tqdm bars,
-    or a callback ``(task, done, total)``. Returns the results dict (see ``results.json``); with
+    or a callback ``(task, done, total)``, called after every item, which may raise EvaluationCancelled
+    to stop the run there. Returns the results dict (see ``results.json``); with
     ``out_dir`` also writes results.json, predictions.jsonl and table.md there. Raises SuiteError or
     models.ModelLoadError on bad input.
     """

@@ -44,9 +44,10 @@ def load_upload(path: str | None) -> str:
         raise gr.Error(f"{name}: upload a .txt or .jsonl file")
     errors: list[str] = []
     try:
-        items = load_texts(path, errors=errors)
+        items = load_texts(path, errors=errors, max_bytes=config.max_upload_bytes())
     except (ValueError, OSError, UnicodeError) as exc:
-        raise gr.Error(f"{name}: {render.one_line(exc).replace(str(path), name)}") from None
+        message = render.one_line(exc).replace(str(path), name)
+        raise gr.Error(message if message.startswith(name) else f"{name}: {message}") from None
     if errors:
         more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
         gr.Warning(f"{name}: skipped {'; '.join(errors[:3])}{more}; the other {len(items)} texts are used")
@@ -143,7 +144,10 @@ def summary_markdown(run: dict[str, Any], seconds: float | None = None, done: bo
                      f"{counts.get('samples_drawn', 0)} samples drawn, {len(mine)} well-formed calls, "
                      f"{ok} with a result")
     if done and not cands:
-        if any(t["counts"].get(tool, {}).get("positions_over_tau_s") for t in run["texts"] for tool in run["tools"]):
+        if not any(t["counts"].get(tool, {}).get("texts_selected") for t in run["texts"] for tool in run["tools"]):
+            lines.append("\nNo tool's heuristic selected this text, so no position was scored: choose a tool "
+                         "that fits it (the Calculator wants numbers, the Calendar dates); τs plays no part here.")
+        elif any(t["counts"].get(tool, {}).get("positions_over_tau_s") for t in run["texts"] for tool in run["tools"]):
             lines.append("\nNo sampled call was well formed: try another temperature or a larger m.")
         else:
             lines.append("\nNo position passed τs: try a lower τs or a higher k in *Advanced*.")

@@ -105,5 +105,8 @@ def build_demo() -> gr.Blocks:
 
 def launch_kwargs() -> dict[str, Any]:
     """What ``launch()`` needs besides the address: theme and CSS (Gradio 6 takes them here), no sharing."""
+    from toolformer_app import config
+
     theme = gr.themes.Soft(primary_hue="indigo", secondary_hue="amber")
-    return {"theme": theme, "css": render.app_css(), "share": False, "show_error": True}
+    return {"theme": theme, "css": render.app_css(), "share": False, "show_error": True,
+            "max_file_size": config.max_upload_bytes()}
