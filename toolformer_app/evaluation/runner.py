@@ -106,9 +106,9 @@ def plain_greedy(model: Any, tok: Any, prompt: str, max_new_tokens: int,
     cache = None
     with torch.inference_mode():
         for _ in range(max_new_tokens):
-            res = model(input_ids=torch.tensor([feed], device=device), past_key_values=cache, use_cache=True,
+            res = model(input_ids=torch.tensor([feed], device=device), cache=cache, use_cache=True,
                         **kwargs)
-            cache = res.past_key_values
+            cache = res.cache
             nxt = int(res.logits[0, -1].float().argmax())
             if nxt in eos:
                 break
