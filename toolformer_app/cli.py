@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from toolformer_app import config
 
@@ -20,8 +21,10 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # `toolformer` is the console script that `pip install` makes; it is the same as `python -m toolformer_app`.
+    prog = "toolformer" if Path(sys.argv[0]).name == "toolformer" else "python -m toolformer_app"
     parser = argparse.ArgumentParser(
-        prog="python -m toolformer_app",
+        prog=prog,
         description="Toolformer Studio: annotate text with API calls, filter, finetune, chat and evaluate.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
