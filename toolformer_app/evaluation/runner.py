@@ -302,12 +302,14 @@ def base_model_name(model_name: str | None) -> str | None:
 
 
 def build_tools(clock: datetime.date, reader_model: str | None = None) -> dict[str, Any]:
-    """The five tools; Calendar on the fixed ``clock``; QA and MT read with ``reader_model`` (the base)."""
-    from toolformer_app.tools import get_tool
+    """The five tools, and the user's registered ones (``--tools-from``); Calendar on the fixed ``clock``; QA and
+    MT read with ``reader_model`` (the base)."""
+    from toolformer_app.tools import get_tool, user_tool_names
 
     kwargs: dict[str, dict[str, Any]] = {"Calendar": {"clock": lambda: clock}, "QA": {"model_name": reader_model},
                                          "MT": {"model_name": reader_model}}
-    return {name: get_tool(name, **kwargs.get(name, {})) for name in suite_lib.ALL_TOOLS}
+    names = (*suite_lib.ALL_TOOLS, *user_tool_names())
+    return {name: get_tool(name, **kwargs.get(name, {})) for name in names}
 
 
 def load_accuracy_suites(cfg: EvalConfig) -> list[tuple[str, list[Item]]]:

@@ -14,8 +14,8 @@ from typing import Any
 import gradio as gr
 
 from toolformer_app import config
-from toolformer_app.tools import TOOL_NAMES, get_tool
-from toolformer_app.ui import render, runtime
+from toolformer_app.tools import get_tool
+from toolformer_app.ui import render, runtime, user_tools
 
 EXAMPLES_DIR = render.ASSETS / "examples"
 DEFAULT_TOOLS = ["Calculator", "Calendar"]
@@ -60,7 +60,7 @@ def load_upload(path: str | None) -> str:
 
 def tool_defaults(tools: list[str] | None) -> tuple[float, int, int, str]:
     """(tau_s, k, m, note): the first chosen tool's defaults, and a note when the tools differ."""
-    tools = [t for t in (tools or []) if t in TOOL_NAMES] or DEFAULT_TOOLS
+    tools = user_tools.known(tools) or DEFAULT_TOOLS
     ths = {t: get_tool(t).thresholds for t in tools}
     first = ths[tools[0]]
     if len({(th.tau_s, th.k, th.m) for th in ths.values()}) > 1:
@@ -100,7 +100,7 @@ def make_config(tools: list[str] | None, use_defaults: bool, tau_s: float, k: fl
                 temperature: float):
     from toolformer_app.pipeline import PipelineConfig
 
-    tools = [t for t in (tools or []) if t in TOOL_NAMES]
+    tools = user_tools.known(tools)
     if not tools:
         raise gr.Error("Choose at least one tool.")
     cfg = PipelineConfig(
@@ -240,7 +240,8 @@ def build(shared) -> None:
                 upload = gr.File(label="Upload .txt / .jsonl", file_types=[".txt", ".jsonl"], type="filepath",
                                  scale=2, height=120, elem_id="annotate-upload")
         with gr.Column(scale=2):
-            tools = gr.CheckboxGroup(list(TOOL_NAMES), value=DEFAULT_TOOLS, label="Tools", elem_id="annotate-tools")
+            tools = gr.CheckboxGroup(user_tools.choices(), value=DEFAULT_TOOLS, label="Tools", elem_id="annotate-tools")
+            gr.Markdown(user_tools.notice(), elem_id="annotate-user-tools")
             model = gr.Dropdown(shared.model_choices(include_checkpoints=False), value=config.default_model(),
                                 allow_custom_value=True, label="Model",
                                 info="a preset, a hub id or a local directory", elem_id="annotate-model")
