@@ -66,9 +66,13 @@ def convert(query: str) -> str:
     source, target = m.group(2).strip().lower(), m.group(3).strip()
     key = target.lower()
     if source in _TEMPERATURES and key in _TEMPERATURES:
+        if _TEMPERATURES[source] == _TEMPERATURES[key]:
+            raise ValueError(f"{source} and {target} are the same unit: nothing to convert")
         result = _from_kelvin(_to_kelvin(value, _TEMPERATURES[source]), _TEMPERATURES[key])
     elif source in _UNITS and key in _UNITS:
         (dim_a, fa), (dim_b, fb) = _UNITS[source], _UNITS[key]
+        if (dim_a, fa) == (dim_b, fb):
+            raise ValueError(f"{source} and {target} are the same unit: nothing to convert")
         if dim_a != dim_b:
             raise ValueError(f"cannot convert {dim_a} ({source}) to {dim_b} ({target})")
         result = value * fa / fb

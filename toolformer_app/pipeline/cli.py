@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from toolformer_app.pipeline import datasets_source
 from toolformer_app.pipeline.config import PipelineConfig
 
 MAX_PASSAGE_WORDS = 120
@@ -90,6 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--wiki", action="store_true", help="the shipped English Wikipedia extracts")
     src.add_argument("--arithmetic", action="store_true",
                      help="a seeded corpus of texts that state computed numbers (1000 unless --limit)")
+    datasets_source.add_arguments(p, src)
     p.add_argument("--tools", default="Calculator,Calendar", help="comma-separated tool names")
     p.add_argument("--limit", type=int, default=None, help="read at most N texts")
     p.add_argument("--out", required=True, help="output directory (resumable)")
@@ -126,7 +128,12 @@ def main(args: argparse.Namespace) -> int:
         errors: list[str] = []
         if args.limit is not None and args.limit < 1:
             raise ValueError(f"--limit must be at least 1, got {args.limit}")
-        items = load_texts(args.input, args.wiki, args.limit, errors, args.arithmetic)
+        if args.dataset:  # already this rank's own rows
+            items = datasets_source.load_dataset_texts(args.dataset, args.split, args.text_field, args.id_field,
+                                                       args.streaming, args.limit, *datasets_source.rank_and_world(),
+                                                       errors)
+        else:
+            items = load_texts(args.input, args.wiki, args.limit, errors, args.arithmetic)
     except (ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -146,7 +153,7 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.json"
-    source = args.input or ("arithmetic" if args.arithmetic else "wiki")
+    source = args.dataset or args.input or ("arithmetic" if args.arithmetic else "wiki")
     run_key = {**cfg.to_dict(), "model": args.model or models.model_id(), "source": source}
     if saved.exists():
         previous = json.loads(saved.read_text())
@@ -157,7 +164,7 @@ def main(args: argparse.Namespace) -> int:
         pr.save_config(out, cfg, {k: run_key[k] for k in ("model", "source")})
 
     done = pr.done_ids(out)
-    mine = [it for n, it in enumerate(items) if n % world == rank and it[0] not in done]
+    mine = [it for n, it in enumerate(items) if (args.dataset or n % world == rank) and it[0] not in done]
     try:
         model, tok = models.load(args.model)
     except models.ModelLoadError as exc:
