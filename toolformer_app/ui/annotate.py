@@ -15,10 +15,11 @@ import gradio as gr
 
 from toolformer_app import config
 from toolformer_app.tools import get_tool
-from toolformer_app.ui import render, runtime, user_tools
+from toolformer_app.ui import annotate_intro, render, runtime, user_tools
 
 EXAMPLES_DIR = render.ASSETS / "examples"
 DEFAULT_TOOLS = ["Calculator", "Calendar"]
+DEFAULT_EXAMPLE = "orchard"  # selected when the tab opens, so a newcomer has something to press
 
 
 def example_texts() -> dict[str, str]:
@@ -218,6 +219,8 @@ def run_annotation(text: str, tools: list[str], model_name: str, use_defaults: b
             run["texts"].append(_text_record(tr))
             run["candidates"] += [c.to_dict() for c in tr.candidates]
         done = n == len(items) - 1
+        if done:
+            annotate_intro.record(time.perf_counter() - t0, len(items), cfg.tools, model_name)
         yield _outputs(run, first_id, cfg.tools[0], time.perf_counter() - t0, done)
 
 
@@ -229,13 +232,15 @@ def build(shared) -> None:
     """The tab's components and events (called inside ``gr.Blocks``)."""
     examples = example_texts()
     tau_s0, k0, m0, note0 = tool_defaults(DEFAULT_TOOLS)
+    first = DEFAULT_EXAMPLE if DEFAULT_EXAMPLE in examples else next(iter(examples), None)
+    gr.Markdown(annotate_intro.intro_line(DEFAULT_TOOLS), elem_id="annotate-intro")
     with gr.Row():
         with gr.Column(scale=3):
-            text = gr.Textbox(label="Text", lines=6, elem_id="annotate-text",
+            text = gr.Textbox(examples.get(first, ""), label="Text", lines=6, elem_id="annotate-text",
                               placeholder="Type a text (separate several texts with a blank line), "
                                           "pick an example, or upload a .txt / .jsonl file.")
             with gr.Row():
-                example = gr.Dropdown(list(examples), value=None, label="Example", scale=2,
+                example = gr.Dropdown(list(examples), value=first, label="Example", scale=2,
                                       elem_id="annotate-example")
                 upload = gr.File(label="Upload .txt / .jsonl", file_types=[".txt", ".jsonl"], type="filepath",
                                  scale=2, height=120, elem_id="annotate-upload")
