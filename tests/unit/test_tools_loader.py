@@ -142,3 +142,23 @@ def test_data_dir_tools_load_and_a_broken_one_is_reported(tmp_path):
 def test_unknown_tool_names_the_way_to_load_one():
     with pytest.raises(KeyError, match="--tools-from"):
         tools.get_tool("Units")
+
+
+def test_generate_annotates_with_a_tool_from_a_file(tiny_model, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    model, tok = tiny_model
+    model.save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("The trail is 8 km long.\n\nThe bag weighs 3 kg in all.\n\nNo quantity here.")
+    p = subprocess.run([sys.executable, "-m", "toolformer_app", "generate", "--tools-from", str(UNITS), "--tools",
+                        "Units", "--input", str(corpus), "--model", str(tmp_path / "tiny"), "--tau-s", "0", "--k",
+                        "1", "--m", "2", "--max-call-tokens", "4", "--out", str(tmp_path / "out")], cwd=REPO,
+                       capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    units = json.loads((tmp_path / "out" / "stats.json").read_text())["per_tool"]["Units"]
+    assert units["texts_selected"] == 2 and units["samples_drawn"] == 4  # the heuristic skips the third text
