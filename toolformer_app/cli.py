@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import sys
+from pathlib import Path
 
 from toolformer_app import config
 
@@ -21,10 +22,15 @@ COMMAND_MODULES = (
     "toolformer_app.recipe",          # recipe (rebuild the shipped model)
 )
 
+# Commands that take --tools-from FILE (the user's own tools, registered by name before the command runs).
+TOOL_COMMANDS = ("generate", "chat", "eval", "tool", "invoke")
+
 
 def build_parser() -> argparse.ArgumentParser:
+    # `toolformer` is the console script that `pip install` makes; it is the same as `python -m toolformer_app`.
+    prog = "toolformer" if Path(sys.argv[0]).name == "toolformer" else "python -m toolformer_app"
     parser = argparse.ArgumentParser(
-        prog="python -m toolformer_app",
+        prog=prog,
         description="Toolformer Studio: annotate text with API calls, filter, finetune, chat and evaluate.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -36,12 +42,35 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    for command in TOOL_COMMANDS:
+        if command in sub.choices:
+            sub.choices[command].add_argument(
+                "--tools-from", action="append", default=[], metavar="FILE",
+                help="a Python file defining your own tool(s) (a Tool subclass, or a TOOL function with a "
+                     "seed-style PROMPT); repeatable. Its code runs: load only files you trust.")
     return parser
+
+
+def _register_tool_files(args: argparse.Namespace) -> bool:
+    """Load the --tools-from files; False (after a one-line error naming file and line) if one is broken."""
+    files = getattr(args, "tools_from", None)
+    if not files:
+        return True
+    from toolformer_app.tools.loader import ToolFileError, register_tool_files
+
+    try:
+        register_tool_files(files)
+    except ToolFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
     config.setup_offline_env()
     args = build_parser().parse_args(argv)
+    if not _register_tool_files(args):
+        return 2
     try:
         config.check_settings()
     except config.SettingError as exc:

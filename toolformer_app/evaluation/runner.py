@@ -111,9 +111,9 @@ def plain_greedy(model: Any, tok: Any, prompt: str, max_new_tokens: int,
     cache = None
     with torch.inference_mode():
         for _ in range(max_new_tokens):
-            res = model(input_ids=torch.tensor([feed], device=device), past_key_values=cache, use_cache=True,
+            res = model(input_ids=torch.tensor([feed], device=device), cache=cache, use_cache=True,
                         **kwargs)
-            cache = res.past_key_values
+            cache = res.cache
             nxt = int(res.logits[0, -1].float().argmax())
             if nxt in eos:
                 break
@@ -311,12 +311,14 @@ def base_model_name(model_name: str | None) -> str | None:
 
 
 def build_tools(clock: datetime.date, reader_model: str | None = None) -> dict[str, Any]:
-    """The five tools; Calendar on the fixed ``clock``; QA and MT read with ``reader_model`` (the base)."""
-    from toolformer_app.tools import get_tool
+    """The five tools, and the user's registered ones (``--tools-from``); Calendar on the fixed ``clock``; QA and
+    MT read with ``reader_model`` (the base)."""
+    from toolformer_app.tools import get_tool, user_tool_names
 
     kwargs: dict[str, dict[str, Any]] = {"Calendar": {"clock": lambda: clock}, "QA": {"model_name": reader_model},
                                          "MT": {"model_name": reader_model}}
-    return {name: get_tool(name, **kwargs.get(name, {})) for name in suite_lib.ALL_TOOLS}
+    names = (*suite_lib.ALL_TOOLS, *user_tool_names())
+    return {name: get_tool(name, **kwargs.get(name, {})) for name in names}
 
 
 def load_accuracy_suites(cfg: EvalConfig) -> list[tuple[str, list[Item]]]:

@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from toolformer_app.pipeline import datasets_source
 from toolformer_app.pipeline.config import PipelineConfig
 
 MAX_PASSAGE_WORDS = 120
@@ -118,6 +119,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="a seeded corpus of dated notices, diaries and logs; the Calendar returns each one's date")
     src.add_argument("--foreign", action="store_true",
                      help="English paragraphs quoting a French or Spanish sentence (the MT corpus)")
+    datasets_source.add_arguments(p, src)
     p.add_argument("--tools", default="Calculator,Calendar", help="comma-separated tool names")
     p.add_argument("--limit", type=int, default=None, help="read at most N texts")
     p.add_argument("--out", required=True, help="output directory (resumable)")
@@ -157,8 +159,13 @@ def main(args: argparse.Namespace) -> int:
         if args.limit is not None and args.limit < 1:
             raise ValueError(f"--limit must be at least 1, got {args.limit}")
         metas: dict[str, dict] = {}
-        items = load_texts(args.input, args.wiki, args.limit, errors, args.arithmetic, args.dated, args.foreign,
-                           metas)
+        if args.dataset:  # already this rank's own rows
+            items = datasets_source.load_dataset_texts(args.dataset, args.split, args.text_field, args.id_field,
+                                                       args.streaming, args.limit, *datasets_source.rank_and_world(),
+                                                       errors)
+        else:
+            items = load_texts(args.input, args.wiki, args.limit, errors, args.arithmetic, args.dated, args.foreign,
+                               metas)
     except (ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -183,7 +190,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {out} is not empty and holds no previous `generate` run; use a new --out", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
-    source = args.input or next(n for n in ("arithmetic", "dated", "foreign", "wiki") if getattr(args, n))
+    source = args.dataset or args.input or next(n for n in ("arithmetic", "dated", "foreign", "wiki") if getattr(args, n))
     run_key = {**cfg.to_dict(), "model": args.model or models.model_id(), "source": source}
     if saved.exists():
         try:  # a setting added since that run was written counts as its default
@@ -197,7 +204,8 @@ def main(args: argparse.Namespace) -> int:
         pr.save_config(out, cfg, {k: run_key[k] for k in ("model", "source")})
 
     done = pr.done_ids(out)
-    mine = [(*it, metas.get(it[0])) for n, it in enumerate(items) if n % world == rank and it[0] not in done]
+    mine = [(*it, metas.get(it[0])) for n, it in enumerate(items)
+            if (args.dataset or n % world == rank) and it[0] not in done]
     try:
         model, tok = models.load(args.model)
     except models.ModelLoadError as exc:

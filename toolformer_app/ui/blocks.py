@@ -7,7 +7,7 @@ from typing import Any
 
 import gradio as gr
 
-from toolformer_app.ui import annotate, chat, finetune, render, runtime
+from toolformer_app.ui import annotate, chat, finetune, render, runtime, user_tools
 from toolformer_app.ui import filter as loss_filter
 
 TITLE = "Toolformer Studio"
@@ -58,6 +58,7 @@ def build_demo() -> gr.Blocks:
         training.mark_interrupted()  # jobs whose process died while the app was down
     except Exception:
         pass
+    user_tools.load()  # <data dir>/tools/*.py only: loading runs the file's code
     shared = Shared()
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         shared.run = gr.State(annotate.empty_run())
