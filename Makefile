@@ -9,13 +9,16 @@ export HF_HUB_OFFLINE ?= 1
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: demo test setup chromium lint bench toolformer
+.PHONY: demo test setup chromium lint bench lock toolformer
 
-$(STAMP): requirements.txt requirements-nodeps.txt requirements-dev.txt
+# The project itself goes in last, editable and --no-deps, so that pip never re-resolves torch (pinned) or the
+# --no-deps packages; every other version comes from constraints.txt (the lock; `make lock` refreshes it).
+$(STAMP): requirements.txt requirements-nodeps.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -r requirements.txt -r requirements-dev.txt
-	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt
+	$(BIN)/pip install -q -c constraints.txt -r requirements.txt -r requirements-dev.txt
+	$(BIN)/pip install -q --no-deps -c constraints.txt -r requirements-nodeps.txt
+	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -39,3 +42,8 @@ lint: setup
 # Rebuild the shipped tool-using model from nothing (about 2 hours on 2 CPU cores; rerun to resume).
 toolformer: setup
 	$(BIN)/python -m toolformer_app recipe --model smollm2-135m --out runs/recipe --ship assets/models/smollm2-135m-toolformer
+
+# Refresh the lock from the working venv (after a deliberate upgrade and a green `make test`).
+lock: setup
+	{ sed -n '1,3p' constraints.txt; $(BIN)/pip freeze --exclude-editable | sed 's/^torch==\([0-9.]*\)+.*/torch==\1/'; } > constraints.tmp
+	mv constraints.tmp constraints.txt

@@ -14,6 +14,10 @@ config.setup_offline_env()  # before gradio is imported: no telemetry, no hub ca
 
 
 def main() -> None:
+    try:
+        config.check_settings()  # once, before anything is served: a bad limit would break every handler
+    except config.SettingError as exc:
+        raise SystemExit(f"error: {exc}") from None
     from toolformer_app.ui import build_demo, launch_kwargs
     from toolformer_app.ui.runtime import preload_in_background
 

@@ -29,6 +29,7 @@ ARROW = "->"
 
 _NAME = re.compile(r"\[([A-Za-z_][A-Za-z0-9_]*)\(")
 _CLOSE = re.compile(r"\)\s*(\]|->)")
+_TOOL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 ErrorPolicy = Literal["leave", "drop", "error"]
 
@@ -64,7 +65,32 @@ def linearize(tool: str, input: str, result: str | None = None, leading_space: b
     return (" " if leading_space else "") + body
 
 
-def parse_head(text: str, bracket: int = 0) -> tuple[str, str, re.Match] | None:
+class _NextEnd:
+    """The next "]" (and "->") at or after a position, for queries that only move right.
+
+    find_calls asks from every "[" in turn; remembering the last hits makes the whole scan
+    linear (rescanning the rest of the text from every "[" was quadratic on "x [a(" * n).
+    """
+
+    def __init__(self, text: str, arrow: bool) -> None:
+        self.text, self.arrow = text, arrow
+        self.bracket = self.arrow_at = -1
+
+    def _next(self, needle: str, cached: int, pos: int) -> int:
+        if cached >= pos:
+            return cached
+        found = self.text.find(needle, pos)
+        return len(self.text) if found < 0 else found
+
+    def at(self, pos: int) -> int:
+        self.bracket = self._next(API_END, self.bracket, pos)
+        if not self.arrow:
+            return self.bracket
+        self.arrow_at = self._next(ARROW, self.arrow_at, pos)
+        return min(self.bracket, self.arrow_at)
+
+
+def parse_head(text: str, bracket: int = 0, _ends: _NextEnd | None = None) -> tuple[str, str, re.Match] | None:
     """(tool, input, close) for a call whose "[" is at ``bracket`` and whose input is closed.
 
     ``close`` matches the ")" and what follows it ("]" or "->"). Shared by the parser and the
@@ -73,36 +99,41 @@ def parse_head(text: str, bracket: int = 0) -> tuple[str, str, re.Match] | None:
     m = _NAME.match(text, bracket)
     if not m:
         return None
-    close = _CLOSE.search(text, m.end())
-    if not close:
+    # The input holds no "[", "]" or "->", so its close can only be the first "]" / "->" after it.
+    stop = (_ends or _NextEnd(text, arrow=True)).at(m.end())
+    if stop >= len(text) or text.find("[", m.end(), stop) >= 0:
         return None
-    inp = text[m.end() : close.start()]
-    # "]" inside the input means the call ended before its ")": malformed.
-    if "]" in inp or "[" in inp or ARROW in inp:
+    inp = text[m.end() : stop].rstrip()
+    if not inp.endswith(")"):
         return None
-    return m.group(1), inp, close
+    close = _CLOSE.match(text, m.end() + len(inp) - 1)
+    if close is None or close.end() - len(close.group(1)) != stop:
+        return None
+    return m.group(1), inp[:-1], close
 
 
-def _parse_at(text: str, bracket: int) -> ApiCall | None:
+def _parse_at(text: str, bracket: int, ends: _NextEnd | None = None,
+              brackets: _NextEnd | None = None) -> ApiCall | None:
     """Parse a call whose "[" is at ``bracket``; None if it is not a closed call."""
-    head = parse_head(text, bracket)
+    head = parse_head(text, bracket, ends)
     if head is None:
         return None
     tool, inp, close = head
     start = bracket - 1 if bracket > 0 and text[bracket - 1] == " " else bracket
     if close.group(1) == API_END:
         return ApiCall(tool, inp, None, start, close.end())
-    end = text.find(API_END, close.end())
-    if end < 0 or "[" in text[close.end() : end]:
+    end = (brackets or _NextEnd(text, arrow=False)).at(close.end())
+    if end >= len(text) or text.find("[", close.end(), end) >= 0:
         return None
     return ApiCall(tool, inp, text[close.end() : end].strip(), start, end + 1)
 
 
 def find_calls(text: str) -> list[ApiCall]:
-    """Every closed call in ``text``, left to right, with its character span."""
+    """Every closed call in ``text``, left to right, with its character span (linear time)."""
     calls, pos = [], 0
+    ends, brackets = _NextEnd(text, arrow=True), _NextEnd(text, arrow=False)
     while (bracket := text.find("[", pos)) >= 0:
-        call = _parse_at(text, bracket)
+        call = _parse_at(text, bracket, ends, brackets)
         if call is None:
             pos = bracket + 1
             continue
@@ -139,14 +170,31 @@ def strip_calls(text: str) -> str:
 
 
 def insert_calls(text: str, calls: list[tuple[int, ApiCall]]) -> str:
-    """x* = x_<i e(c, r) x_>=i for each (char offset, call); offsets refer to ``text``."""
-    out, pos = [], 0
+    """x* = x_<i e(c, r) x_>=i for each (char offset, call); offsets refer to ``text``.
+
+    Raises ValueError for an offset outside the text, a tool name that is not an identifier, or a
+    call that would not parse back as itself, so removing the calls always gives ``text`` back.
+    """
+    out, pos, size, spans = [], 0, 0, []
     for offset, call in sorted(calls, key=lambda oc: oc[0]):
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= len(text):
+            raise ValueError(f"call position {offset!r} is outside the text (0..{len(text)})")
+        if not isinstance(call.tool, str) or not _TOOL_NAME.fullmatch(call.tool):
+            raise ValueError(f"tool name {str(call.tool)[:40]!r} is not an identifier")
+        piece = call.linearize()
         out.append(text[pos:offset])
-        out.append(call.linearize())
+        size += offset - pos
+        spans.append((size, size + len(piece)))
+        out.append(piece)
+        size += len(piece)
         pos = offset
     out.append(text[pos:])
-    return "".join(out)
+    merged = "".join(out)
+    for start, end in spans:  # each inserted call must read back as exactly its own span
+        found = _parse_at(merged, start + 1)
+        if found is None or (found.start, found.end) != (start, end):
+            raise ValueError(f"the call at {start} does not parse back from the text")
+    return merged
 
 
 def _call_registry_fn(fn: Callable[..., Any], input: str) -> Any:

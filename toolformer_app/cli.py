@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+from pathlib import Path
 
 from toolformer_app import config
 
@@ -20,10 +22,15 @@ COMMAND_MODULES = (
     "toolformer_app.recipe",          # recipe (rebuild the shipped model)
 )
 
+# Commands that take --tools-from FILE (the user's own tools, registered by name before the command runs).
+TOOL_COMMANDS = ("generate", "chat", "eval", "tool", "invoke")
+
 
 def build_parser() -> argparse.ArgumentParser:
+    # `toolformer` is the console script that `pip install` makes; it is the same as `python -m toolformer_app`.
+    prog = "toolformer" if Path(sys.argv[0]).name == "toolformer" else "python -m toolformer_app"
     parser = argparse.ArgumentParser(
-        prog="python -m toolformer_app",
+        prog=prog,
         description="Toolformer Studio: annotate text with API calls, filter, finetune, chat and evaluate.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -35,14 +42,48 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    for command in TOOL_COMMANDS:
+        if command in sub.choices:
+            sub.choices[command].add_argument(
+                "--tools-from", action="append", default=[], metavar="FILE",
+                help="a Python file defining your own tool(s) (a Tool subclass, or a TOOL function with a "
+                     "seed-style PROMPT); repeatable. Its code runs: load only files you trust.")
     return parser
+
+
+def _register_tool_files(args: argparse.Namespace) -> bool:
+    """Load the --tools-from files; False (after a one-line error naming file and line) if one is broken."""
+    files = getattr(args, "tools_from", None)
+    if not files:
+        return True
+    from toolformer_app.tools.loader import ToolFileError, register_tool_files
+
+    try:
+        register_tool_files(files)
+    except ToolFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
     config.setup_offline_env()
     args = build_parser().parse_args(argv)
+    if not _register_tool_files(args):
+        return 2
     try:
-        return int(args.func(args) or 0)
+        config.check_settings()
+    except config.SettingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, so a closed pipe is caught below and not at exit
+        return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `... | head` closed stdout: stop quietly, as other command-line tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not fail again
+        return 141

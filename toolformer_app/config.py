@@ -35,9 +35,63 @@ def default_chat_model() -> str:
     return "smollm2-135m-toolformer" if shipped_adapter("smollm2-135m-toolformer") else default_model()
 
 
+class SettingError(ValueError):
+    """A setting from the environment is malformed; the message is one line naming it."""
+
+
+def _int_setting(name: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingError(f"{name}={raw[:40]!r} is not a whole number (default {default})") from None
+    if value < minimum:
+        raise SettingError(f"{name}={raw!r} must be at least {minimum} (default {default})")
+    return value
+
+
 def max_text_chars() -> int:
     """Inputs longer than this are cut, with a note, before any model pass."""
-    return int(os.environ.get("TOOLFORMER_MAX_TEXT_CHARS", "20000"))
+    return _int_setting("TOOLFORMER_MAX_TEXT_CHARS", 20000)
+
+
+def max_eval_items() -> int:
+    """The UI's cap on items per evaluation suite (one anonymous call must not start hours of work)."""
+    return _int_setting("TOOLFORMER_MAX_EVAL_ITEMS", 50)
+
+
+def model_cache_size() -> int:
+    """Models kept loaded at once (least recently used one is freed); each costs its weights in RAM."""
+    return _int_setting("TOOLFORMER_MODEL_CACHE_SIZE", 2)
+
+
+def max_upload_bytes() -> int:
+    """Uploads larger than TOOLFORMER_MAX_UPLOAD_MB megabytes are refused (Gradio stops them first)."""
+    return _int_setting("TOOLFORMER_MAX_UPLOAD_MB", 20) * 1_000_000
+
+
+def public() -> bool:
+    """A public deployment (a Space, or TOOLFORMER_PUBLIC=1): the model field accepts only presets,
+    hub ids and model directories inside the data dir, and never says which server paths exist."""
+    return bool(os.environ.get("SPACE_ID")) or os.environ.get("TOOLFORMER_PUBLIC", "").strip() == "1"
+
+
+def allowed_models() -> tuple[str, ...] | None:
+    """TOOLFORMER_ALLOWED_MODELS (comma-separated presets / hub ids): when set, the only names the
+    app loads besides models in the data dir. None: any preset or hub id."""
+    raw = os.environ.get("TOOLFORMER_ALLOWED_MODELS", "")
+    names = tuple(n.strip() for n in raw.split(",") if n.strip())
+    return names or None
+
+
+def check_settings() -> None:
+    """Validate every numeric setting once at start-up; SettingError (one line) on the first bad one."""
+    max_text_chars()
+    max_eval_items()
+    model_cache_size()
+    max_upload_bytes()
 
 
 def admin_token() -> str | None:

@@ -43,6 +43,12 @@ def append_jsonl(path: str | Path, row: dict[str, Any]) -> None:
 
 def read_jsonl(path: str | Path, errors: list[str] | None = None) -> Iterator[dict[str, Any]]:
     """Rows of a JSONL file; malformed lines are skipped and reported in ``errors`` by line number."""
+    for _, row in read_jsonl_numbered(path, errors):
+        yield row
+
+
+def read_jsonl_numbered(path: str | Path, errors: list[str] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(file line number, row) of a JSONL file: messages about a row can name its line in the file."""
     with open(path, encoding="utf-8", errors="replace") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -57,7 +63,24 @@ def read_jsonl(path: str | Path, errors: list[str] | None = None) -> Iterator[di
                 if errors is not None:
                     errors.append(f"line {n}: expected a JSON object")
                 continue
-            yield row
+            yield n, row
+
+
+def read_text_file(path: str | Path, max_bytes: int | None = None) -> str:
+    """The whole file as UTF-8 text; ValueError (one line, naming the file only) when it is larger than
+    ``max_bytes``, holds a NUL byte anywhere, or is not UTF-8. Every byte is checked, not a prefix."""
+    p = Path(path)
+    size = p.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise ValueError(f"{p.name} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+    raw = p.read_bytes()
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise ValueError(f"{p.name} looks binary (a NUL byte at {nul}); give a .txt or .jsonl file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{p.name} looks binary (not UTF-8 at byte {exc.start}); give a .txt or .jsonl file") from None
 
 
 def repair_jsonl(path: str | Path) -> None:

@@ -282,9 +282,9 @@ class _Session:
     def forward(self, ids: list[int]) -> torch.Tensor:
         """Feed ``ids`` after the cache; the next-token logits (fp32)."""
         kwargs: dict[str, Any] = {"logits_to_keep": 1} if self.keep_last else {}
-        out = self.model(input_ids=torch.tensor([ids], device=self.device), past_key_values=self.cache,
+        out = self.model(input_ids=torch.tensor([ids], device=self.device), cache=self.cache,
                          use_cache=True, **kwargs)
-        self.cache = out.past_key_values
+        self.cache = out.cache
         self.stats.forward_passes += 1
         self.stats.tokens_fed += len(ids)
         return out.logits[0, -1].float()

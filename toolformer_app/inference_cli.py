@@ -19,15 +19,15 @@ _CALL, _BAD, _RESET = "\033[1;36m", "\033[1;33m", "\033[0m"
 
 def load_tools(names: str | None) -> dict[str, Any]:
     """{name: Tool} for a comma-separated list; a tool whose module is missing or fails is skipped."""
-    from toolformer_app.tools import TOOL_NAMES, get_tool
+    from toolformer_app.tools import get_tool, tool_names
 
-    wanted = [n.strip() for n in (names.split(",") if names else TOOL_NAMES) if n.strip()]
+    wanted = [n.strip() for n in (names.split(",") if names else tool_names()) if n.strip()]
     tools: dict[str, Any] = {}
     for name in wanted:
         try:
             tool = get_tool(name)
         except KeyError:
-            raise SystemExit(f"unknown tool {name!r}; choose from {', '.join(TOOL_NAMES)}") from None
+            raise SystemExit(f"unknown tool {name!r}; choose from {', '.join(tool_names())}") from None
         except Exception as exc:  # a tool not written yet, or missing its data: chat without it
             print(f"note: tool {name} unavailable ({type(exc).__name__}: {exc})", file=sys.stderr)
             continue
@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("prompt", help="raw text prompt (use - to read stdin)")
     p.add_argument("--model", default=None, help="preset, hub id or directory (default: the app's default model)")
-    p.add_argument("--tools", default=None, help="comma-separated tool names (default: all five)")
+    p.add_argument("--tools", default=None, help="comma-separated tool names (default: all five, and those of --tools-from)")
     p.add_argument("--disabled", action="store_true", help="never call a tool: p(' [') = 0")
     p.add_argument("--top-k", type=int, default=10, help="start a call when ' [' is in the top k (0: never; default 10)")
     p.add_argument("--max-calls", type=int, default=1, help="calls per input (paper: 1)")
@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     from toolformer_app.inference import CallExecuted, Done, InferenceConfig, TextChunk, generate_with_tools
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    if not prompt.strip():  # as the UI: nothing to continue from
+        print("error: the prompt is empty", file=sys.stderr)
+        return 2
     try:
         model, tok = models.load(args.model, device=args.device)
     except models.ModelLoadError as exc:

@@ -95,3 +95,32 @@ def test_inserting_then_stripping_calls_is_byte_identical(text, offsets, inp, re
     augmented = insert_calls(text, calls)
     assert len(find_calls(augmented)) == len(calls)
     assert strip_calls(augmented) == text
+
+
+def test_find_calls_is_linear_on_a_megabyte_of_unclosed_calls():
+    import time
+
+    for pattern in ("x [a(", "x [a() -> ", "y [Calculator(1)] x [a("):
+        text = pattern * (1_000_000 // len(pattern))
+        t0 = time.perf_counter()
+        found = find_calls(text)
+        elapsed = time.perf_counter() - t0
+        assert elapsed < 3.0, f"{pattern!r}: {elapsed:.1f} s for 1 MB (was quadratic: minutes)"
+        assert len(found) == (text.count("[Calculator(1)]") if "Calculator" in pattern else 0)
+        assert strip_calls(text) == text.replace(" [Calculator(1)]", "")
+
+
+def test_insert_calls_refuses_positions_outside_the_text_and_names_that_do_not_parse():
+    import pytest
+
+    text = "The orchard has 36 rows, so 864 trees."
+    call = ApiCall("Calculator", "36 * 24", "864")
+    for pos in (-5, len(text) + 1, 3.0, True):
+        with pytest.raises(ValueError, match="outside the text"):
+            insert_calls(text, [(pos, call)])
+    for name in ("<img src=x onerror=alert(1)>", "Calc ulator", "", "9lives"):
+        with pytest.raises(ValueError, match="not an identifier"):
+            insert_calls(text, [(27, ApiCall(name, "1", "1"))])
+    merged = insert_calls(text, [(len(text), call), (0, call), (27, call)])
+    assert strip_calls(merged) == text  # byte-identical around the calls
+    assert [c.tool for c in find_calls(merged)] == ["Calculator"] * 3

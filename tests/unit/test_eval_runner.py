@@ -59,11 +59,11 @@ class ForcedCalculator(torch.nn.Module):
                 return [(self.tok.encode(wanted[len(after):], add_special_tokens=False)[0], 1000.0)]
         return [(self.tok.eos_token_id, 1000.0)]
 
-    def forward(self, input_ids, past_key_values=None, **kwargs):
-        if past_key_values is None or past_key_values.get_seq_length() == 0:
+    def forward(self, input_ids, cache=None, **kwargs):
+        if cache is None or cache.get_seq_length() == 0:
             self.history = []
         self.history += input_ids[0].tolist()
-        out = self.inner(input_ids=input_ids, past_key_values=past_key_values, **kwargs)
+        out = self.inner(input_ids=input_ids, cache=cache, **kwargs)
         for token, boost in self._next(self.tok.decode(self.history)):
             out.logits[0, -1, token] += boost
         return out

@@ -35,9 +35,9 @@ class Scripted(torch.nn.Module):
     def device(self) -> torch.device:
         return self.inner.device
 
-    def forward(self, input_ids, past_key_values=None, **kwargs):
-        past = past_key_values.get_seq_length() if past_key_values is not None else 0
-        out = self.inner(input_ids=input_ids, past_key_values=past_key_values, **kwargs)
+    def forward(self, input_ids, cache=None, **kwargs):
+        past = cache.get_seq_length() if cache is not None else 0
+        out = self.inner(input_ids=input_ids, cache=cache, **kwargs)
         nxt = past + input_ids.shape[1]
         if nxt in self.script:
             out.logits[0, -1, self.script[nxt]] += 1000.0
@@ -147,9 +147,9 @@ def test_top_k_forces_call_when_not_top1(tiny_model):
     top = logits.topk(5).indices.tolist()
 
     class Ranked(Scripted):
-        def forward(self, input_ids, past_key_values=None, **kw):
-            past = past_key_values.get_seq_length() if past_key_values is not None else 0
-            out = self.inner(input_ids=input_ids, past_key_values=past_key_values, **kw)
+        def forward(self, input_ids, cache=None, **kw):
+            past = cache.get_seq_length() if cache is not None else 0
+            out = self.inner(input_ids=input_ids, cache=cache, **kw)
             if past + input_ids.shape[1] == len(prompt_ids):  # make " [" rank exactly 4th at the first step
                 out.logits[0, -1, top] += 100.0
                 out.logits[0, -1, api] = out.logits[0, -1, top[3]] - 1e-3

@@ -33,7 +33,7 @@ def test_palm_kv_cache_matches_a_full_pass():
     ids = torch.randint(0, 100, (2, 12))
     full = palm(ids).logits
     first = palm(ids[:, :7], use_cache=True)
-    rest = palm(ids[:, 7:], past_key_values=first.past_key_values, use_cache=True)
+    rest = palm(ids[:, 7:], cache=first.cache, use_cache=True)
     assert torch.allclose(rest.logits, full[:, 7:], atol=1e-5)
 
 

@@ -148,3 +148,17 @@ def test_truncate_cuts_at_a_word_boundary():
     text = "word " * 100
     cut = truncate_words(text, 42)
     assert len(cut) <= 42 and cut.endswith("word")
+
+
+def test_a_query_longer_than_the_limit_is_refused_at_once():
+    import time
+
+    from toolformer_app.tools.wikisearch import MAX_QUERY_CHARS
+
+    tool = WikiSearch()
+    for query in ("Eiffel " * 15000, "x" * (MAX_QUERY_CHARS + 1), '"' + "a b " * 60 + '"'):
+        t0 = time.perf_counter()
+        result = tool.run(query)
+        assert time.perf_counter() - t0 < 0.1
+        assert result.output is None and f"longer than {MAX_QUERY_CHARS} characters" in result.reason
+    assert tool.run("Eiffel Tower").output  # a normal query still searches

@@ -86,10 +86,10 @@ def naive_reference(model, tok, items, cfg, trace) -> tuple[dict, int, float]:
                         continue
                     tokens += len(context)
                     o = model(torch.tensor([context], device=device), use_cache=True)
-                    cache = o.past_key_values
+                    cache = o.cache
                     for t in ids[:-1]:
-                        o = model(torch.tensor([[t]], device=device), past_key_values=cache, use_cache=True)
-                        cache = o.past_key_values
+                        o = model(torch.tensor([[t]], device=device), cache=cache, use_cache=True)
+                        cache = o.cache
                         tokens += 1
                 counts = Counter()
                 cands = candidates_from_samples(samples, enc, tool, pos, 0.0, counts)

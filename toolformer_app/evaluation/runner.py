@@ -36,6 +36,10 @@ TOOL_COLUMNS = suite_lib.ALL_TOOLS
 Progress = Callable[[str, int, int], None]  # (task, done, total), e.g. for a UI progress bar
 
 
+class EvaluationCancelled(Exception):
+    """Raised by a progress callback to stop a run between items (the UI's Stop); nothing is written."""
+
+
 @dataclass
 class EvalConfig:
     """What one evaluation run does. The defaults follow the paper (k=10, one call, greedy)."""
@@ -107,9 +111,9 @@ def plain_greedy(model: Any, tok: Any, prompt: str, max_new_tokens: int,
     cache = None
     with torch.inference_mode():
         for _ in range(max_new_tokens):
-            res = model(input_ids=torch.tensor([feed], device=device), past_key_values=cache, use_cache=True,
+            res = model(input_ids=torch.tensor([feed], device=device), cache=cache, use_cache=True,
                         **kwargs)
-            cache = res.past_key_values
+            cache = res.cache
             nxt = int(res.logits[0, -1].float().argmax())
             if nxt in eos:
                 break
@@ -307,12 +311,14 @@ def base_model_name(model_name: str | None) -> str | None:
 
 
 def build_tools(clock: datetime.date, reader_model: str | None = None) -> dict[str, Any]:
-    """The five tools; Calendar on the fixed ``clock``; QA and MT read with ``reader_model`` (the base)."""
-    from toolformer_app.tools import get_tool
+    """The five tools, and the user's registered ones (``--tools-from``); Calendar on the fixed ``clock``; QA and
+    MT read with ``reader_model`` (the base)."""
+    from toolformer_app.tools import get_tool, user_tool_names
 
     kwargs: dict[str, dict[str, Any]] = {"Calendar": {"clock": lambda: clock}, "QA": {"model_name": reader_model},
                                          "MT": {"model_name": reader_model}}
-    return {name: get_tool(name, **kwargs.get(name, {})) for name in suite_lib.ALL_TOOLS}
+    names = (*suite_lib.ALL_TOOLS, *user_tool_names())
+    return {name: get_tool(name, **kwargs.get(name, {})) for name in names}
 
 
 def load_accuracy_suites(cfg: EvalConfig) -> list[tuple[str, list[Item]]]:
@@ -352,7 +358,8 @@ def evaluate(
 
     ``base`` / ``base_model``: the base model (default: the card's base_model, else the model itself).
     ``tools``: a registry to use instead of the five default tools. ``progress``: True for tqdm bars,
-    or a callback ``(task, done, total)``. Returns the results dict (see ``results.json``); with
+    or a callback ``(task, done, total)``, called after every item, which may raise EvaluationCancelled
+    to stop the run there. Returns the results dict (see ``results.json``); with
     ``out_dir`` also writes results.json, predictions.jsonl and table.md there. Raises SuiteError or
     models.ModelLoadError on bad input.
     """

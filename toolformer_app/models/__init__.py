@@ -2,17 +2,22 @@
 
 Presets come from PyPI wheels, so the default works offline. A GGUF preset is dequantised by
 transformers on first load (14-45 s) and cached as safetensors in the model cache, so later
-loads take seconds. Models are loaded once per process and shared (thread-safe).
+loads take seconds. Models are loaded once per process and shared (thread-safe), keyed by what
+they load from (so two spellings of one directory share a copy), at most
+``config.model_cache_size()`` at a time: the least recently used one is freed.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,8 +73,8 @@ def preset_names() -> list[str]:
     return list(PRESETS) + [n for n in ADAPTER_PRESETS if shipped_adapter(n) is not None]
 
 
-_CACHE: dict[tuple[str, str, str], tuple[Any, Any]] = {}
-_LOCK = threading.Lock()
+_CACHE: OrderedDict[tuple[str, str, str], tuple[Any, Any]] = OrderedDict()  # least recently used first
+_LOCK = threading.RLock()  # re-entered when an adapter's load resolves (converts) its base preset
 CARD_NAME = "toolformer_card.json"  # the recipe a finetune writes next to its weights
 
 
@@ -192,17 +197,97 @@ def load(name: str | None = None, device: str | None = None, dtype: str | None =
     name = (name or config.default_model()).strip()
     dev = pick_device(device)
     torch_dtype = pick_dtype(dev, dtype)
-    key = (name, dev, str(torch_dtype))
-    if key in _CACHE:
-        return _CACHE[key]
-    with _LOCK:
-        if key in _CACHE:
-            return _CACHE[key]
     source = resolve(name)
+    key = (_cache_key(source), dev, str(torch_dtype))
     with _LOCK:
         if key not in _CACHE:
             _CACHE[key] = _load_uncached(source, dev, torch_dtype)
-        return _CACHE[key]
+        _CACHE.move_to_end(key)
+        loaded = _CACHE[key]
+        evicted = []
+        while len(_CACHE) > config.model_cache_size():
+            evicted.append(_CACHE.popitem(last=False))
+    if evicted:
+        del evicted  # the caller's references (a run in progress) keep a model alive until it ends
+        _release_memory()
+    return loaded
+
+
+def _cache_key(source: str) -> str:
+    """One key per model: a directory by its resolved path (``a//b``, ``./a/b`` and a symlink are one)."""
+    path = Path(source).expanduser()
+    try:
+        return str(path.resolve()) if path.exists() else source
+    except (OSError, RuntimeError):
+        return source
+
+
+def _release_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # freeing is best effort
+        pass
+
+
+def cached_models() -> list[str]:
+    """The cache keys of the loaded models, least recently used first."""
+    with _LOCK:
+        return [key[0] for key in _CACHE]
+
+
+def free(name: str | None = None) -> int:
+    """Drop ``name`` (any spelling of it; all models when None) from the cache; returns how many."""
+    with _LOCK:
+        if name is None:
+            keys = list(_CACHE)
+        else:  # the key load() used, without resolve(): freeing must never convert a preset
+            name = name.strip()
+            wanted = _cache_key(str(config.model_cache_dir() / name) if name in PRESETS else name)
+            keys = [k for k in _CACHE if k[0] == wanted]
+        for key in keys:
+            del _CACHE[key]
+    if keys:
+        _release_memory()
+    return len(keys)
+
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
+
+
+def check_allowed(name: str | None) -> str:
+    """``name`` when this deployment may load it, else ModelLoadError with one message for every refusal.
+
+    Off a public deployment (``config.public()``) every name is allowed. On one, only presets, hub
+    ids (or, with TOOLFORMER_ALLOWED_MODELS, the names listed) and model directories inside the data
+    dir are, and the message never tells whether a refused path exists on the server.
+    """
+    name = (name or config.default_model()).strip()
+    if not config.public():
+        return name
+    allowed = config.allowed_models()
+    offer = ", ".join(allowed) if allowed else f"a preset ({', '.join(preset_names())}) or a hub id (org/name)"
+    refused = ModelLoadError(f"this model is not available here: choose {offer}, or a finetune from the list")
+    presets = set(PRESETS) | set(ADAPTER_PRESETS)
+    if (name in presets and allowed is None) or (allowed is not None and name in allowed):
+        return name
+    try:
+        root = config.data_dir().resolve()
+        path = Path(name).expanduser()
+        path = (path if path.is_absolute() else Path.cwd() / path).resolve()
+        inside = path.is_relative_to(root) and path != root
+        is_model = inside and ((path / "config.json").is_file() or (path / "adapter_config.json").is_file())
+        local = Path(name).exists()
+    except (OSError, RuntimeError, ValueError):
+        raise refused from None
+    if is_model:
+        return name
+    if allowed is None and not inside and not local and _HUB_ID.fullmatch(name) and ".." not in name:
+        return name
+    raise refused
 
 
 def _load_uncached(source: str, device: str, torch_dtype) -> tuple[Any, Any]:
@@ -247,5 +332,4 @@ def file_sha256(path: str | Path) -> str:
 
 def clear_cache() -> None:
     """Forget loaded models (tests; switching models in a long-lived app)."""
-    with _LOCK:
-        _CACHE.clear()
+    free()

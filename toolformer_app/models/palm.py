@@ -106,12 +106,13 @@ class PaLM(PreTrainedModel, GenerationMixin):
             return self
         return super().cuda(*args, **kwargs)
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache=None,
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None, use_cache=None,
                 labels=None, logits_to_keep: int = 0, **_):
+        # ``cache`` is the KV cache, named as transformers >= 5.24 names it (``past_key_values`` before).
         b, t = input_ids.shape
-        if use_cache and past_key_values is None:
-            past_key_values = DynamicCache()
-        past = past_key_values.get_seq_length() if past_key_values is not None else 0
+        if use_cache and cache is None:
+            cache = DynamicCache()
+        past = cache.get_seq_length() if cache is not None else 0
         if position_ids is None:
             position_ids = torch.arange(past, past + t, device=input_ids.device)[None].expand(b, t)
         freqs = position_ids[..., None].float() * self.inv_freq  # (b, t, d/2)
@@ -125,7 +126,7 @@ class PaLM(PreTrainedModel, GenerationMixin):
         if attention_mask is not None:
             mask = mask & attention_mask[:, None, None, -s:].bool()
         for layer in self.layers:
-            x = layer(x, cos, sin, mask, past_key_values)
+            x = layer(x, cos, sin, mask, cache)
         x = self.norm(x)
         if logits_to_keep:
             x = x[:, -logits_to_keep:]
@@ -134,7 +135,7 @@ class PaLM(PreTrainedModel, GenerationMixin):
         if labels is not None:
             loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
                                    ignore_index=-100)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=past_key_values if use_cache else None)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=cache if use_cache else None)
 
 
 def register() -> None:

@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from toolformer_app.pipeline import datasets_source
 from toolformer_app.pipeline.config import PipelineConfig
 
 MAX_PASSAGE_WORDS = 120
@@ -35,15 +36,17 @@ def _split_passage(text: str, max_words: int = MAX_PASSAGE_WORDS) -> list[str]:
 
 def load_texts(input_path: str | None = None, wiki: bool = False, limit: int | None = None,
                errors: list[str] | None = None, arithmetic: bool = False, dated: bool = False,
-               foreign: bool = False, metas: dict[str, dict] | None = None) -> list[tuple[str, str]]:
+               foreign: bool = False, metas: dict[str, dict] | None = None,
+               max_bytes: int | None = None) -> list[tuple[str, str]]:
     """(id, text) pairs from a .txt (paragraphs split by blank lines, else one per line), a .jsonl
     (field "text", optional "date" = the text's creation date), the shipped wiki extracts split into
     passages (training articles only: ``pipeline.split``), or a seeded corpus (arithmetic, dated, foreign).
 
     ``metas`` (optional) receives each text's metadata: {"date": ISO date or None (unknown)}.
     Texts without an entry are taken as written now (the Calendar answers with today's date).
+    ``max_bytes`` bounds an input file (uploads).
     """
-    from toolformer_app.files import read_jsonl
+    from toolformer_app.files import read_jsonl_numbered, read_text_file
 
     items: list[tuple[str, str]] = []
     meta_out = metas if metas is not None else {}
@@ -76,22 +79,24 @@ def load_texts(input_path: str | None = None, wiki: bool = False, limit: int | N
     path = Path(input_path)
     if not path.is_file():
         raise ValueError(f"{path} does not exist")
-    raw = path.read_bytes()
-    if b"\x00" in raw[:4096]:
-        raise ValueError(f"{path} looks binary; give a .txt or .jsonl file")
-    if path.suffix == ".jsonl":
-        for n, row in enumerate(read_jsonl(path, errors), 1):
+    content = read_text_file(path, max_bytes)  # every byte checked: binary or non-UTF-8 files are refused
+    if path.suffix.lower() == ".jsonl":
+        for n, row in read_jsonl_numbered(path, errors):  # n: the line in the file, for ids and messages
             text = row.get("text")
             if isinstance(text, str) and text.strip():
                 items.append((str(row.get("id", f"line:{n}")), text))
                 if "date" in row:
                     meta_out[items[-1][0]] = {"date": row["date"]}
             elif errors is not None:
-                errors.append(f"row {n}: no non-empty \"text\" field")
+                errors.append(f"line {n}: no non-empty \"text\" field")
+    elif "\n\n" in content:  # paragraphs; each id names the file line where its paragraph starts
+        line = 1
+        for block in content.split("\n\n"):
+            if block.strip():
+                items.append((f"line:{line + block[: len(block) - len(block.lstrip())].count(chr(10))}", block.strip()))
+            line += block.count("\n") + 2
     else:
-        content = raw.decode("utf-8", errors="replace")
-        blocks = [b for b in content.split("\n\n") if b.strip()] if "\n\n" in content else content.splitlines()
-        items = [(f"line:{n}", b.strip()) for n, b in enumerate(blocks, 1) if b.strip()]
+        items = [(f"line:{n}", b.strip()) for n, b in enumerate(content.splitlines(), 1) if b.strip()]
     if not items:
         raise ValueError(f"{path} holds no text")
     return items[:limit] if limit else items
@@ -114,6 +119,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="a seeded corpus of dated notices, diaries and logs; the Calendar returns each one's date")
     src.add_argument("--foreign", action="store_true",
                      help="English paragraphs quoting a French or Spanish sentence (the MT corpus)")
+    datasets_source.add_arguments(p, src)
     p.add_argument("--tools", default="Calculator,Calendar", help="comma-separated tool names")
     p.add_argument("--limit", type=int, default=None, help="read at most N texts")
     p.add_argument("--out", required=True, help="output directory (resumable)")
@@ -153,8 +159,13 @@ def main(args: argparse.Namespace) -> int:
         if args.limit is not None and args.limit < 1:
             raise ValueError(f"--limit must be at least 1, got {args.limit}")
         metas: dict[str, dict] = {}
-        items = load_texts(args.input, args.wiki, args.limit, errors, args.arithmetic, args.dated, args.foreign,
-                           metas)
+        if args.dataset:  # already this rank's own rows
+            items = datasets_source.load_dataset_texts(args.dataset, args.split, args.text_field, args.id_field,
+                                                       args.streaming, args.limit, *datasets_source.rank_and_world(),
+                                                       errors)
+        else:
+            items = load_texts(args.input, args.wiki, args.limit, errors, args.arithmetic, args.dated, args.foreign,
+                               metas)
     except (ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -172,13 +183,20 @@ def main(args: argparse.Namespace) -> int:
         if not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.json"
-    source = args.input or next(n for n in ("arithmetic", "dated", "foreign", "wiki") if getattr(args, n))
+    # Like finetune: never write into a directory that holds something else (dot files are our temp files).
+    if out.exists() and (not out.is_dir() or (not saved.exists() and any(not p.name.startswith(".")
+                                                                         for p in out.iterdir()))):
+        print(f"error: {out} is not empty and holds no previous `generate` run; use a new --out", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    source = args.dataset or args.input or next(n for n in ("arithmetic", "dated", "foreign", "wiki") if getattr(args, n))
     run_key = {**cfg.to_dict(), "model": args.model or models.model_id(), "source": source}
     if saved.exists():
-        # a setting added since that run was written counts as its default
-        previous = {**PipelineConfig().to_dict(), **json.loads(saved.read_text())}
+        try:  # a setting added since that run was written counts as its default
+            previous = {**PipelineConfig().to_dict(), **json.loads(saved.read_text())}
+        except (OSError, ValueError):
+            previous = None
         if previous != run_key:
             print(f"error: {out} holds a run with other settings; use a new --out", file=sys.stderr)
             return 2
@@ -186,7 +204,8 @@ def main(args: argparse.Namespace) -> int:
         pr.save_config(out, cfg, {k: run_key[k] for k in ("model", "source")})
 
     done = pr.done_ids(out)
-    mine = [(*it, metas.get(it[0])) for n, it in enumerate(items) if n % world == rank and it[0] not in done]
+    mine = [(*it, metas.get(it[0])) for n, it in enumerate(items)
+            if (args.dataset or n % world == rank) and it[0] not in done]
     try:
         model, tok = models.load(args.model)
     except models.ModelLoadError as exc:

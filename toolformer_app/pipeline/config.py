@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -128,6 +130,50 @@ class Candidate:
     def from_dict(cls, d: dict[str, Any]) -> Candidate:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
+    def checked(cls, d: Any, text: str | None = None) -> Candidate:
+        """``from_dict`` for untrusted rows (an upload): every field checked, ValueError naming the first bad one.
+
+        Numbers must be finite (JSON NaN / Infinity and strings are refused), the tool an identifier,
+        and ``char_pos`` inside ``text`` when it is known, so the filter and C* never see bad data.
+        """
+        if not isinstance(d, dict):
+            raise ValueError("not a JSON object")
+        missing = [k for k in ("text_id", "tool", "token_pos", "char_pos", "p_i", "input") if k not in d]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
+        if not isinstance(d["text_id"], (str, int)) or isinstance(d["text_id"], bool):
+            raise ValueError("text_id must be a string")
+        if not isinstance(d["tool"], str) or not _IDENTIFIER.fullmatch(d["tool"]):
+            raise ValueError("tool must be a tool name (letters, digits, _)")
+        for key in ("token_pos", "char_pos"):
+            if not isinstance(d[key], int) or isinstance(d[key], bool) or d[key] < 0:
+                raise ValueError(f"{key} must be a whole number >= 0")
+        if text is not None and d["char_pos"] > len(text):
+            raise ValueError(f"char_pos {d['char_pos']} is past the end of its text ({len(text)} characters)")
+        for key in ("p_i", "loss_plain", "loss_empty", "loss_result", "loss_reduction"):
+            value = d.get(key)
+            if (value is not None or key == "p_i") and not _finite(value):
+                raise ValueError(f"{key} must be a finite number")
+        if not isinstance(d["input"], str):
+            raise ValueError("input must be a string")
+        if not isinstance(d.get("result"), (str, type(None))) or not isinstance(d.get("reason", ""), str):
+            raise ValueError("result and reason must be strings")
+        if not isinstance(d.get("next_tokens", []), list) or not all(isinstance(t, str) for t in d.get("next_tokens", [])):
+            raise ValueError("next_tokens must be a list of strings")
+        for key in ("logprobs_plain", "logprobs_empty", "logprobs_result"):
+            value = d.get(key, [])
+            if not isinstance(value, list) or not all(_finite(v) for v in value):
+                raise ValueError(f"{key} must be a list of finite numbers")
+        return cls.from_dict({**d, "text_id": str(d["text_id"])})
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 STAGES = (

@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolformer_app.files import append_jsonl, atomic_write_json, atomic_write_jsonl, read_jsonl, repair_jsonl
+from toolformer_app.files import (
+    append_jsonl,
+    atomic_write_json,
+    atomic_write_jsonl,
+    read_jsonl,
+    read_jsonl_numbered,
+    repair_jsonl,
+)
 from toolformer_app.pipeline.config import Candidate, PipelineConfig
 from toolformer_app.pipeline.filtering import build_stats, keep_if_helpful, merge_calls
 from toolformer_app.pipeline.steps import (
@@ -238,12 +245,12 @@ def _sort_key(text_id: str) -> tuple:
 def load_candidates(path: str | Path, errors: list[str] | None = None) -> list[Candidate]:
     """Candidates from a candidates.jsonl (malformed lines reported in ``errors``, the rest used)."""
     out = []
-    for n, row in enumerate(read_jsonl(path, errors), 1):
+    for n, row in read_jsonl_numbered(path, errors):  # n: the line in the file
         try:
-            out.append(Candidate.from_dict(row))
-        except TypeError as exc:
+            out.append(Candidate.checked(row))
+        except ValueError as exc:
             if errors is not None:
-                errors.append(f"row {n}: not a candidate ({exc})")
+                errors.append(f"line {n}: not a candidate ({exc})")
     return out
 
 

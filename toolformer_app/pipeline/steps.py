@@ -101,7 +101,7 @@ def prompt_prefix(model, tok, tool: Tool, counter: TokenCounter | None = None) -
         out = model(torch.tensor([ids], device=device), use_cache=True, logits_to_keep=1)
         if counter:
             counter.positions += len(ids)
-        _PREFIXES[key] = PromptPrefix(ids, [(k, v) for k, v, *_ in out.past_key_values])
+        _PREFIXES[key] = PromptPrefix(ids, [(k, v) for k, v, *_ in out.cache])
     return _PREFIXES[key]
 
 
@@ -150,7 +150,7 @@ def position_scores(model, tok, tool: Tool, texts: list[EncodedText], api_token_
     cache = _cache_from(prefix.layers, slice(0, 1), len(prefix.ids), repeats=len(seqs))
     # logits at body_len - 1 + i predict x_i: keep only the x part of every row.
     keep = width - (min(len(b) for b in bodies) - 1)
-    out = model(ids.to(device), attention_mask=mask.to(device), past_key_values=cache, use_cache=True,
+    out = model(ids.to(device), attention_mask=mask.to(device), cache=cache, use_cache=True,
                 logits_to_keep=keep)
     if counter:
         counter.positions += sum(len(s) for s in seqs)
@@ -159,7 +159,7 @@ def position_scores(model, tok, tool: Tool, texts: list[EncodedText], api_token_
     for r, (b, t) in enumerate(zip(bodies, texts, strict=True)):
         rows = out.logits[r, len(b) - 1 - offset : len(b) - 1 - offset + len(t.x_ids)].float()
         p.append(torch.softmax(rows, -1)[:, api_token_id].cpu())
-    layers = [(k, v) for k, v, *_ in out.past_key_values]
+    layers = [(k, v) for k, v, *_ in out.cache]
     return ScoredPositions(texts, [len(b) for b in bodies], p, len(prefix.ids), layers)
 
 
@@ -319,7 +319,7 @@ def _sample_chunk(model, tok, scored: ScoredPositions, pairs: list[tuple[int, in
         step = nxt.shape[1]
         mask = torch.cat([mask, mask.new_ones((len(active), step))], 1)
         positions_now = pos_ids + fed + torch.arange(step, device=device)[None, :]
-        out = model(nxt, past_key_values=cache, attention_mask=mask, position_ids=positions_now, use_cache=True)
+        out = model(nxt, cache=cache, attention_mask=mask, position_ids=positions_now, use_cache=True)
         fed += step
         if counter:
             counter.sampling += len(active) * step

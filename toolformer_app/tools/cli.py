@@ -104,7 +104,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=_TOOL_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("name", metavar="NAME", help=f"tool name: {', '.join(TOOL_NAMES)} (case-insensitive)")
+    p.add_argument("name", metavar="NAME", help=f"tool name: {', '.join(TOOL_NAMES)} (case-insensitive), or one of --tools-from FILE")
     p.add_argument("input", nargs="?", default="", metavar="INPUT",
                    help="the call's input, e.g. \"400 / 1400\" (Calendar takes none)")
     _add_shared(p)

@@ -12,6 +12,7 @@ from toolformer_app.calls import linearize
 from toolformer_app.tools.base import Thresholds, Tool, ToolResult
 from toolformer_app.tools.corpus import CorpusError, load_corpus, snippet
 
+MAX_QUERY_CHARS = 200  # a search term is a few words; BM25 time grows with the query (100 KB took 30 s)
 
 def _ex(before: str, query: str, result: str, after: str) -> tuple[str, str]:
     return before + after, before + linearize("WikiSearch", f'"{query}"', result) + after
@@ -71,7 +72,11 @@ class WikiSearch(Tool):
     max_chars: int = 300
 
     def run(self, input: str) -> ToolResult:
+        if len(input or "") > 4 * MAX_QUERY_CHARS:  # refuse before even normalising a huge input
+            return ToolResult(None, f"query longer than {MAX_QUERY_CHARS} characters")
         query = clean_query(input or "")
+        if len(query) > MAX_QUERY_CHARS:
+            return ToolResult(None, f"query longer than {MAX_QUERY_CHARS} characters")
         if not query:
             return ToolResult(None, "empty query")
         try:

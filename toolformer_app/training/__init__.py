@@ -4,7 +4,7 @@ Library API (the UI and the CLI share it):
     FinetuneConfig, TrainingInputError            the recipe and its validation errors
     validate_inputs(cfg)                          every check that needs no model weights
     run_finetune(cfg, job_dir, ...)               train in this process (what a job process runs)
-    start_job / list_jobs / get_job / read_events / log_tail / cancel_job / resume_job /
+    check_no_active_job / start_job / list_jobs / get_job / read_events / log_tail / cancel_job / resume_job /
     mark_interrupted / wait_job                   separate-process jobs, recorded in DATA_DIR/jobs.sqlite
 """
 
@@ -14,6 +14,7 @@ from toolformer_app.training.jobs import (
     JobConflictError,
     JobError,
     cancel_job,
+    check_no_active_job,
     get_job,
     list_jobs,
     log_tail,
@@ -43,6 +44,7 @@ __all__ = [
     "TrainingInputError",
     "build_examples",
     "cancel_job",
+    "check_no_active_job",
     "get_job",
     "latest_checkpoint",
     "list_jobs",

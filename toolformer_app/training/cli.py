@@ -34,6 +34,8 @@ _FLAGS: list[tuple[str, str, Any, str]] = [
     ("--lora-dropout", "lora_dropout", float, "LoRA dropout (default 0.05)"),
     ("--precision", "precision", str, "auto (default), fp32, bf16 or fp16"),
     ("--cpu-threads", "cpu_threads", int, "torch threads on a CPU (default: one per core; 1 on a busy shared machine)"),
+    ("--report-to", "report_to", str, "none (default), tensorboard or trackio: also report the run to that tracker "
+                                      "(see README, Finetuning)"),
 ]
 _SWITCHES = [  # BooleanOptionalAction: --x / --no-x
     ("--mask-results", "mask_results", "mask the loss on tool results (default on)"),

@@ -210,18 +210,27 @@ def _active_conflict(conn: sqlite3.Connection, except_id: str | None = None) -> 
         )
 
 
+def check_no_active_job() -> None:
+    """JobConflictError if a finetune is queued or running: callers check before writing anything."""
+    mark_interrupted()
+    with _db() as conn:
+        _active_conflict(conn)
+
+
 def create_job(cfg: FinetuneConfig | dict[str, Any], job_id: str | None = None, kind: str = "finetune") -> Job:
     """Record a queued job (refusing if another is active) and prepare its directory. Does not spawn."""
     job_id = job_id or new_job_id()
     cfg = _normalise(cfg, job_id)
     job_dir = jobs_root() / job_id
-    job_dir.mkdir(parents=True, exist_ok=True)
-    (job_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     now = time.time()
     with _db(immediate=True) as conn:
         _active_conflict(conn)
         if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone():
             raise JobError(f"job {job_id} already exists")
+        # Written only once the job is sure to be recorded (under the write lock): a refused
+        # launch leaves no folder behind.
+        job_dir.mkdir(parents=True, exist_ok=True)
+        (job_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         conn.execute(
             "INSERT INTO jobs (id, kind, status, config, created, updated, out_dir, job_dir, events_path, log_path, host)"
             " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -359,8 +368,8 @@ def start_job(cfg: FinetuneConfig | dict[str, Any], *, launcher: list[str] | Non
 
     job_id = job_id or new_job_id()
     cfg = _normalise(cfg, job_id)
+    check_no_active_job()  # before validate_inputs: a refused launch costs nothing
     validate_inputs(cfg)
-    mark_interrupted()
     job = create_job(cfg, job_id)
     _spawn(job, resume=False, launcher=launcher)
     return job_id

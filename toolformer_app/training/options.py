@@ -24,6 +24,9 @@ class TrainingInputError(ValueError):
     """The data, the model or the hyperparameters cannot work; the message is one line that says why."""
 
 
+REPORT_TO = ("none", "tensorboard", "trackio")  # experiment trackers HF Trainer reports to (report_to)
+
+
 @dataclass
 class FinetuneConfig:
     """Everything a finetune needs; serialised as JSON into the job store and the model card.
@@ -95,6 +98,10 @@ class FinetuneConfig:
     """Run one forward+backward on the longest batch first, to fail early with advice on OOM."""
     overwrite: bool = False
     """Replace an existing out_dir."""
+    report_to: str = "none"
+    """Where HF ``Trainer`` also reports the run: "none" (offline-safe; the app's own events only),
+    "tensorboard" (event files in <job dir>/tensorboard) or "trackio" (a local dashboard, stored in
+    <data dir>/trackio; project "toolformer-studio", one run per job). Each needs its package installed."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form notes carried into the card (e.g. the pipeline run that made the data)."""
 
@@ -165,6 +172,13 @@ def validate_hyperparameters(cfg: FinetuneConfig) -> None:
         bad(f"LoRA needs r >= 1, alpha > 0, dropout in [0, 1) (got {cfg.lora_r}, {cfg.lora_alpha}, {cfg.lora_dropout})")
     if cfg.cpu_threads is not None and cfg.cpu_threads < 1:
         bad(f"cpu threads must be >= 1 (got {cfg.cpu_threads})")
+    if cfg.report_to not in REPORT_TO:
+        bad(f"report_to must be one of {', '.join(REPORT_TO)} (got {cfg.report_to!r})")
+    if cfg.report_to != "none":
+        import importlib.util
+
+        if importlib.util.find_spec(cfg.report_to) is None:
+            bad(f"--report-to {cfg.report_to} needs the {cfg.report_to} package: pip install {cfg.report_to}")
     if cfg.precision not in ("auto", "fp32", "bf16", "fp16"):
         bad(f"precision must be auto, fp32, bf16 or fp16 (got {cfg.precision!r})")
     if cfg.out_dir:

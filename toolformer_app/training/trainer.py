@@ -436,6 +436,22 @@ def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+TRACKIO_PROJECT = "toolformer-studio"
+
+
+def _tracker_dirs(cfg: FinetuneConfig, job_dir: Path) -> None:
+    """Keep tracker files in the data dir (the only place the app writes), unless the user chose a place.
+
+    TensorBoard: <job dir>/tensorboard. trackio: <data dir>/trackio (its TRACKIO_DIR, read when trackio is imported).
+    """
+    if cfg.report_to == "tensorboard":
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(job_dir / "tensorboard")
+    elif cfg.report_to == "trackio" and "TRACKIO_DIR" not in os.environ:
+        from toolformer_app import config
+
+        os.environ["TRACKIO_DIR"] = str(config.data_dir() / "trackio")
+
+
 def run_finetune(
     cfg: FinetuneConfig,
     job_dir: str | Path,
@@ -508,7 +524,9 @@ def run_finetune(
         greater_is_better=False if do_eval else None,
         seed=cfg.seed,
         use_cpu=not cuda,
-        report_to="none",
+        report_to=cfg.report_to,  # "none" unless --report-to tensorboard|trackio
+        project=TRACKIO_PROJECT,
+        run_name=job_id or out.name,
         disable_tqdm=True,
         remove_unused_columns=False,
         include_num_input_tokens_seen="non_padding",
@@ -520,6 +538,7 @@ def run_finetune(
         probe_s = memory_check(model, train_examples, cfg, args.device, amp)
         events.emit("status", message=f"memory check passed ({probe_s:.1f} s for one batch)")
 
+    _tracker_dirs(cfg, job_dir)
     callback = _callbacks(events, job_dir, stop, on_checkpoint)
     optimizer_cls = None
     if master:

@@ -14,11 +14,12 @@ from typing import Any
 import gradio as gr
 
 from toolformer_app import config
-from toolformer_app.tools import TOOL_NAMES, get_tool
-from toolformer_app.ui import render, runtime
+from toolformer_app.tools import get_tool
+from toolformer_app.ui import annotate_intro, render, runtime, user_tools
 
 EXAMPLES_DIR = render.ASSETS / "examples"
 DEFAULT_TOOLS = ["Calculator", "Calendar"]
+DEFAULT_EXAMPLE = "orchard"  # selected when the tab opens, so a newcomer has something to press
 
 
 def example_texts() -> dict[str, str]:
@@ -44,9 +45,10 @@ def load_upload(path: str | None) -> str:
         raise gr.Error(f"{name}: upload a .txt or .jsonl file")
     errors: list[str] = []
     try:
-        items = load_texts(path, errors=errors)
+        items = load_texts(path, errors=errors, max_bytes=config.max_upload_bytes())
     except (ValueError, OSError, UnicodeError) as exc:
-        raise gr.Error(f"{name}: {render.one_line(exc).replace(str(path), name)}") from None
+        message = render.one_line(exc).replace(str(path), name)
+        raise gr.Error(message if message.startswith(name) else f"{name}: {message}") from None
     if errors:
         more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
         gr.Warning(f"{name}: skipped {'; '.join(errors[:3])}{more}; the other {len(items)} texts are used")
@@ -60,7 +62,7 @@ def load_upload(path: str | None) -> str:
 
 def tool_defaults(tools: list[str] | None) -> tuple[float, int, int, str]:
     """(tau_s, k, m, note): the first chosen tool's defaults, and a note when the tools differ."""
-    tools = [t for t in (tools or []) if t in TOOL_NAMES] or DEFAULT_TOOLS
+    tools = user_tools.known(tools) or DEFAULT_TOOLS
     ths = {t: get_tool(t).thresholds for t in tools}
     first = ths[tools[0]]
     if len({(th.tau_s, th.k, th.m) for th in ths.values()}) > 1:
@@ -100,7 +102,7 @@ def make_config(tools: list[str] | None, use_defaults: bool, tau_s: float, k: fl
                 temperature: float):
     from toolformer_app.pipeline import PipelineConfig
 
-    tools = [t for t in (tools or []) if t in TOOL_NAMES]
+    tools = user_tools.known(tools)
     if not tools:
         raise gr.Error("Choose at least one tool.")
     cfg = PipelineConfig(
@@ -143,7 +145,10 @@ def summary_markdown(run: dict[str, Any], seconds: float | None = None, done: bo
                      f"{counts.get('samples_drawn', 0)} samples drawn, {len(mine)} well-formed calls, "
                      f"{ok} with a result")
     if done and not cands:
-        if any(t["counts"].get(tool, {}).get("positions_over_tau_s") for t in run["texts"] for tool in run["tools"]):
+        if not any(t["counts"].get(tool, {}).get("texts_selected") for t in run["texts"] for tool in run["tools"]):
+            lines.append("\nNo tool's heuristic selected this text, so no position was scored: choose a tool "
+                         "that fits it (the Calculator wants numbers, the Calendar dates); τs plays no part here.")
+        elif any(t["counts"].get(tool, {}).get("positions_over_tau_s") for t in run["texts"] for tool in run["tools"]):
             lines.append("\nNo sampled call was well formed: try another temperature or a larger m.")
         else:
             lines.append("\nNo position passed τs: try a lower τs or a higher k in *Advanced*.")
@@ -218,6 +223,8 @@ def run_annotation(text: str, tools: list[str], model_name: str, use_defaults: b
             run["texts"].append(_text_record(tr))
             run["candidates"] += [c.to_dict() for c in tr.candidates]
         done = n == len(items) - 1
+        if done:
+            annotate_intro.record(time.perf_counter() - t0, len(items), cfg.tools, model_name)
         yield _outputs(run, first_id, cfg.tools[0], time.perf_counter() - t0, done)
 
 
@@ -229,18 +236,21 @@ def build(shared) -> None:
     """The tab's components and events (called inside ``gr.Blocks``)."""
     examples = example_texts()
     tau_s0, k0, m0, note0 = tool_defaults(DEFAULT_TOOLS)
+    first = DEFAULT_EXAMPLE if DEFAULT_EXAMPLE in examples else next(iter(examples), None)
+    gr.Markdown(annotate_intro.intro_line(DEFAULT_TOOLS), elem_id="annotate-intro")
     with gr.Row():
         with gr.Column(scale=3):
-            text = gr.Textbox(label="Text", lines=6, elem_id="annotate-text",
+            text = gr.Textbox(examples.get(first, ""), label="Text", lines=6, elem_id="annotate-text",
                               placeholder="Type a text (separate several texts with a blank line), "
                                           "pick an example, or upload a .txt / .jsonl file.")
             with gr.Row():
-                example = gr.Dropdown(list(examples), value=None, label="Example", scale=2,
+                example = gr.Dropdown(list(examples), value=first, label="Example", scale=2,
                                       elem_id="annotate-example")
                 upload = gr.File(label="Upload .txt / .jsonl", file_types=[".txt", ".jsonl"], type="filepath",
                                  scale=2, height=120, elem_id="annotate-upload")
         with gr.Column(scale=2):
-            tools = gr.CheckboxGroup(list(TOOL_NAMES), value=DEFAULT_TOOLS, label="Tools", elem_id="annotate-tools")
+            tools = gr.CheckboxGroup(user_tools.choices(), value=DEFAULT_TOOLS, label="Tools", elem_id="annotate-tools")
+            gr.Markdown(user_tools.notice(), elem_id="annotate-user-tools")
             model = gr.Dropdown(shared.model_choices(include_checkpoints=False), value=config.default_model(),
                                 allow_custom_value=True, label="Model",
                                 info="a preset, a hub id or a local directory", elem_id="annotate-model")

@@ -7,7 +7,7 @@ from typing import Any
 
 import gradio as gr
 
-from toolformer_app.ui import annotate, chat, finetune, render, runtime
+from toolformer_app.ui import annotate, chat, finetune, render, runtime, user_tools
 from toolformer_app.ui import filter as loss_filter
 
 TITLE = "Toolformer Studio"
@@ -58,6 +58,7 @@ def build_demo() -> gr.Blocks:
         training.mark_interrupted()  # jobs whose process died while the app was down
     except Exception:
         pass
+    user_tools.load()  # <data dir>/tools/*.py only: loading runs the file's code
     shared = Shared()
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         shared.run = gr.State(annotate.empty_run())
@@ -105,5 +106,8 @@ def build_demo() -> gr.Blocks:
 
 def launch_kwargs() -> dict[str, Any]:
     """What ``launch()`` needs besides the address: theme and CSS (Gradio 6 takes them here), no sharing."""
+    from toolformer_app import config
+
     theme = gr.themes.Soft(primary_hue="indigo", secondary_hue="amber")
-    return {"theme": theme, "css": render.app_css(), "share": False, "show_error": True}
+    return {"theme": theme, "css": render.app_css(), "share": False, "show_error": True,
+            "max_file_size": config.max_upload_bytes()}

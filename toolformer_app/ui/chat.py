@@ -15,7 +15,7 @@ import gradio as gr
 
 from toolformer_app import config
 from toolformer_app.tools import TOOL_NAMES
-from toolformer_app.ui import render, runtime
+from toolformer_app.ui import render, runtime, user_tools
 
 PROMPTS_DIR = render.ASSETS / "examples" / "chat"
 
@@ -123,7 +123,7 @@ def make_config(top_k: float, max_calls: float, tools: list[str] | None, max_new
     if style not in STYLES:
         raise gr.Error(f"Unknown prompt style {render.one_line(str(style))!r}: choose {', '.join(STYLES)}.")
 
-    enabled = tuple(t for t in (tools or []) if t in TOOL_NAMES)
+    enabled = tuple(user_tools.known(tools))
     return InferenceConfig(
         max_new_tokens=int(max_new_tokens), top_k_call=int(top_k), max_calls=int(max_calls),
         disabled=disabled or not enabled, tools=enabled, stop=("\n",) if stop_at_newline else (),
@@ -239,7 +239,7 @@ def build(shared) -> None:
             max_calls = gr.Slider(0, 5, value=1, step=1, label="max calls per answer")
             max_new = gr.Slider(8, 256, value=48, step=8, label="max new tokens")
         with gr.Row():
-            tools = gr.CheckboxGroup(list(TOOL_NAMES), value=list(TOOL_NAMES), label="Enabled tools",
+            tools = gr.CheckboxGroup(user_tools.choices(), value=list(TOOL_NAMES), label="Enabled tools",
                                      elem_id="chat-tools-enabled")
             stop_nl = gr.Checkbox(True, label="Stop at the end of the line")
         template = gr.Radio(PROMPT_STYLES, value="paper", label="Prompt style", elem_id="chat-style")

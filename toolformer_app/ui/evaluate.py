@@ -1,11 +1,12 @@
 """Evaluate tab: the zero-shot suites (paper, section 4) in three modes, and their table.
 
-Library calls: ``evaluation.runner.evaluate`` (with a progress callback and an output dir in the
-data dir) and ``evaluation.runner.format_table`` (Markdown). Nothing is computed here.
+Library calls: ``evaluation.runner.evaluate`` (in a worker thread, with a progress callback that
+stops it between items on Stop, and an output dir in the data dir) and ``evaluation.runner.format_table`` (Markdown). Nothing is computed here.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -18,10 +19,17 @@ SUITES = ("math", "facts", "dates", "perplexity", "plain")
 MODES = ("base", "tools", "disabled")
 
 
+HEARTBEAT_S = 10.0  # a run whose page stopped asking for updates (closed tab, lost client) stops too
+
+
 @runtime.gpu_bound
 def run_evaluation(model_name: str, suites: list[str] | None, modes: list[str] | None, limit: float,
                    top_k: float, progress=gr.Progress()):
-    """(Markdown table, results.json path) for the model on the chosen suites."""
+    """Generator: (Markdown table, results.json path) for the model on the chosen suites.
+
+    The run goes on in a worker thread and this generator yields every second: Stop (or a client's
+    cancel) closes the generator, and the worker stops after the item it is on, writing nothing.
+    """
     from toolformer_app.evaluation import runner
     from toolformer_app.evaluation.suites import SuiteError
     from toolformer_app.models import ModelLoadError
@@ -32,6 +40,14 @@ def run_evaluation(model_name: str, suites: list[str] | None, modes: list[str] |
         raise gr.Error("Choose at least one suite.")
     if not modes:
         raise gr.Error("Choose at least one mode.")
+    try:
+        limit = max(1, int(limit))
+    except (TypeError, ValueError, OverflowError):
+        raise gr.Error("Items per suite must be a whole number.") from None
+    cap = config.max_eval_items()
+    if limit > cap:
+        gr.Warning(f"Items per suite capped at {cap} (TOOLFORMER_MAX_EVAL_ITEMS); use the `eval` command for more.")
+        limit = cap
     name = (model_name or config.default_model()).strip()
     progress(0.0, desc=f"loading {name}")
     try:
@@ -39,20 +55,48 @@ def run_evaluation(model_name: str, suites: list[str] | None, modes: list[str] |
     except ModelLoadError as exc:
         raise gr.Error(f"Model: {render.one_line(exc)}") from None
 
+    state: dict = {"task": "", "done": 0, "total": 0, "beat": time.monotonic()}
+    stop = threading.Event()
+
     def report(task: str, done: int, total: int) -> None:
-        progress((done, total), desc=task)
+        if stop.is_set() or time.monotonic() - state["beat"] > HEARTBEAT_S:
+            raise runner.EvaluationCancelled("stopped")
+        state.update(task=task, done=done, total=total)
 
     out = config.data_dir() / "evals" / time.strftime("%Y%m%d-%H%M%S")
-    cfg = runner.EvalConfig(suites=tuple(suites), modes=tuple(modes), limit=max(1, int(limit)),
-                            top_k_call=int(top_k))
+    cfg = runner.EvalConfig(suites=tuple(suites), modes=tuple(modes), limit=limit, top_k_call=int(top_k))
+    outcome: dict = {}
+
+    def work() -> None:
+        try:
+            outcome["results"] = runner.evaluate(name, config=cfg, out_dir=out, progress=report)
+        except BaseException as exc:  # handed to the generator, which turns it into one line
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name="toolformer-eval", daemon=True)
+    worker.start()
     try:
-        results = runner.evaluate(name, config=cfg, out_dir=out, progress=report)
-    except (SuiteError, ModelLoadError, ValueError) as exc:
-        raise gr.Error(render.one_line(exc)) from None
+        while worker.is_alive():
+            worker.join(timeout=1.0)
+            state["beat"] = time.monotonic()
+            if worker.is_alive():
+                total = state["total"]
+                progress((state["done"], total) if total else 0.0, desc=state["task"] or "evaluating")
+                yield gr.skip(), gr.skip()  # where Stop takes effect
+    finally:
+        stop.set()  # closed by Stop: the worker ends after its current item
+    exc = outcome.get("error")
+    if isinstance(exc, runner.EvaluationCancelled):
+        raise gr.Error("Evaluation stopped.")
+    if isinstance(exc, (SuiteError, ModelLoadError, ValueError)):
+        raise gr.Error(render.one_line(exc))
+    if exc is not None:
+        raise exc
+    results = outcome["results"]
     table = runner.format_table(results)
     secs = results.get("timing_s", {}).get("total")
     note = f"\n\n{secs:.0f} s · saved in `{Path(out).relative_to(config.data_dir())}/`" if secs is not None else ""
-    return table + note, str(out / "results.json")
+    yield table + note, str(out / "results.json")
 
 
 def build(shared) -> None:
@@ -62,7 +106,8 @@ def build(shared) -> None:
     with gr.Row():
         model = gr.Dropdown(shared.model_choices(include_checkpoints=True), value=config.default_chat_model(),
                             allow_custom_value=True, label="Model", scale=3, elem_id="eval-model")
-        limit = gr.Number(5, label="Items per suite", precision=0, minimum=1, scale=1, elem_id="eval-limit")
+        limit = gr.Number(5, label="Items per suite", precision=0, minimum=1, maximum=config.max_eval_items(),
+                          scale=1, elem_id="eval-limit")
         top_k = gr.Slider(0, 50, value=10, step=1, label="k (tools mode)", scale=2)
     with gr.Row():
         suites = gr.CheckboxGroup(list(SUITES), value=["math", "dates"], label="Suites", elem_id="eval-suites")

@@ -146,18 +146,23 @@ def run_from_rows(rows: list[tuple[int, dict[str, Any]]], source: str, errors: l
     texts: dict[str, dict[str, Any]] = {}
     cands: list[dict[str, Any]] = []
     for n, row in rows:
+        text = None
         if "candidates" in row and "text" in row:  # a records.jsonl line
-            texts.setdefault(str(row.get("text_id")), {"text_id": str(row.get("text_id")), "text": row["text"]})
-            items = row["candidates"] if isinstance(row["candidates"], list) else []
+            if not isinstance(row["text"], str) or not isinstance(row["candidates"], list):
+                errors.append(f"line {n}: \"text\" must be a string and \"candidates\" a list")
+                continue
+            text = texts.setdefault(str(row.get("text_id")), {"text_id": str(row.get("text_id")),
+                                                              "text": row["text"]})["text"]
+            items = row["candidates"]
         else:
             items = [row]
         for item in items:
-            try:
-                c = Candidate.from_dict(item)
-                if not isinstance(c.tool, str) or not isinstance(c.char_pos, int):
-                    raise TypeError("missing fields")
-            except (TypeError, AttributeError):
-                errors.append(f"line {n}: not a candidate (needs text_id, tool, token_pos, char_pos, p_i, input)")
+            try:  # every field, so the histogram, the filter and C* never meet a bad value
+                if text is not None and isinstance(item, dict) and str(item.get("text_id")) != str(row.get("text_id")):
+                    raise ValueError("its text_id differs from the record's")
+                c = Candidate.checked(item, text)
+            except ValueError as exc:
+                errors.append(f"line {n}: not a candidate ({exc})")
                 continue
             cands.append(c.to_dict())
     tools = sorted({c["tool"] for c in cands}, key=render._tool_order)
@@ -166,15 +171,20 @@ def run_from_rows(rows: list[tuple[int, dict[str, Any]]], source: str, errors: l
             "candidates": cands, "tools": tools, "config": {}, "model": "", "source": source}
 
 
-def _read_rows(path: Path, errors: list[str]) -> list[tuple[int, dict[str, Any]]]:
+def _read_rows(path: Path, errors: list[str], max_bytes: int | None = None) -> list[tuple[int, dict[str, Any]]]:
     """(line number, object) for every JSON object line; other lines are reported by number in ``errors``."""
     import json
 
-    raw = path.read_bytes()
-    if b"\x00" in raw[:4096]:
-        raise gr.Error(f"{path.name} looks binary: load a candidates.jsonl or records.jsonl")
+    from toolformer_app.files import read_text_file
+
+    if path.suffix.lower() != ".jsonl":
+        raise gr.Error(f"{path.name}: load a candidates.jsonl or records.jsonl")
+    try:
+        content = read_text_file(path, max_bytes)  # the whole file, not a prefix
+    except (ValueError, OSError) as exc:
+        raise gr.Error(f"{render.one_line(exc)}: load a candidates.jsonl or records.jsonl") from None
     rows = []
-    for n, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
+    for n, line in enumerate(content.split("\n"), 1):  # file lines (splitlines also splits at U+2028)
         if not line.strip():
             continue
         try:
@@ -195,7 +205,7 @@ def load_run_file(path: str | None):
         return gr.skip()
     p = Path(path)
     errors: list[str] = []
-    rows = _read_rows(p, errors)
+    rows = _read_rows(p, errors, config.max_upload_bytes())
     run = run_from_rows(rows, f"uploaded {p.name}", errors)
     _report(p.name, run, errors)
     return run
@@ -256,7 +266,10 @@ def export_dataset(run: dict[str, Any] | None, tau_f: float) -> str:
         raise gr.Error("This candidates file holds no texts, so C* cannot be built: load the run's "
                        "records.jsonl (or its directory from the data dir) instead.")
     kept = keep_if_helpful(cands, float(tau_f))
-    rows = merge_calls(texts, kept)
+    try:
+        rows = merge_calls(texts, kept)
+    except ValueError as exc:  # insert_calls refused a call: never write a garbled C*
+        raise gr.Error(f"C* not written: {render.one_line(exc)}") from None
     if not rows:
         raise gr.Error(f"No call is kept at τf = {float(tau_f):.2f}: lower τf to export a dataset.")
     out = config.data_dir() / "datasets" / f"{time.strftime('%Y%m%d-%H%M%S')}-tau{float(tau_f):.2f}"

@@ -65,7 +65,7 @@ def _measure_cpu_step(model_name: str) -> float:
         from toolformer_app.training import FinetuneConfig
         from toolformer_app.training.trainer import memory_check
 
-        source = models.resolve(model_name)
+        source = models.resolve(models.check_allowed(model_name))
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.bfloat16)  # the CPU training dtype
         ids = list(range(100, 100 + PROBE_TOKENS))
         examples = [{"input_ids": ids, "labels": ids}]
@@ -143,9 +143,15 @@ def upload_dataset(path: str | None):
 
     if not path:
         return gr.skip()
+    from toolformer_app.files import read_text_file
+
     name = Path(path).name
-    if b"\x00" in Path(path).read_bytes()[:4096]:
-        raise gr.Error(f"{name} looks binary: upload a .jsonl with a \"text\" field per line")
+    try:
+        if Path(path).suffix.lower() != ".jsonl":
+            raise ValueError(f"{name} is not a .jsonl file")
+        read_text_file(path, config.max_upload_bytes())  # every byte: binary and non-UTF-8 are refused
+    except (ValueError, OSError) as exc:
+        raise gr.Error(f"{render.one_line(exc)}: upload a .jsonl with a \"text\" field per line") from None
     try:
         data = load_texts(path)
     except TrainingInputError as exc:
@@ -194,8 +200,16 @@ def launch(token: str, model: str, dataset: str, run: dict[str, Any] | None, tau
            max_length: float, eval_every: float, eval_fraction: float):
     """Start a job; returns (job dropdown update, message)."""
     from toolformer_app import training
+    from toolformer_app.models import ModelLoadError, check_allowed
 
     check_token(token)
+    try:
+        training.check_no_active_job()  # before the export below writes a dataset
+        check_allowed(model)
+    except training.JobConflictError as exc:
+        raise gr.Error(f"Only one finetune runs at a time: {render.one_line(exc)}") from None
+    except ModelLoadError as exc:
+        raise gr.Error(f"Model: {render.one_line(exc)}") from None
     data = resolve_dataset(dataset, run, tau_f)
     cfg = make_config(model, data, lora, learning_rate, batch_size, grad_accum, epochs, max_steps, max_length,
                       eval_every, eval_fraction)
@@ -400,7 +414,8 @@ def build(shared) -> gr.Tab | None:
         resume_btn = gr.Button("Resume", elem_id="finetune-resume")
     message = gr.Markdown(elem_id="finetune-message")
     with gr.Row():
-        job = gr.Dropdown([], label="Job", scale=3, elem_id="finetune-job")
+        # any existing id is accepted (an API session has no page-load choices); the handlers check it
+        job = gr.Dropdown([], label="Job", scale=3, allow_custom_value=True, elem_id="finetune-job")
     known = gr.State([])
     status = gr.Markdown(elem_id="finetune-status")
     bar = gr.HTML(progress_html(0, "", "none"), elem_id="finetune-progress")

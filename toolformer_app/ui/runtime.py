@@ -38,6 +38,7 @@ def get_model(name: str | None) -> tuple[Any, Any]:
     from toolformer_app import models
 
     name = (name or config.default_model()).strip()
+    models.check_allowed(name)  # before the status line: a refused name is never shown to other sessions
     _set_status(name, "loading…")
     try:
         loaded = models.load(name)
@@ -53,9 +54,15 @@ def get_model(name: str | None) -> tuple[Any, Any]:
     return loaded
 
 
+MAX_STATUS_MODELS = 4  # names typed by users must not grow the shared status line without bound
+
+
 def _set_status(name: str, text: str) -> None:
     with _status_lock:
+        _status.pop(name, None)
         _status[name] = text
+        while len(_status) > MAX_STATUS_MODELS:
+            _status.pop(next(iter(_status)))
 
 
 def preload_in_background(name: str | None = None) -> threading.Thread:

@@ -1,0 +1,199 @@
+"""Soak for the public-Space profile: 4 concurrent gradio_client sessions against the app on 127.0.0.1.
+
+One session annotates, one chats, one starts evaluations and cancels them, one uploads bad files.
+Every request is bounded in time, every session in count, and the soak in time (TOOLFORMER_SOAK_S,
+60 s by default). At the end: the process RSS is within 300 MB of its value after warm-up, no CPU
+is spent from the last request + 5 s on (nothing left running: a cancelled evaluation really
+stopped), and every response was a result or a one-line error.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SOAK_S = float(os.environ.get("TOOLFORMER_SOAK_S", "60"))
+MAX_REQUESTS = 30  # per session
+REQUEST_TIMEOUT_S = 120.0
+RSS_MARGIN = 300 * 2**20
+MODEL = "smollm2-135m"
+TEXT = "The orchard has 36 rows of 24 apple trees, so it holds 864 trees in all."
+PROMPT = "Q: 12 + 30 = ?\nA: 42\nQ: 7 * 6 = ?\nA:"
+
+
+class Outcomes:
+    """What every request got: a result, or an error with its message (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str]] = []
+        self.lock = threading.Lock()
+        self.last_request_end = time.monotonic()
+
+    def run(self, kind: str, call: Callable[[], Any], check: Callable[[Any], bool] = lambda out: True) -> None:
+        try:
+            out = call()
+            row = (kind, "ok" if check(out) else "bad result", repr(out)[:200])
+        except Exception as exc:  # a refused request: what the client shows
+            row = (kind, "error", str(exc))
+        with self.lock:
+            self.rows.append(row)
+            self.last_request_end = time.monotonic()
+
+
+def _predict(client, *args, api_name: str) -> Any:
+    return client.submit(*args, api_name=api_name).result(timeout=REQUEST_TIMEOUT_S)
+
+
+def _annotate(client, outcomes: Outcomes, deadline: float) -> None:
+    inputs = [
+        (TEXT, ["Calculator"], MODEL, False, 0.003, 1, 1, 1.0),  # a real run (k = m = 1 keeps it short)
+        ("   ", ["Calculator"], MODEL, True, 0.0, 1, 1, 1.0),  # empty: refused
+        (TEXT, ["Calculator"], "/etc", True, 0.0, 1, 1, 1.0),  # a server path: refused
+        ("x [a(" * 20_000, ["Calculator"], MODEL, False, 0.003, 1, 1, 1.0),  # cut at the limit, then run
+    ]
+    for n in range(MAX_REQUESTS):
+        if time.monotonic() >= deadline:
+            return
+        outcomes.run("annotate", lambda args=inputs[n % len(inputs)]: _predict(client, *args, api_name="/annotate"),
+                     lambda out: isinstance(out, (list, tuple)) and len(out) == 6)
+
+
+def _chat(client, outcomes: Outcomes, deadline: float) -> None:
+    inputs = [
+        (PROMPT, [], [], MODEL, 10, 1, ["Calculator"], 12, True, False, False),
+        ("", [], [], MODEL, 10, 1, ["Calculator"], 12, True, False, False),  # empty: refused
+        (PROMPT, [], [], "../../../../etc/passwd", 10, 1, ["Calculator"], 12, True, False, False),  # refused
+    ]
+    for n in range(MAX_REQUESTS):
+        if time.monotonic() >= deadline:
+            return
+        outcomes.run("chat", lambda args=inputs[n % len(inputs)]: _predict(client, *args, api_name="/chat"),
+                     lambda out: isinstance(out, (list, tuple)) and len(out) == 5)
+
+
+def _evaluate_and_cancel(client, outcomes: Outcomes, deadline: float) -> None:
+    from toolformer_app import config
+
+    for _ in range(MAX_REQUESTS):
+        if time.monotonic() >= deadline:
+            return
+        job = client.submit(MODEL, ["math", "dates"], ["base", "tools", "disabled"], config.max_eval_items(), 10,
+                            api_name="/evaluate")
+        time.sleep(3.0)
+        job.cancel()
+        t0 = time.monotonic()
+        while not job.done() and time.monotonic() - t0 < 30:
+            time.sleep(0.2)
+        ended = job.done()
+        outcomes.run("evaluate", lambda ended=ended: "cancelled" if ended else (_ for _ in ()).throw(
+            AssertionError("a cancelled evaluation did not end within 30 s")))
+        outcomes.run("evaluate", lambda: _predict(client, MODEL, ["math"], ["base"], 10**6, 10,
+                                                  api_name="/evaluate"))  # over the cap: refused
+
+
+def _upload_bad_files(app_url: str, outcomes: Outcomes, deadline: float) -> None:
+    """Each bad file goes through the server's upload route, then through the tab handler that receives it."""
+    import httpx
+
+    from toolformer_app.ui import annotate, finetune
+    from toolformer_app.ui import filter as loss_filter
+
+    rng = random.Random(0)
+    good = {"text_id": "1", "tool": "Calculator", "token_pos": 3, "char_pos": 5, "p_i": 0.4, "input": "1 + 1"}
+    files = [
+        ("junk.txt", b"A" * 5000 + bytes(rng.randrange(256) for _ in range(4000)), annotate.load_upload),
+        ("nan.jsonl", (json.dumps({**good, "loss_reduction": "NaN"}) + "\n"
+                       + json.dumps(good).replace("}", ', "loss_reduction": NaN}') + "\n").encode(),
+         loss_filter.load_run_file),
+        ("calls.jsonl", ("".join(json.dumps({"text": "x [a(" * 2000}) + "\n" for _ in range(80))).encode(),
+         finetune.upload_dataset),  # ~800 KB of unclosed calls: the parser stays linear
+        ("UPPER.JSONL", b"\x00" * 64, loss_filter.load_run_file),
+    ]
+    for n in range(MAX_REQUESTS):
+        if time.monotonic() >= deadline:
+            return
+        name, data, handler = files[n % len(files)]
+
+        def send(name: str = name, data: bytes = data, handler: Callable = handler) -> Any:
+            reply = httpx.post(f"{app_url.rstrip('/')}/gradio_api/upload", files={"files": (name, data)},
+                               timeout=REQUEST_TIMEOUT_S)
+            reply.raise_for_status()
+            (stored,) = reply.json()
+            t0 = time.monotonic()
+            try:
+                return handler(stored)
+            finally:
+                assert time.monotonic() - t0 < 20, f"{name}: the handler took {time.monotonic() - t0:.0f} s"
+
+        outcomes.run("upload", send)
+        time.sleep(0.5)
+
+
+def test_four_sessions_for_a_minute_stay_bounded_and_leave_nothing_running(app_url, monkeypatch):
+    import psutil
+    from gradio_client import Client
+
+    assert urlparse(app_url).hostname == "127.0.0.1"
+    monkeypatch.setenv("SPACE_ID", "soak/toolformer-studio")  # the public profile: model allow-list, no finetune
+    monkeypatch.setenv("TOOLFORMER_MAX_TEXT_CHARS", "2000")
+    monkeypatch.setenv("TOOLFORMER_MAX_UPLOAD_MB", "1")
+    proc = psutil.Process()
+
+    # warm-up: the model is loaded and each path has run once
+    warm = Client(app_url, verbose=False)
+    _predict(warm, TEXT, ["Calculator"], MODEL, False, 0.003, 1, 1, 1.0, api_name="/annotate")
+    _predict(warm, PROMPT, [], [], MODEL, 10, 1, ["Calculator"], 12, True, False, False, api_name="/chat")
+    _predict(warm, MODEL, ["math"], ["base"], 1, 10, api_name="/evaluate")
+    warm.close()
+    gc.collect()
+    rss_warm = proc.memory_info().rss
+
+    outcomes = Outcomes()
+    deadline = time.monotonic() + SOAK_S
+    clients = [Client(app_url, verbose=False) for _ in range(3)]
+    sessions = [
+        threading.Thread(target=_annotate, args=(clients[0], outcomes, deadline)),
+        threading.Thread(target=_chat, args=(clients[1], outcomes, deadline)),
+        threading.Thread(target=_evaluate_and_cancel, args=(clients[2], outcomes, deadline)),
+        threading.Thread(target=_upload_bad_files, args=(app_url, outcomes, deadline)),
+    ]
+    for s in sessions:
+        s.start()
+    for s in sessions:
+        s.join(timeout=SOAK_S + 4 * REQUEST_TIMEOUT_S)
+    assert not any(s.is_alive() for s in sessions), "a session did not finish in bounded time"
+    for c in clients:
+        c.close()
+
+    # nothing runs on after the last request: 5 s of grace, then 3 s that must cost (almost) no CPU
+    time.sleep(max(0.0, outcomes.last_request_end + 5 - time.monotonic()))
+    before = proc.cpu_times()
+    time.sleep(3.0)
+    after = proc.cpu_times()
+    busy = (after.user + after.system) - (before.user + before.system)
+    assert busy < 0.5, f"{busy:.2f} s of CPU in 3 s after the last request: something is still running"
+    assert not [t.name for t in threading.enumerate() if t.name == "toolformer-eval"]
+
+    gc.collect()
+    grown = proc.memory_info().rss - rss_warm
+    assert grown < RSS_MARGIN, f"RSS grew by {grown / 2**20:.0f} MB after warm-up"
+
+    kinds = {kind for kind, _, _ in outcomes.rows}
+    assert kinds == {"annotate", "chat", "evaluate", "upload"}, outcomes.rows
+    for kind, status, message in outcomes.rows:
+        assert status in ("ok", "error"), (kind, status, message)
+        if status == "error":
+            assert message.strip() and "\n" not in message.strip() and "Traceback" not in message, (kind, message)
+    refused = [m for k, s, m in outcomes.rows if s == "error" and k in ("annotate", "chat") and "Model:" in m]
+    assert all("not available here" in m for m in refused)
