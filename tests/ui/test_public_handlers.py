@@ -82,7 +82,7 @@ def test_on_a_space_the_model_field_gives_one_message_for_every_refused_path(tmp
     for name in (str(tmp_path / "exists"), str(tmp_path), str(tmp_path / "missing"), "/etc", "/nonexistent/x"):
         for run in (lambda n: next(annotate.run_annotation("2 + 2 = 4.", ["Calculator"], n, True, 0.0, 1, 1, 1.0)),
                     lambda n: next(evaluate.run_evaluation(n, ["math"], ["base"], 1, 10)),
-                    lambda n: list(chat.respond("1 + 1 =", [], [], n, 10, 1, ["Calculator"], 8, False, False,
+                    lambda n: list(chat.respond("1 + 1 =", [], [], n, 10, 1, ["Calculator"], 8, False, "plain",
                                                 False))):
             with pytest.raises(gr.Error) as err:
                 run(name)

@@ -71,9 +71,9 @@ def _annotate(client, outcomes: Outcomes, deadline: float) -> None:
 
 def _chat(client, outcomes: Outcomes, deadline: float) -> None:
     inputs = [
-        (PROMPT, [], [], MODEL, 10, 1, ["Calculator"], 12, True, False, False),
-        ("", [], [], MODEL, 10, 1, ["Calculator"], 12, True, False, False),  # empty: refused
-        (PROMPT, [], [], "../../../../etc/passwd", 10, 1, ["Calculator"], 12, True, False, False),  # refused
+        (PROMPT, [], [], MODEL, 10, 1, ["Calculator"], 12, True, "plain", False),
+        ("", [], [], MODEL, 10, 1, ["Calculator"], 12, True, "plain", False),  # empty: refused
+        (PROMPT, [], [], "../../../../etc/passwd", 10, 1, ["Calculator"], 12, True, "plain", False),  # refused
     ]
     for n in range(MAX_REQUESTS):
         if time.monotonic() >= deadline:
@@ -153,7 +153,7 @@ def test_four_sessions_for_a_minute_stay_bounded_and_leave_nothing_running(app_u
     # warm-up: the model is loaded and each path has run once
     warm = Client(app_url, verbose=False)
     _predict(warm, TEXT, ["Calculator"], MODEL, False, 0.003, 1, 1, 1.0, api_name="/annotate")
-    _predict(warm, PROMPT, [], [], MODEL, 10, 1, ["Calculator"], 12, True, False, False, api_name="/chat")
+    _predict(warm, PROMPT, [], [], MODEL, 10, 1, ["Calculator"], 12, True, "plain", False, api_name="/chat")
     _predict(warm, MODEL, ["math"], ["base"], 1, 10, api_name="/evaluate")
     warm.close()
     gc.collect()

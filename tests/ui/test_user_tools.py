@@ -37,7 +37,7 @@ def test_data_dir_tools_appear_beside_the_built_in_five(data_tools):
     cfg = annotate.make_config(["Units", "Calculator"], True, 0.01, 5, 5, 1.0)
     assert cfg.tools == ("Units", "Calculator")
     assert annotate.tool_defaults(["Units"])[:3] == (0.003, 5, 5)
-    assert chat.make_config(10, 1, ["Units"], 32, True, False).tools == ("Units",)
+    assert chat.make_config(10, 1, ["Units"], 32, True, "plain").tools == ("Units",)
 
 
 def test_without_tool_files_only_the_five_and_no_notice(monkeypatch):

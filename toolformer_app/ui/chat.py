@@ -230,7 +230,7 @@ def build(shared) -> None:
         with gr.Column(scale=1, min_width=120):
             send = gr.Button("Send", variant="primary", elem_id="chat-send")
             stop = gr.Button("Stop", variant="stop", elem_id="chat-stop")
-            clear = gr.Button("Clear")
+            clear = gr.Button("Clear", elem_id="chat-clear")
     stats = gr.Markdown(elem_id="chat-stats")
     with gr.Accordion("Controls", open=True):
         with gr.Row():
