@@ -20,7 +20,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 SHIPPED_NAME = "smollm2-135m-toolformer"
 CARD_MARK = "<!-- toolformer recipe card -->"
@@ -296,8 +295,3 @@ def main(args: argparse.Namespace) -> int:
     print(f"adapter and model card in {adapter}")
     return 0
 
-
-def summary(out: str | Path) -> dict[str, Any]:
-    """The recipe's timing (for the README)."""
-    path = Path(out) / "timing.json"
-    return json.loads(path.read_text()) if path.exists() else {}

@@ -29,6 +29,9 @@ def test_the_adapter_ships_small_with_its_card_and_data() -> None:
     assert json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"] == "smollm2-135m"
     assert (path / "README.md").exists() and (path / "data" / "mix.jsonl").exists()
     assert NAME in models.preset_names() and config.default_chat_model() == NAME
+    from toolformer_app.evaluation.runner import base_model_name
+
+    assert base_model_name(NAME) == "smollm2-135m"  # evaluated against its base, not against itself
 
 
 @pytest.fixture(scope="module")

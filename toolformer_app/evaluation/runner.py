@@ -288,7 +288,7 @@ def base_model_name(model_name: str | None) -> str | None:
 
     if not model_name:
         return model_name
-    path = Path(model_name).expanduser()
+    path = models.shipped_adapter(model_name) or Path(model_name).expanduser()  # a shipped preset has a card too
     card = path / models.CARD_NAME if path.is_dir() else None
     if card is None or not card.exists():
         return model_name

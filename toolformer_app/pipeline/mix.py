@@ -138,5 +138,5 @@ def write_mix(out: str | Path, gen_dirs: list[str | Path], **kwargs: Any) -> Mix
     out = Path(out)
     atomic_write_jsonl(out, rows)
     atomic_write_json(out.with_suffix(".stats.json"), {**stats.to_dict(), "sources": [str(d) for d in gen_dirs],
-                                                       **{k: v for k, v in kwargs.items()}})
+                                                       **kwargs})
     return stats
