@@ -25,6 +25,8 @@ class PipelineConfig:
     prefill_tool_name: feed "Tool(" after " [" instead of letting the model write the name. The paper
         samples the name too (False); a 135M model then writes no name in most samples (measured: 65%
         of Calculator samples on wiki text were not calls), so small models need this to yield calls.
+    sample_memory_mb: memory for the sampling batch (the calls' keys and values, and attention
+        scores): it sets how many rows decode together. It changes speed, never the samples.
     placebo: a placebo control (not in the paper): L- also takes the loss with the result of an
         unrelated call of the same tool, so a call that helps only through a generic prefix effect
         is rejected.
@@ -41,6 +43,7 @@ class PipelineConfig:
     seed: int = 0
     prefill_tool_name: bool = True
     placebo: bool = False
+    sample_memory_mb: int = 256
 
     def thresholds(self, tool: Tool) -> Thresholds:
         d = tool.thresholds
@@ -65,6 +68,8 @@ class PipelineConfig:
             raise ValueError(f"max_call_tokens must be between 4 and 256, got {self.max_call_tokens}")
         if not 1 <= self.batch_size <= 512:
             raise ValueError(f"batch_size must be between 1 and 512, got {self.batch_size}")
+        if not 16 <= self.sample_memory_mb <= 1_000_000:
+            raise ValueError(f"sample_memory_mb must be at least 16, got {self.sample_memory_mb}")
         if not self.tools:
             raise ValueError("choose at least one tool")
 

@@ -47,6 +47,36 @@ def _logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: tor
     return out.logits if hasattr(out, "logits") else out
 
 
+# Decoders whose logits are exactly lm_head(last hidden state): no soft-capping, scaling or bias.
+_PLAIN_HEAD = {"llama", "mistral", "qwen2", "qwen3"}
+HEAD_ROWS = 256  # hidden states sent through the LM head at once: bounds the (rows, vocab) float32 logits
+
+
+def split_head(model: torch.nn.Module):
+    """(decoder, lm_head) when logits = lm_head(decoder(...).last_hidden_state), else None.
+
+    Then only the positions that are needed go through the LM head, and their logits are made a
+    few hundred rows at a time, never the (batch, seq, vocab) block.
+    """
+    config = getattr(model, "config", None)
+    if getattr(config, "model_type", None) not in _PLAIN_HEAD or not hasattr(model, "get_decoder"):
+        return None
+    head = model.get_output_embeddings()
+    if head is None or getattr(head, "bias", None) is not None:
+        return None
+    return model.get_decoder(), head
+
+
+def head_logprobs(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log p(target) for each row of ``hidden`` (rows, dim): float32 log-softmax, HEAD_ROWS rows at a time."""
+    out = []
+    for s in range(0, hidden.shape[0], HEAD_ROWS):
+        logits = head(hidden[s : s + HEAD_ROWS]).float()  # (rows, vocab)
+        picked = logits.gather(-1, targets[s : s + HEAD_ROWS, None].to(logits.device))[:, 0]
+        out.append(picked - torch.logsumexp(logits, -1))
+    return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
+
+
 @torch.inference_mode()
 def span_logprobs(
     model: torch.nn.Module,
@@ -57,7 +87,7 @@ def span_logprobs(
 
     Rows are right-padded; a causal model never lets a pad influence an earlier position, and the
     attention mask is built from lengths (never from pad ids: SmolLM2's pad is its eos). Only the
-    positions needed are sent through the LM head (``logits_to_keep``).
+    positions needed are sent through the LM head.
     """
     device = next(model.parameters()).device
     lengths = [len(s) for s in sequences]
@@ -67,6 +97,15 @@ def span_logprobs(
     for b, seq in enumerate(sequences):
         ids[b, : len(seq)] = torch.tensor(seq, dtype=torch.long)
         mask[b, : len(seq)] = 1
+    parts = split_head(model)
+    if parts is not None:
+        decoder, head = parts
+        hidden = decoder(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state  # (B, W, D)
+        rows = torch.tensor([b for b, (s, e) in enumerate(spans) for _ in range(s, e)], dtype=torch.long)
+        cols = torch.tensor([j - 1 for s, e in spans for j in range(s, e)], dtype=torch.long)  # logits at j-1
+        targets = ids[rows, cols + 1]
+        flat = head_logprobs(head, hidden[rows.to(device), cols.to(device)], targets).cpu()
+        return list(flat.split([e - s for s, e in spans]))
     first_needed = min(start - 1 for start, _ in spans)  # logits at j-1 predict token j
     keep = width - first_needed
     logits = _logits(model, ids.to(device), mask.to(device), keep=keep)  # (B, keep, V)

@@ -125,42 +125,83 @@ class ScoredPositions:
     body_lens: list[int]  # tokens of " " + x + "\nOutput:" per text
     p: list[torch.Tensor]  # p_i for i in 0..n-1 (p[0] is unused: no call before the first token)
     prefix_len: int
-    layers: list[tuple[torch.Tensor, torch.Tensor]]  # (B, heads, P + body + n, head_dim)
+    kv: list[list[tuple[torch.Tensor, torch.Tensor]]]  # per text, per layer: (heads, P + body + n, head_dim)
+
+
+MAX_PADDING = 0.1  # texts share a position pass only if padding stays under this share of its tokens
+
+
+def length_groups(lengths: list[int], max_padding: float = MAX_PADDING) -> list[list[int]]:
+    """Indices of ``lengths`` in groups of similar length (ascending), each padded by at most ``max_padding``.
+
+    A padded token costs as much as a real one, and a batch of texts of one length is as fast per
+    token as one long text: so the pass is split where padding would start to cost.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: list[list[int]] = []
+    total = 0
+    for i in order:
+        if groups and (len(groups[-1]) + 1) * lengths[i] <= (1 + max_padding) * (total + lengths[i]):
+            groups[-1].append(i)
+            total += lengths[i]
+        else:
+            groups.append([i])
+            total = lengths[i]
+    return groups
 
 
 @torch.inference_mode()
 def position_scores(model, tok, tool: Tool, texts: list[EncodedText], api_token_id: int,
                     counter: TokenCounter | None = None) -> ScoredPositions:
-    """p_i = p_M(" [" | P(x), x_<i) for every position of every text, one batched pass.
+    """p_i = p_M(" [" | P(x), x_<i) for every position of every text.
 
-    The sequence is prefix (cached) + " " + x + "\\nOutput:" + " " + x: teacher forcing, so p_i
-    is measured on the true x_<i, never on the model's own copy.
+    The sequence is prefix (cached) + " " + x + "\nOutput:" + " " + x: teacher forcing, so p_i
+    is measured on the true x_<i, never on the model's own copy. Texts of similar length share a
+    pass (``length_groups``); only the copy's positions go through the LM head.
     """
+    from toolformer_app.pipeline.scoring import HEAD_ROWS, split_head
+
     prefix = prompt_prefix(model, tok, tool, counter)
     device = next(model.parameters()).device
     bodies = [tok(" " + t.text + "\nOutput:", add_special_tokens=False)["input_ids"] for t in texts]
     seqs = [b + t.x_ids for b, t in zip(bodies, texts, strict=True)]
-    width = max(len(s) for s in seqs)
-    ids = torch.zeros((len(seqs), width), dtype=torch.long)
-    mask = torch.zeros((len(seqs), len(prefix.ids) + width), dtype=torch.long)
-    mask[:, : len(prefix.ids)] = 1
-    for r, s in enumerate(seqs):
-        ids[r, : len(s)] = torch.tensor(s)
-        mask[r, len(prefix.ids) : len(prefix.ids) + len(s)] = 1
-    cache = _cache_from(prefix.layers, slice(0, 1), len(prefix.ids), repeats=len(seqs))
-    # logits at body_len - 1 + i predict x_i: keep only the x part of every row.
-    keep = width - (min(len(b) for b in bodies) - 1)
-    out = model(ids.to(device), attention_mask=mask.to(device), cache=cache, use_cache=True,
-                logits_to_keep=keep)
-    if counter:
-        counter.positions += sum(len(s) for s in seqs)
-    offset = width - out.logits.shape[1]
-    p = []
-    for r, (b, t) in enumerate(zip(bodies, texts, strict=True)):
-        rows = out.logits[r, len(b) - 1 - offset : len(b) - 1 - offset + len(t.x_ids)].float()
-        p.append(torch.softmax(rows, -1)[:, api_token_id].cpu())
-    layers = [(k, v) for k, v, *_ in out.cache]
-    return ScoredPositions(texts, [len(b) for b in bodies], p, len(prefix.ids), layers)
+    parts = split_head(model)
+    p: list[torch.Tensor] = [torch.empty(0)] * len(texts)
+    kv: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in texts]
+    for group in length_groups([len(s) for s in seqs]):
+        width = max(len(seqs[r]) for r in group)
+        ids = torch.zeros((len(group), width), dtype=torch.long)
+        mask = torch.zeros((len(group), len(prefix.ids) + width), dtype=torch.long)
+        mask[:, : len(prefix.ids)] = 1
+        for g, r in enumerate(group):
+            ids[g, : len(seqs[r])] = torch.tensor(seqs[r])
+            mask[g, len(prefix.ids) : len(prefix.ids) + len(seqs[r])] = 1
+        cache = _cache_from(prefix.layers, slice(0, 1), len(prefix.ids), repeats=len(group))
+        # the state at body_len - 1 + i predicts x_i: only the x part of every row is needed.
+        spans = [(len(bodies[r]) - 1, len(bodies[r]) - 1 + len(texts[r].x_ids)) for r in group]
+        if parts is not None:
+            decoder, head = parts
+            out = decoder(input_ids=ids.to(device), attention_mask=mask.to(device), cache=cache, use_cache=True)
+            rows = torch.tensor([g for g, (a, b) in enumerate(spans) for _ in range(a, b)])
+            cols = torch.tensor([j for a, b in spans for j in range(a, b)])
+            hidden = out.last_hidden_state[rows.to(device), cols.to(device)]
+            flat = torch.cat([torch.softmax(head(hidden[s : s + HEAD_ROWS]).float(), -1)[:, api_token_id]
+                              for s in range(0, hidden.shape[0], HEAD_ROWS)]).cpu()
+            per_row = flat.split([b - a for a, b in spans])
+        else:
+            keep = width - min(a for a, _ in spans)
+            out = model(ids.to(device), attention_mask=mask.to(device), cache=cache, use_cache=True,
+                        logits_to_keep=keep)
+            offset = width - out.logits.shape[1]
+            per_row = [torch.softmax(out.logits[g, a - offset : b - offset].float(), -1)[:, api_token_id].cpu()
+                       for g, (a, b) in enumerate(spans)]
+        layers = [(k, v) for k, v, *_ in out.cache]
+        for g, r in enumerate(group):
+            p[r] = per_row[g]
+            kv[r] = [(k[g], v[g]) for k, v in layers]
+        if counter:
+            counter.positions += sum(len(seqs[r]) for r in group)
+    return ScoredPositions(texts, [len(b) for b in bodies], p, len(prefix.ids), kv)
 
 
 def top_positions(p: torch.Tensor, text: EncodedText, tau_s: float, k: int) -> list[int]:
@@ -200,9 +241,6 @@ def fixed_call_samples(tool_name: str, n_positions: int) -> list[Samples]:
     costs m short generations per position and yields m - 1 duplicates.
     """
     return [Samples([f"{tool_name}()]"], [[]], [True]) for _ in range(n_positions)]
-
-
-MAX_SAMPLE_ROWS = 48  # rows per sampling batch: bounds the KV cache (rows x context) in memory
 
 
 class _GrowingLayer(DynamicLayer):
@@ -249,6 +287,29 @@ class _GrowingCache(DynamicCache):
             layer.keep_rows(rows)
 
 
+def _kv_bytes_per_token(scored: ScoredPositions) -> int:
+    """Bytes of keys and values one token takes over all layers."""
+    return sum(2 * k.shape[0] * k.shape[2] * k.element_size() for k, _ in scored.kv[0])
+
+
+def rows_per_batch(scored: ScoredPositions, cfg: PipelineConfig, m: int, shared: bool) -> int:
+    """Sampling rows that fit in ``cfg.sample_memory_mb``, a multiple of m (at least m).
+
+    Shared context: a row stores only its call's keys (1 + "Tool(" + max_call_tokens positions) and
+    a row of attention scores over the context. Padded copies: a row stores the whole context.
+    """
+    per_token = _kv_bytes_per_token(scored)
+    width = scored.prefix_len + max(scored.body_lens) + max(len(t.x_ids) for t in scored.texts)
+    call = 4 + cfg.max_call_tokens
+    if shared:
+        heads = scored.kv[0][0][0].shape[0] * 4  # query heads (kv heads x groups, ~4); float32 scores, twice
+        per_row = per_token * call + heads * (width + call) * 4 * 2
+    else:
+        per_row = per_token * (width + call)
+    rows = int(cfg.sample_memory_mb * 2**20 // max(per_row, 1))
+    return max(m, rows // m * m)
+
+
 @torch.inference_mode()
 def sample_calls(model, tok, scored: ScoredPositions, row: int, positions: list[int], m: int, cfg: PipelineConfig,
                  api_token_id: int, tool_name: str, counter: TokenCounter | None = None) -> list[Samples]:
@@ -263,18 +324,24 @@ def sample_calls_batch(model, tok, scored: ScoredPositions, requests: list[tuple
     """Draw m calls at each position of each ``(row, positions)`` request; every (text, position,
     sample) is one batch row, whatever text it comes from.
 
-    Each row starts from the scoring pass's cache cut to P(x) + x_<i (no re-encoding); rows are
-    left-padded inside the cache, with the pads masked out and explicit position ids, so every row
-    sees exactly its own context. A row stops when its decoded text closes the call (")]" or
-    ") ->", detected on text because tokenizers merge ")]") and leaves the batch. Each sample has
-    its own seeded generator, so samples do not depend on batching or on which rows finished.
+    Each row starts from the position pass's keys and values cut at P(x) + x_<i (no re-encoding).
+    On a transformers decoder the rows of a text share that context (``shared_attention``: a row
+    stores only its call); otherwise each row gets a left-padded copy in a preallocated cache, the
+    pads masked out. Either way, as many rows as ``cfg.sample_memory_mb`` allows decode together.
+    A row stops when its decoded text closes the call (")]" or ") ->", detected on text because
+    tokenizers merge ")]") and leaves the batch. Each sample has its own seeded generator, so
+    samples do not depend on batching or on which rows finished.
     """
+    from toolformer_app.pipeline import shared_attention
+
     pairs = [(row, p) for row, positions in requests for p in positions]
-    per_chunk = max(1, MAX_SAMPLE_ROWS // m)
+    shared = shared_attention.supported(model)
+    per_chunk = rows_per_batch(scored, cfg, m, shared) // m
     drawn: list[Samples] = []
     for s in range(0, len(pairs), per_chunk):
-        drawn += _sample_chunk(model, tok, scored, pairs[s : s + per_chunk], m, cfg, api_token_id, tool_name,
-                               counter)
+        chunk = pairs[s : s + per_chunk]
+        rows = _SharedRows(scored, chunk, m) if shared else _PaddedRows(scored, chunk, m)
+        drawn += _decode(model, tok, scored, chunk, m, cfg, api_token_id, tool_name, rows, counter)
     out, at = [], 0
     for _, positions in requests:
         out.append(drawn[at : at + len(positions)])
@@ -282,30 +349,87 @@ def sample_calls_batch(model, tok, scored: ScoredPositions, requests: list[tuple
     return out
 
 
-def _sample_chunk(model, tok, scored: ScoredPositions, pairs: list[tuple[int, int]], m: int, cfg: PipelineConfig,
-                  api_token_id: int, tool_name: str, counter: TokenCounter | None) -> list[Samples]:
-    device = next(model.parameters()).device
-    lengths = [scored.prefix_len + scored.body_lens[row] + p for row, p in pairs]  # context of each position
-    width = max(lengths)
-    n = len(pairs) * m
+def _forced_tokens(tok, cfg: PipelineConfig, tool_name: str) -> list[int]:
     # The model writes the tool name itself (the paper), unless cfg.prefill_tool_name feeds
     # "Tool(" after " [" (an option for small models, which often write no name at all).
-    forced = tok(tool_name + "(", add_special_tokens=False)["input_ids"] if cfg.prefill_tool_name else []
-    capacity = width + 1 + len(forced) + cfg.max_call_tokens
-    buffers = []
-    for k, v in scored.layers:
-        kk = k.new_zeros((n, k.shape[1], capacity, k.shape[3]))
-        vv = v.new_zeros((n, v.shape[1], capacity, v.shape[3]))
-        for g, ((row, _), length) in enumerate(zip(pairs, lengths, strict=True)):
-            kk[g * m : (g + 1) * m, :, width - length : width] = k[row : row + 1, :, :length]
-            vv[g * m : (g + 1) * m, :, width - length : width] = v[row : row + 1, :, :length]
-        buffers.append((kk, vv))
-    cache = _GrowingCache(buffers, width)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    for g, length in enumerate(lengths):
-        mask[g * m : (g + 1) * m, width - length :] = 1
-    mask = mask.to(device)
-    pos_ids = torch.tensor([length for length in lengths for _ in range(m)], device=device)[:, None]
+    return tok(tool_name + "(", add_special_tokens=False)["input_ids"] if cfg.prefill_tool_name else []
+
+
+class _SharedRows:
+    """Rows reading their text's context in place; only the call's keys are stored per row."""
+
+    def __init__(self, scored: ScoredPositions, pairs: list[tuple[int, int]], m: int):
+        self.lengths = [scored.prefix_len + scored.body_lens[row] + p for row, p in pairs]
+        self.scored, self.pairs, self.m = scored, pairs, m
+
+    def start(self, model, n: int, capacity: int) -> None:
+        from toolformer_app.pipeline.shared_attention import SharedContext
+
+        k0 = self.scored.kv[0][0][0]
+        shape = (n, k0.shape[0], capacity, k0.shape[2])
+        self.state = SharedContext(
+            ctx=self.scored.kv,
+            row_text=[row for row, _ in self.pairs for _ in range(self.m)],
+            ctx_len=torch.tensor([length for length in self.lengths for _ in range(self.m)]),
+            gen_k=[k.new_empty(shape) for k, _ in self.scored.kv[0]],
+            gen_v=[v.new_empty(shape) for _, v in self.scored.kv[0]],
+        )
+
+    def forward(self, model, ids: torch.Tensor, positions: torch.Tensor):
+        from toolformer_app.pipeline.shared_attention import sharing
+
+        with sharing(model, self.state):
+            out = model(ids, position_ids=positions, use_cache=False, logits_to_keep=1)
+        self.state.written += ids.shape[1]
+        return out.logits[:, -1]
+
+    def keep_rows(self, rows: list[int]) -> None:
+        self.state.keep_rows(rows)
+
+
+class _PaddedRows:
+    """Rows holding left-padded copies of their context in a cache allocated once (any model)."""
+
+    def __init__(self, scored: ScoredPositions, pairs: list[tuple[int, int]], m: int):
+        self.lengths = [scored.prefix_len + scored.body_lens[row] + p for row, p in pairs]
+        self.scored, self.pairs, self.m = scored, pairs, m
+
+    def start(self, model, n: int, capacity: int) -> None:
+        device = next(model.parameters()).device
+        width = max(self.lengths)
+        buffers = []
+        for layer, (k, v) in enumerate(self.scored.kv[0]):
+            kk = k.new_zeros((n, k.shape[0], width + capacity, k.shape[2]))
+            vv = v.new_zeros((n, v.shape[0], width + capacity, v.shape[2]))
+            for g, ((row, _), length) in enumerate(zip(self.pairs, self.lengths, strict=True)):
+                k_row, v_row = self.scored.kv[row][layer]
+                kk[g * self.m : (g + 1) * self.m, :, width - length : width] = k_row[None, :, :length]
+                vv[g * self.m : (g + 1) * self.m, :, width - length : width] = v_row[None, :, :length]
+            buffers.append((kk, vv))
+        self.cache = _GrowingCache(buffers, width)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        for g, length in enumerate(self.lengths):
+            mask[g * self.m : (g + 1) * self.m, width - length :] = 1
+        self.mask = mask.to(device)
+
+    def forward(self, model, ids: torch.Tensor, positions: torch.Tensor):
+        self.mask = torch.cat([self.mask, self.mask.new_ones((ids.shape[0], ids.shape[1]))], 1)
+        out = model(ids, cache=self.cache, attention_mask=self.mask, position_ids=positions, use_cache=True,
+                    logits_to_keep=1)
+        return out.logits[:, -1]
+
+    def keep_rows(self, rows: list[int]) -> None:
+        self.cache.keep_rows(rows)
+        self.mask = self.mask[torch.tensor(rows, device=self.mask.device)]
+
+
+def _decode(model, tok, scored: ScoredPositions, pairs: list[tuple[int, int]], m: int, cfg: PipelineConfig,
+            api_token_id: int, tool_name: str, rows, counter: TokenCounter | None) -> list[Samples]:
+    device = next(model.parameters()).device
+    n = len(pairs) * m
+    forced = _forced_tokens(tok, cfg, tool_name)
+    rows.start(model, n, 1 + len(forced) + cfg.max_call_tokens)
+    pos_ids = torch.tensor([length for length in rows.lengths for _ in range(m)], device=device)[:, None]
     gens = [torch.Generator(device="cpu").manual_seed(
                 _seed_for(cfg.seed, scored.texts[row].text_id, tool_name, p, j))
             for row, p in pairs for j in range(m)]
@@ -317,13 +441,11 @@ def _sample_chunk(model, tok, scored: ScoredPositions, pairs: list[tuple[int, in
     fed = 0
     for _ in range(cfg.max_call_tokens):
         step = nxt.shape[1]
-        mask = torch.cat([mask, mask.new_ones((len(active), step))], 1)
-        positions_now = pos_ids + fed + torch.arange(step, device=device)[None, :]
-        out = model(nxt, cache=cache, attention_mask=mask, position_ids=positions_now, use_cache=True)
+        logits = rows.forward(model, nxt, pos_ids + fed + torch.arange(step, device=device)[None, :])
         fed += step
         if counter:
             counter.sampling += len(active) * step
-        probs = torch.softmax(out.logits[:, -1].float() / cfg.temperature, -1).cpu()
+        probs = torch.softmax(logits.float() / cfg.temperature, -1).cpu()
         keep, tokens = [], []
         for b, r in enumerate(active):
             token = int(torch.multinomial(probs[b], 1, generator=gens[r]))
@@ -338,9 +460,8 @@ def _sample_chunk(model, tok, scored: ScoredPositions, pairs: list[tuple[int, in
         if not keep:
             break
         if len(keep) < len(active):  # finished rows leave the batch
-            cache.keep_rows(keep)
-            rows = torch.tensor(keep, device=device)
-            mask, pos_ids = mask[rows], pos_ids[rows]
+            rows.keep_rows(keep)
+            pos_ids = pos_ids[torch.tensor(keep, device=device)]
             active = [active[b] for b in keep]
         nxt = torch.tensor(tokens, dtype=torch.long, device=device)[:, None]
     return [Samples([tok.decode(generated[g * m + j]) for j in range(m)],

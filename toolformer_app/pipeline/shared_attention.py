@@ -1,0 +1,168 @@
+"""Attention for sampling calls: every row reads the context's keys and values where the position
+pass left them, and only its own generated tokens are stored per row.
+
+A sampling row (text, position i, sample j) attends to P(x) + x_<i and then to its own call. The
+position pass has already computed the keys and values of P(x) + x for every text of the batch,
+so all the k * m rows of a text share one copy: per row, only the call's tokens (at most
+1 + len("Tool(") + max_call_tokens) are stored. This is what makes it cheap to decode hundreds of
+rows in one batch: a decoding step reads the model's weights once for all of them, and the memory
+per row is the call's keys, not a copy of a ~1,000-token context.
+
+It is exact attention (one softmax over context and call), computed in two parts: per text, the
+rows' queries against that text's context (one matmul, the context read once), and per row the
+queries against the row's own call. The model's attention layers call it through transformers'
+``AttentionInterface``; a thread that is not sampling (a chat on the same cached model) goes on
+to SDPA unchanged.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+import torch
+
+NAME = "toolformer_shared_context"
+_ACTIVE: ContextVar[SharedContext | None] = ContextVar("toolformer_shared_context", default=None)
+_LOCK = threading.Lock()
+_USERS: dict[int, int] = {}  # id(config) -> threads sampling with it now
+_REGISTERED = False
+
+
+@dataclass
+class SharedContext:
+    """The state of one sampling batch.
+
+    ctx: per text, per layer, (keys, values) of the position pass, each (kv_heads, T, head_dim).
+    row_text: the text (row of ctx) of each sampling row, ascending; ctx_len: how many context
+    positions each row sees (P(x) + x_<i). gen_k / gen_v: per layer (rows, kv_heads, G, head_dim),
+    the row's own call; ``written`` positions of them are filled before the current step.
+    """
+
+    ctx: list[list[tuple[torch.Tensor, torch.Tensor]]]
+    row_text: list[int]
+    ctx_len: torch.Tensor  # (rows,) long
+    gen_k: list[torch.Tensor]
+    gen_v: list[torch.Tensor]
+    written: int = 0
+    groups: list[tuple[int, int, int, int]] = field(default_factory=list)  # (text, first row, end row, width)
+    ctx_masked: torch.Tensor | None = None  # (rows, 1, 1, width) True where a context position is not seen
+
+    def __post_init__(self) -> None:
+        self._regroup()
+
+    def _regroup(self) -> None:
+        self.groups = []
+        lens = self.ctx_len.tolist()
+        a = 0
+        while a < len(self.row_text):
+            b = a
+            while b < len(self.row_text) and self.row_text[b] == self.row_text[a]:
+                b += 1
+            self.groups.append((self.row_text[a], a, b, max(lens[a:b])))
+            a = b
+        width = max((g[3] for g in self.groups), default=0)
+        self.ctx_masked = torch.arange(width)[None, :] >= self.ctx_len[:, None]
+        self.ctx_masked = self.ctx_masked[:, None, None, :]
+
+    def keep_rows(self, rows: list[int]) -> None:
+        """Keep only ``rows`` (ascending): finished rows leave the batch."""
+        index = torch.tensor(rows, dtype=torch.long)
+        self.gen_k = [k.index_select(0, index) for k in self.gen_k]
+        self.gen_v = [v.index_select(0, index) for v in self.gen_v]
+        self.row_text = [self.row_text[r] for r in rows]
+        self.ctx_len = self.ctx_len[index]
+        self._regroup()
+
+    def attend(self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+               scaling: float) -> torch.Tensor:
+        """query (rows, heads, q, d) of the tokens fed now, key/value (rows, kv_heads, q, d) of the same
+        tokens; returns the attention output as (rows, q, heads, d)."""
+        rows, heads, q, d = query.shape
+        kv_heads = key.shape[1]
+        rep = heads // kv_heads
+        start, end = self.written, self.written + q
+        gen_k, gen_v = self.gen_k[layer], self.gen_v[layer]
+        gen_k[:, :, start:end] = key
+        gen_v[:, :, start:end] = value
+        # Head h uses kv head h // rep: group the queries by kv head, (rows, kv_heads, rep * q, d).
+        qq = (query * scaling).reshape(rows, kv_heads, rep * q, d)
+        s_gen = qq @ gen_k[:, :, :end].transpose(-1, -2)  # (rows, kv, rep*q, end)
+        if q > 1:  # the tokens fed together see only the call's tokens up to themselves
+            causal = torch.arange(end)[None, :] > (start + torch.arange(q))[:, None]  # (q, end)
+            s_gen = s_gen.masked_fill(causal.repeat(rep, 1), float("-inf"))
+        width = self.ctx_masked.shape[-1]
+        s_ctx = s_gen.new_empty((rows, kv_heads, rep * q, width))
+        for text, a, b, w in self.groups:  # the context of a text is read once for all its rows
+            k_t = self.ctx[text][layer][0][:, :w]  # (kv, w, d)
+            q_t = qq[a:b].transpose(0, 1).reshape(kv_heads, (b - a) * rep * q, d)
+            s_ctx[a:b, :, :, :w] = (q_t @ k_t.transpose(-1, -2)).view(kv_heads, b - a, rep * q, w).transpose(0, 1)
+        s_ctx = s_ctx.float().masked_fill(self.ctx_masked, float("-inf"))
+        probs = torch.softmax(torch.cat([s_ctx, s_gen.float()], -1), -1).to(query.dtype)
+        p_ctx, p_gen = probs[..., :width], probs[..., width:]
+        out = p_gen @ gen_v[:, :, :end]  # (rows, kv, rep*q, d)
+        for text, a, b, w in self.groups:
+            v_t = self.ctx[text][layer][1][:, :w]
+            p_t = p_ctx[a:b, :, :, :w].transpose(0, 1).reshape(kv_heads, (b - a) * rep * q, w)
+            out[a:b] += (p_t @ v_t).view(kv_heads, b - a, rep * q, d).transpose(0, 1)
+        return out.view(rows, heads, q, d).transpose(1, 2).contiguous()
+
+
+def _attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    state = _ACTIVE.get()
+    if state is None:  # another thread using the same model: plain SDPA
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    return state.attend(module.layer_idx, query, key, value, scale), None
+
+
+def _register() -> None:
+    global _REGISTERED
+    if not _REGISTERED:
+        from transformers import AttentionInterface
+        from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+        AttentionInterface.register(NAME, _attention)
+        ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)  # other threads keep SDPA's masks
+        _REGISTERED = True
+
+
+def supported(model) -> bool:
+    """Whether ``model`` can sample with shared context: a transformers decoder on SDPA whose attention
+    layers go through the attention interface, with no sliding window or logit soft-capping."""
+    config = getattr(model, "config", None)
+    if config is None or not getattr(model, "_supports_attention_backend", False):
+        return False
+    if getattr(config, "_attn_implementation", None) not in ("sdpa", NAME):
+        return False
+    if getattr(config, "sliding_window", None) or getattr(config, "attn_logit_softcapping", None):
+        return False
+    layers = [m for m in model.modules() if hasattr(m, "layer_idx") and hasattr(m, "num_key_value_groups")]
+    return bool(layers) and sorted(m.layer_idx for m in layers) == list(range(len(layers)))
+
+
+@contextmanager
+def sharing(model, state: SharedContext) -> Iterator[None]:
+    """Route ``model``'s attention through ``state`` in this thread for the duration of the block."""
+    _register()
+    config = model.config
+    with _LOCK:
+        if _USERS.get(id(config), 0) == 0:
+            config._attn_implementation = NAME
+        _USERS[id(config)] = _USERS.get(id(config), 0) + 1
+    token = _ACTIVE.set(state)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+        with _LOCK:
+            _USERS[id(config)] -= 1
+            if _USERS[id(config)] == 0:
+                config._attn_implementation = "sdpa"
+                del _USERS[id(config)]
