@@ -28,6 +28,7 @@ from toolformer_app.files import (
 )
 from toolformer_app.pipeline.config import Candidate, PipelineConfig
 from toolformer_app.pipeline.filtering import build_stats, keep_if_helpful, merge_calls
+from toolformer_app.pipeline.scoring import SPAN
 from toolformer_app.pipeline.steps import (
     TokenCounter,
     candidates_from_samples,
@@ -167,7 +168,11 @@ def annotate_batch(model, tok, items: list[tuple], tools: list[Tool], cfg: Pipel
             del scored
     needed = [encoded[i] for i in {c.text_id for c in all_candidates if c.result is not None}]
     with counter.timed("scoring"):
-        plain = plain_logprobs(model, needed, cfg.batch_size, counter)
+        until: dict[str, int] = {}
+        for c in all_candidates:
+            if c.result is not None:
+                until[c.text_id] = max(until.get(c.text_id, 0), c.token_pos + SPAN)
+        plain = plain_logprobs(model, needed, cfg.batch_size, counter, until)
         score_candidates(model, tok, all_candidates, encoded, plain, cfg.batch_size * 4, counter, cfg.placebo)
     for r in results.values():
         r.counts = {t: dict(c) for t, c in r.counts.items()}

@@ -8,9 +8,9 @@ so all the k * m rows of a text share one copy: per row, only the call's tokens 
 rows in one batch: a decoding step reads the model's weights once for all of them, and the memory
 per row is the call's keys, not a copy of a ~1,000-token context.
 
-It is exact attention (one softmax over context and call), computed in two parts: per text, the
-rows' queries against that text's context (one matmul, the context read once), and per row the
-queries against the row's own call. The model's attention layers call it through transformers'
+It is exact attention (one softmax over prefix, text and call), computed in three parts: all rows'
+queries against the tool prompt's prefix (one matmul), per text the rows' queries against that
+text's positions (the text read once), and per row the queries against the row's own call. The model's attention layers call it through transformers'
 ``AttentionInterface``; a thread that is not sampling (a chat on the same cached model) goes on
 to SDPA unchanged.
 """
@@ -36,12 +36,14 @@ _REGISTERED = False
 class SharedContext:
     """The state of one sampling batch.
 
-    ctx: per text, per layer, (keys, values) of the position pass, each (kv_heads, T, head_dim).
-    row_text: the text (row of ctx) of each sampling row, ascending; ctx_len: how many context
-    positions each row sees (P(x) + x_<i). gen_k / gen_v: per layer (rows, kv_heads, G, head_dim),
+    prefix: per layer, (keys, values) of the tool prompt's prefix, (kv_heads, P, head_dim): every row sees it.
+    ctx: per text, per layer, (keys, values) of the text's part of P(x) + x, each (kv_heads, T, head_dim).
+    row_text: the text (index in ctx) of each sampling row, ascending; ctx_len: how many of the
+    text's positions each row sees (up to x_<i). gen_k / gen_v: per layer (rows, kv_heads, G, head_dim),
     the row's own call; ``written`` positions of them are filled before the current step.
     """
 
+    prefix: list[tuple[torch.Tensor, torch.Tensor]]
     ctx: list[list[tuple[torch.Tensor, torch.Tensor]]]
     row_text: list[int]
     ctx_len: torch.Tensor  # (rows,) long
@@ -94,6 +96,10 @@ class SharedContext:
         if q > 1:  # the tokens fed together see only the call's tokens up to themselves
             causal = torch.arange(end)[None, :] > (start + torch.arange(q))[:, None]  # (q, end)
             s_gen = s_gen.masked_fill(causal.repeat(rep, 1), float("-inf"))
+        # The prefix: one matmul for all rows, (kv, rows * rep * q, d) @ (kv, d, P).
+        k_pre, v_pre = self.prefix[layer]
+        q_all = qq.transpose(0, 1).reshape(kv_heads, rows * rep * q, d)
+        s_pre = (q_all @ k_pre.transpose(-1, -2)).view(kv_heads, rows, rep * q, -1).transpose(0, 1)
         width = self.ctx_masked.shape[-1]
         s_ctx = s_gen.new_empty((rows, kv_heads, rep * q, width))
         for text, a, b, w in self.groups:  # the context of a text is read once for all its rows
@@ -101,9 +107,12 @@ class SharedContext:
             q_t = qq[a:b].transpose(0, 1).reshape(kv_heads, (b - a) * rep * q, d)
             s_ctx[a:b, :, :, :w] = (q_t @ k_t.transpose(-1, -2)).view(kv_heads, b - a, rep * q, w).transpose(0, 1)
         s_ctx = s_ctx.float().masked_fill(self.ctx_masked, float("-inf"))
-        probs = torch.softmax(torch.cat([s_ctx, s_gen.float()], -1), -1).to(query.dtype)
-        p_ctx, p_gen = probs[..., :width], probs[..., width:]
+        probs = torch.softmax(torch.cat([s_pre.float(), s_ctx, s_gen.float()], -1), -1).to(query.dtype)
+        n_pre = k_pre.shape[1]
+        p_pre, p_ctx, p_gen = probs[..., :n_pre], probs[..., n_pre : n_pre + width], probs[..., n_pre + width :]
         out = p_gen @ gen_v[:, :, :end]  # (rows, kv, rep*q, d)
+        p_all = p_pre.transpose(0, 1).reshape(kv_heads, rows * rep * q, n_pre)
+        out += (p_all @ v_pre).view(kv_heads, rows, rep * q, d).transpose(0, 1)
         for text, a, b, w in self.groups:
             v_t = self.ctx[text][layer][1][:, :w]
             p_t = p_ctx[a:b, :, :, :w].transpose(0, 1).reshape(kv_heads, (b - a) * rep * q, w)

@@ -14,6 +14,7 @@ are sorted by length and batched, and only the scored positions go through the L
 from __future__ import annotations
 
 import hashlib
+import struct
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -125,23 +126,26 @@ class ScoredPositions:
     body_lens: list[int]  # tokens of " " + x + "\nOutput:" per text
     p: list[torch.Tensor]  # p_i for i in 0..n-1 (p[0] is unused: no call before the first token)
     prefix_len: int
-    kv: list[list[tuple[torch.Tensor, torch.Tensor]]]  # per text, per layer: (heads, P + body + n, head_dim)
+    prefix_kv: list[tuple[torch.Tensor, torch.Tensor]]  # per layer: the prompt prefix's (kv_heads, P, head_dim)
+    kv: list[list[tuple[torch.Tensor, torch.Tensor]]]  # per text, per layer: (kv_heads, body + n, head_dim)
 
 
 MAX_PADDING = 0.1  # texts share a position pass only if padding stays under this share of its tokens
 
 
-def length_groups(lengths: list[int], max_padding: float = MAX_PADDING) -> list[list[int]]:
-    """Indices of ``lengths`` in groups of similar length (ascending), each padded by at most ``max_padding``.
+def length_groups(lengths: list[int], max_padding: float = MAX_PADDING, max_rows: int = 512) -> list[list[int]]:
+    """Indices of ``lengths`` in groups of similar length (ascending), each padded by at most
+    ``max_padding`` of its tokens and at most ``max_rows`` long.
 
-    A padded token costs as much as a real one, and a batch of texts of one length is as fast per
-    token as one long text: so the pass is split where padding would start to cost.
+    A padded token costs as much as a real one, and a batch of rows of one length is about as fast
+    per token as a wide batch: so a batch is split where padding would start to cost.
     """
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     groups: list[list[int]] = []
     total = 0
     for i in order:
-        if groups and (len(groups[-1]) + 1) * lengths[i] <= (1 + max_padding) * (total + lengths[i]):
+        if groups and len(groups[-1]) < max_rows and \
+                (len(groups[-1]) + 1) * lengths[i] <= (1 + max_padding) * (total + lengths[i]):
             groups[-1].append(i)
             total += lengths[i]
         else:
@@ -198,10 +202,12 @@ def position_scores(model, tok, tool: Tool, texts: list[EncodedText], api_token_
         layers = [(k, v) for k, v, *_ in out.cache]
         for g, r in enumerate(group):
             p[r] = per_row[g]
-            kv[r] = [(k[g], v[g]) for k, v in layers]
+            end = len(prefix.ids) + len(seqs[r])  # the text's own positions, copied: the batch's block is freed
+            kv[r] = [(k[g, :, len(prefix.ids) : end].clone(), v[g, :, len(prefix.ids) : end].clone()) for k, v in layers]
         if counter:
             counter.positions += sum(len(seqs[r]) for r in group)
-    return ScoredPositions(texts, [len(b) for b in bodies], p, len(prefix.ids), kv)
+    return ScoredPositions(texts, [len(b) for b in bodies], p, len(prefix.ids), [(k[0], v[0]) for k, v in prefix.layers],
+                           kv)
 
 
 def top_positions(p: torch.Tensor, text: EncodedText, tau_s: float, k: int) -> list[int]:
@@ -223,6 +229,24 @@ def _closed(decoded: str) -> bool:
 def _seed_for(seed: int, *parts: object) -> int:
     h = hashlib.sha256(repr((seed, *parts)).encode()).digest()
     return int.from_bytes(h[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def _uniform(key: int, step: int) -> float:
+    """A uniform draw in [0, 1) for a sample's ``step``-th token: a hash of its key, so a sample's
+    draws depend on nothing else (not the batch, not which rows have finished)."""
+    h = hashlib.blake2b(struct.pack("<QQ", key, step), digest_size=8).digest()
+    return int.from_bytes(h, "little") / 2**64
+
+
+def draw_tokens(probs: torch.Tensor, uniforms: list[float]) -> list[int]:
+    """One token per row of ``probs`` (rows, vocab) by inverting its CDF at the row's uniform.
+
+    One batched cumsum and search per step, instead of a multinomial per row; a token of
+    probability 0 is never drawn (the search takes the first CDF value strictly above u).
+    """
+    cdf = probs.double().cumsum(-1)
+    u = torch.tensor(uniforms, dtype=torch.float64)[:, None] * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[-1] - 1)[:, 0].tolist()
 
 
 @dataclass
@@ -299,13 +323,13 @@ def rows_per_batch(scored: ScoredPositions, cfg: PipelineConfig, m: int, shared:
     a row of attention scores over the context. Padded copies: a row stores the whole context.
     """
     per_token = _kv_bytes_per_token(scored)
-    width = scored.prefix_len + max(scored.body_lens) + max(len(t.x_ids) for t in scored.texts)
+    width = max(scored.body_lens) + max(len(t.x_ids) for t in scored.texts)
     call = 4 + cfg.max_call_tokens
     if shared:
         heads = scored.kv[0][0][0].shape[0] * 4  # query heads (kv heads x groups, ~4); float32 scores, twice
-        per_row = per_token * call + heads * (width + call) * 4 * 2
+        per_row = per_token * call + heads * (scored.prefix_len + width + call) * 4 * 2
     else:
-        per_row = per_token * (width + call)
+        per_row = per_token * (scored.prefix_len + width + call)
     rows = int(cfg.sample_memory_mb * 2**20 // max(per_row, 1))
     return max(m, rows // m * m)
 
@@ -329,8 +353,8 @@ def sample_calls_batch(model, tok, scored: ScoredPositions, requests: list[tuple
     stores only its call); otherwise each row gets a left-padded copy in a preallocated cache, the
     pads masked out. Either way, as many rows as ``cfg.sample_memory_mb`` allows decode together.
     A row stops when its decoded text closes the call (")]" or ") ->", detected on text because
-    tokenizers merge ")]") and leaves the batch. Each sample has its own seeded generator, so
-    samples do not depend on batching or on which rows finished.
+    tokenizers merge ")]") and leaves the batch. Each sample draws its tokens from its own hashed
+    uniforms (``_uniform``), so samples do not depend on batching or on which rows finished.
     """
     from toolformer_app.pipeline import shared_attention
 
@@ -365,12 +389,15 @@ class _SharedRows:
     def start(self, model, n: int, capacity: int) -> None:
         from toolformer_app.pipeline.shared_attention import SharedContext
 
+        text_lens = [length - self.scored.prefix_len for length in self.lengths]
+
         k0 = self.scored.kv[0][0][0]
         shape = (n, k0.shape[0], capacity, k0.shape[2])
         self.state = SharedContext(
+            prefix=self.scored.prefix_kv,
             ctx=self.scored.kv,
             row_text=[row for row, _ in self.pairs for _ in range(self.m)],
-            ctx_len=torch.tensor([length for length in self.lengths for _ in range(self.m)]),
+            ctx_len=torch.tensor([length for length in text_lens for _ in range(self.m)]),
             gen_k=[k.new_empty(shape) for k, _ in self.scored.kv[0]],
             gen_v=[v.new_empty(shape) for _, v in self.scored.kv[0]],
         )
@@ -401,10 +428,15 @@ class _PaddedRows:
         for layer, (k, v) in enumerate(self.scored.kv[0]):
             kk = k.new_zeros((n, k.shape[0], width + capacity, k.shape[2]))
             vv = v.new_zeros((n, v.shape[0], width + capacity, v.shape[2]))
+            k_pre, v_pre = self.scored.prefix_kv[layer]
+            prefix = k_pre.shape[1]
             for g, ((row, _), length) in enumerate(zip(self.pairs, self.lengths, strict=True)):
                 k_row, v_row = self.scored.kv[row][layer]
-                kk[g * self.m : (g + 1) * self.m, :, width - length : width] = k_row[None, :, :length]
-                vv[g * self.m : (g + 1) * self.m, :, width - length : width] = v_row[None, :, :length]
+                rows = slice(g * self.m, (g + 1) * self.m)
+                kk[rows, :, width - length : width - length + prefix] = k_pre[None]
+                vv[rows, :, width - length : width - length + prefix] = v_pre[None]
+                kk[rows, :, width - length + prefix : width] = k_row[None, :, : length - prefix]
+                vv[rows, :, width - length + prefix : width] = v_row[None, :, : length - prefix]
             buffers.append((kk, vv))
         self.cache = _GrowingCache(buffers, width)
         mask = torch.zeros((n, width), dtype=torch.long)
@@ -430,25 +462,23 @@ def _decode(model, tok, scored: ScoredPositions, pairs: list[tuple[int, int]], m
     forced = _forced_tokens(tok, cfg, tool_name)
     rows.start(model, n, 1 + len(forced) + cfg.max_call_tokens)
     pos_ids = torch.tensor([length for length in rows.lengths for _ in range(m)], device=device)[:, None]
-    gens = [torch.Generator(device="cpu").manual_seed(
-                _seed_for(cfg.seed, scored.texts[row].text_id, tool_name, p, j))
-            for row, p in pairs for j in range(m)]
+    keys = [_seed_for(cfg.seed, scored.texts[row].text_id, tool_name, p, j) for row, p in pairs for j in range(m)]
     nxt = torch.tensor([[api_token_id, *forced]] * n, dtype=torch.long, device=device)
     generated: list[list[int]] = [list(forced) for _ in range(n)]
     closed = [False] * n
     active = list(range(n))  # original row index of each batch row
     eos = tok.eos_token_id
     fed = 0
-    for _ in range(cfg.max_call_tokens):
+    for n_step in range(cfg.max_call_tokens):
         step = nxt.shape[1]
         logits = rows.forward(model, nxt, pos_ids + fed + torch.arange(step, device=device)[None, :])
         fed += step
         if counter:
             counter.sampling += len(active) * step
         probs = torch.softmax(logits.float() / cfg.temperature, -1).cpu()
+        drawn = draw_tokens(probs, [_uniform(keys[r], n_step) for r in active])
         keep, tokens = [], []
-        for b, r in enumerate(active):
-            token = int(torch.multinomial(probs[b], 1, generator=gens[r]))
+        for b, (r, token) in enumerate(zip(active, drawn, strict=True)):
             if token == eos:
                 continue
             generated[r].append(token)
@@ -523,18 +553,21 @@ def execute_calls(candidates: list[Candidate], tool: Tool, counts: Counter, reas
 
 
 @torch.inference_mode()
-def plain_logprobs(model, texts: list[EncodedText], batch_size: int,
-                   counter: TokenCounter | None = None) -> dict[str, torch.Tensor]:
-    """log p(x_j | x_<j) for j = 1..n-1 of every text (index j-1), for L_i(eps): one pass per text."""
+def plain_logprobs(model, texts: list[EncodedText], batch_size: int, counter: TokenCounter | None = None,
+                   until: dict[str, int] | None = None) -> dict[str, torch.Tensor]:
+    """log p(x_j | x_<j) for j = 1..n-1 of every text (index j-1), for L_i(eps): one pass per text.
+
+    ``until`` (optional): per text id, the first j not needed; the pass stops there (the filter
+    needs x up to the last scored position + 4, not the whole text).
+    """
     out: dict[str, torch.Tensor] = {}
-    order = sorted(texts, key=lambda t: len(t.x_ids))
-    for s in range(0, len(order), batch_size):
-        batch = [t for t in order[s : s + batch_size] if len(t.x_ids) >= 2]
-        if not batch:
-            continue
-        lps = span_logprobs(model, [t.x_ids for t in batch], [(1, len(t.x_ids)) for t in batch])
+    ends = {t.text_id: min(len(t.x_ids), (until or {}).get(t.text_id, len(t.x_ids))) for t in texts}
+    usable = [t for t in texts if ends[t.text_id] >= 2]
+    for group in length_groups([ends[t.text_id] for t in usable], max_rows=batch_size):
+        batch = [usable[g] for g in group]
+        lps = span_logprobs(model, [t.x_ids[: ends[t.text_id]] for t in batch], [(1, ends[t.text_id]) for t in batch])
         if counter:
-            counter.scoring += sum(len(t.x_ids) for t in batch)
+            counter.scoring += sum(ends[t.text_id] for t in batch)
         for t, lp in zip(batch, lps, strict=True):
             out[t.text_id] = lp
     return out
@@ -560,8 +593,8 @@ def score_candidates(model, tok, candidates: list[Candidate], texts: dict[str, E
                      counter: TokenCounter | None = None, placebo: bool = False) -> None:
     """Fill L_i(eps), L_i(e(c, eps)), L_i(e(c, r)) and L- - L+ for every candidate with a result.
 
-    Each sequence is e(.) + x_1..x_{i+4} (the call is a prefix, footnote 3); sequences are sorted by
-    length and batched, and only x_i..x_{i+4} are scored.
+    Each sequence is e(.) + x_1..x_{i+4} (the call is a prefix, footnote 3); sequences are batched
+    by length (``length_groups``), and only x_i..x_{i+4} are scored.
 
     ``placebo``: L- also takes L_i(e(c, r')) with r' the result of an unrelated call of the same tool
     (``placebo_results``), so a call is kept only if its own result beats any result's prefix effect.
@@ -578,10 +611,9 @@ def score_candidates(model, tok, candidates: list[Candidate], texts: dict[str, E
             z = tok(linearize(c.tool, c.input, result), add_special_tokens=False)["input_ids"]
             ids = z + x[:end]
             jobs.append((len(ids), ci, kind, ids, (len(z) + c.token_pos, len(ids))))
-    jobs.sort(key=lambda j: j[0])
     results: dict[tuple[int, str], torch.Tensor] = {}
-    for s in range(0, len(jobs), batch_size):
-        batch = jobs[s : s + batch_size]
+    for group in length_groups([j[0] for j in jobs], max_rows=batch_size):
+        batch = [jobs[g] for g in group]
         lps = span_logprobs(model, [j[3] for j in batch], [j[4] for j in batch])
         if counter:
             counter.scoring += sum(j[0] for j in batch)
