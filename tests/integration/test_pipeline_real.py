@@ -131,3 +131,53 @@ def test_generate_on_dated_documents_calls_the_calendar_with_each_documents_date
     dates = {d.id: d.date for d in dated_texts(3)}
     cands = [json.loads(line) for line in (out / "candidates.jsonl").read_text().splitlines()]
     assert cands and all(c["result"] == today_sentence(dates[c["text_id"]]) for c in cands)
+
+
+def test_a_tool_without_input_is_sampled_once_per_position_and_keeps_what_m_samples_keep(fp32_model, monkeypatch):
+    """Calendar takes no input: one fixed call per position instead of m samples, the same kept set."""
+    from toolformer_app.pipeline import run as pr
+    from toolformer_app.pipeline.dated import dated_texts
+
+    model, tok = fp32_model
+    docs = dated_texts(3)
+    items = [(d.id, d.text, {"date": d.date.isoformat()}) for d in docs]
+    cfg = PipelineConfig(tools=("Calendar",), k=3, tau_f=-100.0)  # keep every scored call: compare them all
+    once = run_pipeline(items, cfg, model, tok)
+    monkeypatch.setattr(pr, "samples_needed", lambda tool, cfg: True)
+    sampled = run_pipeline(items, cfg, model, tok)
+
+    def counts(result):
+        return [t.counts["Calendar"] for t in result.texts]
+
+    positions = sum(c["positions_over_tau_s"] for c in counts(once))
+    assert positions > 0
+    assert sum(c["samples_drawn"] for c in counts(once)) == positions
+    assert sum(c.get("samples_skipped", 0) for c in counts(once)) == positions * 4
+    assert sum(c["samples_drawn"] for c in counts(sampled)) == positions * 5
+    assert sum(c.get("samples_skipped", 0) for c in counts(sampled)) == 0
+
+    def kept(result):
+        return {(c.text_id, c.token_pos, c.call): round(c.loss_reduction, 5) for c in result.kept()}
+
+    assert kept(once) and kept(once) == kept(sampled)
+
+
+def test_shared_context_sampling_draws_what_padded_copies_draw(fp32_model, monkeypatch):
+    """The two ways of holding the context while sampling (shared in place; left-padded copies for
+    models without the attention interface) give the same samples."""
+    from toolformer_app.pipeline import shared_attention
+
+    model, tok = fp32_model
+    tool = get_tool("Calculator")
+    other = "Out of 1400 participants, 400 passed the test, about 29 percent."
+    encs = [encode_text(tok, "a", TEXT), encode_text(tok, "b", other)]
+    api = api_token_id(tok)
+    cfg = PipelineConfig(tools=("Calculator",), temperature=1.0, max_call_tokens=12)
+    scored = position_scores(model, tok, tool, encs, api)
+    requests = [(0, [4, 17]), (1, [9, 20])]
+    assert shared_attention.supported(model)
+    shared = sample_calls_batch(model, tok, scored, requests, 3, cfg, api, tool.name)
+    monkeypatch.setattr(shared_attention, "supported", lambda model: False)
+    padded = sample_calls_batch(model, tok, scored, requests, 3, cfg, api, tool.name)
+    assert [[s.token_ids for s in at] for at in shared] == [[s.token_ids for s in at] for at in padded]
+    assert model.config._attn_implementation == "sdpa"  # restored after sampling

@@ -134,6 +134,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-prefill", action="store_true",
                    help="let the model write the tool name itself (the paper; small models rarely manage)")
+    p.add_argument("--sample-memory-mb", type=int, default=PipelineConfig.sample_memory_mb,
+                   help="memory for the sampling batch (calls' keys, attention scores); sets how many rows decode "
+                   "together, never the samples (default: %(default)s)")
     p.add_argument("--placebo", action="store_true",
                    help="placebo control: L- also takes the loss with an unrelated call's result (not the paper)")
     p.set_defaults(func=main)
@@ -144,12 +147,14 @@ def main(args: argparse.Namespace) -> int:
 
     from toolformer_app import models
     from toolformer_app.pipeline import run as pr
+    from toolformer_app.pipeline.filtering import throughput_line
     from toolformer_app.tools import get_tool
 
     cfg = PipelineConfig(
         tools=tuple(t.strip() for t in args.tools.split(",") if t.strip()), tau_s=args.tau_s, k=args.k, m=args.m,
         tau_f=args.tau_f, temperature=args.temperature, max_call_tokens=args.max_call_tokens,
         batch_size=args.batch_size, seed=args.seed, prefill_tool_name=not args.no_prefill, placebo=args.placebo,
+        sample_memory_mb=args.sample_memory_mb,
     )
     try:
         cfg.validate()
@@ -192,9 +197,11 @@ def main(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     source = args.dataset or args.input or next(n for n in ("arithmetic", "dated", "foreign", "wiki") if getattr(args, n))
     run_key = {**cfg.to_dict(), "model": args.model or models.model_id(), "source": source}
+    run_key.pop("sample_memory_mb")  # speed only: a resumed run may use another budget
     if saved.exists():
         try:  # a setting added since that run was written counts as its default
             previous = {**PipelineConfig().to_dict(), **json.loads(saved.read_text())}
+            previous.pop("sample_memory_mb", None)
         except (OSError, ValueError):
             previous = None
         if previous != run_key:
@@ -229,6 +236,7 @@ def main(args: argparse.Namespace) -> int:
         stats = pr.finalize(out, cfg)
         print(json.dumps({k: stats[k] for k in ("texts_seen", "texts_kept", "kept_at_tau_f", "kept_table")}))
         print(f"wrote {out}/candidates.jsonl, dataset.jsonl, stats.json")
+        print(throughput_line(stats))
     if dist is not None:
         dist.barrier()
         dist.destroy_process_group()

@@ -91,6 +91,42 @@ def kept_table(candidates: list[Candidate], thresholds=TABLE2_THRESHOLDS) -> dic
             for t in tools}
 
 
+def throughput(records: list[dict[str, Any]], per_tool: dict[str, Counter]) -> dict[str, Any]:
+    """Seconds per tool and stage summed over the texts' shares, and texts per minute per tool.
+
+    Seconds are compute time summed over ranks and resumed runs (each text records its share of
+    its batch), so texts per minute is per process.
+    """
+    seconds: dict[str, Counter] = defaultdict(Counter)
+    for rec in records:
+        for tool, stages in rec.get("seconds", {}).items():
+            seconds[tool].update(stages)
+    out: dict[str, Any] = {"per_tool": {}}
+    for tool in sorted(seconds):
+        total = sum(seconds[tool].values())
+        texts = int(per_tool[tool]["texts_selected"])
+        out["per_tool"][tool] = {
+            "texts": texts,
+            "seconds": round(total, 2),
+            "texts_per_minute": round(60 * texts / total, 1) if total else None,
+            "stage_seconds": {k: round(v, 2) for k, v in sorted(seconds[tool].items())},
+        }
+    total = sum(t["seconds"] for t in out["per_tool"].values())
+    out["seconds"] = round(total, 2)
+    out["texts_per_minute"] = round(60 * len(records) / total, 1) if total else None
+    return out
+
+
+def throughput_line(stats: dict[str, Any]) -> str:
+    """One line: texts per minute per tool and the seconds of each stage."""
+    t = stats.get("throughput") or {}
+    parts = []
+    for tool, d in t.get("per_tool", {}).items():
+        stages = ", ".join(f"{k} {v:.1f} s" for k, v in d["stage_seconds"].items())
+        parts.append(f"{tool} {d['texts_per_minute']} texts/min ({d['texts']} texts: {stages})")
+    return f"throughput: {t.get('texts_per_minute')} texts/min overall; " + "; ".join(parts)
+
+
 def build_stats(records: list[dict[str, Any]], candidates: list[Candidate], tau_f: dict[str, float],
                 dataset_rows: int) -> dict[str, Any]:
     """Counts for every stage, per tool and in total, plus the kept counts (Table 2)."""
@@ -123,6 +159,7 @@ def build_stats(records: list[dict[str, Any]], candidates: list[Candidate], tau_
         "kept_at_tau_f": len(kept),
         "precision": precision(kept),
         "kept_table": kept_table(candidates),
+        "throughput": throughput(records, per_tool),
     }
     for s in STAGES:
         if s != "texts_seen":

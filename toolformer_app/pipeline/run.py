@@ -60,10 +60,12 @@ class TextResult:
     position_scores: dict[str, list[float]] = field(default_factory=dict)  # per tool, p_i per token
     tokens: list[str] = field(default_factory=list)  # x's tokens as text (for the heat map)
     char_starts: list[int] = field(default_factory=list)
+    seconds: dict[str, dict[str, float]] = field(default_factory=dict)  # per tool and stage: this text's share
 
     def record(self) -> dict[str, Any]:
         return {"text_id": self.text_id, "text": self.text, "counts": self.counts, "reasons": self.reasons,
-                "candidates": [c.to_dict() for c in self.candidates]}
+                "candidates": [c.to_dict() for c in self.candidates],
+                "seconds": {t: {k: round(v, 4) for k, v in st.items()} for t, st in self.seconds.items()}}
 
 
 @dataclass
@@ -101,6 +103,12 @@ def api_token_id(tok) -> int:
     return ids[0]
 
 
+def samples_needed(tool: Tool, cfg: PipelineConfig) -> bool:
+    """False for a tool that takes no input when its name is fed: every sample would be "Name()",
+    so the one possible call stands for all m (their kept set is the same; a test checks it)."""
+    return tool.takes_input or not cfg.prefill_tool_name
+
+
 def annotate_batch(model, tok, items: list[tuple], tools: list[Tool], cfg: PipelineConfig,
                    counter: TokenCounter | None = None, trace: list | None = None) -> list[TextResult]:
     """Run every step on a batch of (text_id, text[, meta]) for every tool whose heuristic selects the text.
@@ -111,6 +119,7 @@ def annotate_batch(model, tok, items: list[tuple], tools: list[Tool], cfg: Pipel
     the benchmark replays exactly these samples through its naive reference.
     """
     counter = counter or TokenCounter()
+    before = {t: dict(st) for t, st in counter.tool_seconds.items()}
     api_id = api_token_id(tok)
     encoded = {}
     results = {}
@@ -135,7 +144,7 @@ def annotate_batch(model, tok, items: list[tuple], tools: list[Tool], cfg: Pipel
             results[text_id].reasons[tool.name] = Counter()
         for s in range(0, len(chosen), cfg.batch_size):
             batch = chosen[s : s + cfg.batch_size]
-            with counter.timed("positions"):
+            with counter.timed("positions", tool.name):
                 scored = position_scores(model, tok, tool, batch, api_id, counter)
             chosen_positions = []
             for row, enc in enumerate(batch):
@@ -144,12 +153,12 @@ def annotate_batch(model, tok, items: list[tuple], tools: list[Tool], cfg: Pipel
                 positions = top_positions(scored.p[row], enc, th.tau_s, th.k)
                 res.counts[tool.name]["positions_over_tau_s"] += len(positions)
                 chosen_positions.append((row, positions))
-            if not tool.takes_input and cfg.prefill_tool_name:  # one possible call per position: no sampling
+            if not samples_needed(tool, cfg):  # one possible call per position: no sampling
                 drawn = [fixed_call_samples(tool.name, len(positions)) for _, positions in chosen_positions]
                 for (row, positions) in chosen_positions:
                     results[batch[row].text_id].counts[tool.name]["samples_skipped"] += len(positions) * (th.m - 1)
             else:
-                with counter.timed("sampling"):  # the positions of every text of the batch in one sampling batch
+                with counter.timed("sampling", tool.name):  # the positions of every text of the batch in one sampling batch
                     drawn = sample_calls_batch(model, tok, scored, chosen_positions, th.m, cfg, api_id, tool.name,
                                                counter)
             for (row, positions), samples_at in zip(chosen_positions, drawn, strict=True):
@@ -161,23 +170,41 @@ def annotate_batch(model, tok, items: list[tuple], tools: list[Tool], cfg: Pipel
                     if trace is not None:
                         trace.append((enc.text_id, tool.name, pos, samples))
                     cands += candidates_from_samples(samples, enc, tool, pos, float(scored.p[row][pos]), counts)
-                with counter.timed("execution"):
+                with counter.timed("execution", tool.name):
                     execute_calls(cands, tool.for_document(metas[enc.text_id]), counts, res.reasons[tool.name])
                 res.candidates += cands
                 all_candidates += cands
             del scored
     needed = [encoded[i] for i in {c.text_id for c in all_candidates if c.result is not None}]
-    with counter.timed("scoring"):
+    start = time.perf_counter()
+    with counter.timed("scoring"):  # L(eps) once per text whatever the tools, then every tool's candidates together
         until: dict[str, int] = {}
         for c in all_candidates:
             if c.result is not None:
                 until[c.text_id] = max(until.get(c.text_id, 0), c.token_pos + SPAN)
         plain = plain_logprobs(model, needed, cfg.batch_size, counter, until)
         score_candidates(model, tok, all_candidates, encoded, plain, cfg.batch_size * 4, counter, cfg.placebo)
+    _share_seconds(counter, before, time.perf_counter() - start, all_candidates, results, tools)
     for r in results.values():
         r.counts = {t: dict(c) for t, c in r.counts.items()}
         r.reasons = {t: dict(c) for t, c in r.reasons.items()}
     return [results[i] for i, _ in items]
+
+
+def _share_seconds(counter: TokenCounter, before: dict[str, dict[str, float]], scoring_s: float,
+                   candidates: list[Candidate], results: dict[str, TextResult], tools: list[Tool]) -> None:
+    """Each tool's seconds in this batch, shared equally by the texts it selected: the scoring pass
+    (all tools together) is split by the tools' numbers of scored candidates."""
+    scored = Counter(c.tool for c in candidates if c.result is not None)
+    for tool in tools:
+        spent = {k: v - before.get(tool.name, {}).get(k, 0.0) for k, v in counter.tool_seconds.get(tool.name, {}).items()}
+        if scored:
+            spent["scoring"] = scoring_s * scored[tool.name] / sum(scored.values())
+            per = counter.tool_seconds.setdefault(tool.name, {})
+            per["scoring"] = per.get("scoring", 0.0) + spent["scoring"]
+        texts = [r for r in results.values() if r.counts[tool.name].get("texts_selected")]
+        for r in texts:
+            r.seconds[tool.name] = {k: v / len(texts) for k, v in spent.items() if v}
 
 
 def run_pipeline(texts: Iterable[str] | Iterable[tuple[str, str]], cfg: PipelineConfig | None = None,

@@ -31,15 +31,22 @@ from toolformer_app.tools.base import Tool
 
 @dataclass
 class TokenCounter:
-    """Tokens sent through the model, and seconds spent, per stage (the benchmark's figures)."""
+    """Tokens sent through the model, and seconds spent, per stage (and per tool and stage)."""
 
     positions: int = 0
     sampling: int = 0
     scoring: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    tool_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
 
-    def timed(self, stage: str):
-        return _Timer(self.seconds, stage)
+    def timed(self, stage: str, tool: str | None = None):
+        return _Timer(self, stage, tool)
+
+    def add(self, stage: str, seconds: float, tool: str | None = None) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+        if tool is not None:
+            per = self.tool_seconds.setdefault(tool, {})
+            per[stage] = per.get(stage, 0.0) + seconds
 
     @property
     def total(self) -> int:
@@ -47,14 +54,14 @@ class TokenCounter:
 
 
 class _Timer:
-    def __init__(self, into: dict[str, float], stage: str):
-        self.into, self.stage = into, stage
+    def __init__(self, counter: TokenCounter, stage: str, tool: str | None):
+        self.counter, self.stage, self.tool = counter, stage, tool
 
     def __enter__(self):
         self.start = time.perf_counter()
 
     def __exit__(self, *exc):
-        self.into[self.stage] = self.into.get(self.stage, 0.0) + time.perf_counter() - self.start
+        self.counter.add(self.stage, time.perf_counter() - self.start, self.tool)
 
 
 @dataclass
