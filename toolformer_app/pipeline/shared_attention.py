@@ -51,7 +51,7 @@ class SharedContext:
     gen_v: list[torch.Tensor]
     written: int = 0
     groups: list[tuple[int, int, int, int]] = field(default_factory=list)  # (text, first row, end row, width)
-    ctx_masked: torch.Tensor | None = None  # (rows, 1, 1, width) True where a context position is not seen
+    ctx_masked: torch.Tensor | None = None  # (rows, width) True where a text position is not seen
 
     def __post_init__(self) -> None:
         self._regroup()
@@ -67,8 +67,8 @@ class SharedContext:
             self.groups.append((self.row_text[a], a, b, max(lens[a:b])))
             a = b
         width = max((g[3] for g in self.groups), default=0)
-        self.ctx_masked = torch.arange(width)[None, :] >= self.ctx_len[:, None]
-        self.ctx_masked = self.ctx_masked[:, None, None, :]
+        self.ctx_masked = torch.arange(width)[None, :] >= self.ctx_len[:, None]  # (rows, width)
+        self._mask_cache: dict[int, torch.Tensor] = {}
 
     def keep_rows(self, rows: list[int]) -> None:
         """Keep only ``rows`` (ascending): finished rows leave the batch."""
@@ -79,45 +79,51 @@ class SharedContext:
         self.ctx_len = self.ctx_len[index]
         self._regroup()
 
+    def _masks(self, rq: int) -> torch.Tensor:
+        """(rows * rq, width) True where a row must not see a text position (past x_<i)."""
+        if rq not in self._mask_cache:
+            self._mask_cache[rq] = self.ctx_masked.repeat_interleave(rq, 0)
+        return self._mask_cache[rq]
+
     def attend(self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                scaling: float) -> torch.Tensor:
         """query (rows, heads, q, d) of the tokens fed now, key/value (rows, kv_heads, q, d) of the same
-        tokens; returns the attention output as (rows, q, heads, d)."""
+        tokens; returns the attention output as (rows, q, heads, d).
+
+        Scores live in one (kv_heads, rows * rep * q, prefix | text | call) block: head h uses kv
+        head h // rep, and the rows of a text are a contiguous slice of the middle axis.
+        """
         rows, heads, q, d = query.shape
         kv_heads = key.shape[1]
         rep = heads // kv_heads
+        rq = rep * q
         start, end = self.written, self.written + q
         gen_k, gen_v = self.gen_k[layer], self.gen_v[layer]
         gen_k[:, :, start:end] = key
         gen_v[:, :, start:end] = value
-        # Head h uses kv head h // rep: group the queries by kv head, (rows, kv_heads, rep * q, d).
-        qq = (query * scaling).reshape(rows, kv_heads, rep * q, d)
-        s_gen = qq @ gen_k[:, :, :end].transpose(-1, -2)  # (rows, kv, rep*q, end)
-        if q > 1:  # the tokens fed together see only the call's tokens up to themselves
+        q_all = (query * scaling).reshape(rows, kv_heads, rq, d).transpose(0, 1).reshape(kv_heads, rows * rq, d)
+        k_pre, v_pre = self.prefix[layer]
+        n_pre, width = k_pre.shape[1], self.ctx_masked.shape[-1]
+        scores = q_all.new_empty((kv_heads, rows * rq, n_pre + width + end))
+        scores[..., :n_pre] = q_all @ k_pre.transpose(-1, -2)  # the prefix: one matmul for all rows
+        for text, a, b, w in self.groups:  # a text's positions: read once for all its rows
+            k_t = self.ctx[text][layer][0][:, :w]
+            scores[:, a * rq : b * rq, n_pre : n_pre + w] = q_all[:, a * rq : b * rq] @ k_t.transpose(-1, -2)
+        scores[..., n_pre : n_pre + width].masked_fill_(self._masks(rq), float("-inf"))
+        q_rows = q_all.view(kv_heads, rows, rq, d).transpose(0, 1)  # (rows, kv, rq, d)
+        s_gen = q_rows @ gen_k[:, :, :end].transpose(-1, -2)  # each row's own call: (rows, kv, rq, end)
+        if q > 1:  # the tokens fed together see the call only up to themselves
             causal = torch.arange(end)[None, :] > (start + torch.arange(q))[:, None]  # (q, end)
             s_gen = s_gen.masked_fill(causal.repeat(rep, 1), float("-inf"))
-        # The prefix: one matmul for all rows, (kv, rows * rep * q, d) @ (kv, d, P).
-        k_pre, v_pre = self.prefix[layer]
-        q_all = qq.transpose(0, 1).reshape(kv_heads, rows * rep * q, d)
-        s_pre = (q_all @ k_pre.transpose(-1, -2)).view(kv_heads, rows, rep * q, -1).transpose(0, 1)
-        width = self.ctx_masked.shape[-1]
-        s_ctx = s_gen.new_empty((rows, kv_heads, rep * q, width))
-        for text, a, b, w in self.groups:  # the context of a text is read once for all its rows
-            k_t = self.ctx[text][layer][0][:, :w]  # (kv, w, d)
-            q_t = qq[a:b].transpose(0, 1).reshape(kv_heads, (b - a) * rep * q, d)
-            s_ctx[a:b, :, :, :w] = (q_t @ k_t.transpose(-1, -2)).view(kv_heads, b - a, rep * q, w).transpose(0, 1)
-        s_ctx = s_ctx.float().masked_fill(self.ctx_masked, float("-inf"))
-        probs = torch.softmax(torch.cat([s_pre.float(), s_ctx, s_gen.float()], -1), -1).to(query.dtype)
-        n_pre = k_pre.shape[1]
-        p_pre, p_ctx, p_gen = probs[..., :n_pre], probs[..., n_pre : n_pre + width], probs[..., n_pre + width :]
-        out = p_gen @ gen_v[:, :, :end]  # (rows, kv, rep*q, d)
-        p_all = p_pre.transpose(0, 1).reshape(kv_heads, rows * rep * q, n_pre)
-        out += (p_all @ v_pre).view(kv_heads, rows, rep * q, d).transpose(0, 1)
+        scores[..., n_pre + width :] = s_gen.transpose(0, 1).reshape(kv_heads, rows * rq, end)
+        probs = torch.softmax(scores.float(), -1).to(query.dtype)
+        out = probs[..., :n_pre] @ v_pre  # (kv, rows * rq, d)
         for text, a, b, w in self.groups:
             v_t = self.ctx[text][layer][1][:, :w]
-            p_t = p_ctx[a:b, :, :, :w].transpose(0, 1).reshape(kv_heads, (b - a) * rep * q, w)
-            out[a:b] += (p_t @ v_t).view(kv_heads, b - a, rep * q, d).transpose(0, 1)
-        return out.view(rows, heads, q, d).transpose(1, 2).contiguous()
+            out[:, a * rq : b * rq] += probs[:, a * rq : b * rq, n_pre : n_pre + w] @ v_t
+        p_gen = probs[..., n_pre + width :].view(kv_heads, rows, rq, end).transpose(0, 1)
+        out += (p_gen @ gen_v[:, :, :end]).transpose(0, 1).reshape(kv_heads, rows * rq, d)
+        return out.view(kv_heads, rows, rep, q, d).permute(1, 3, 0, 2, 4).reshape(rows, q, heads, d)
 
 
 def _attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
