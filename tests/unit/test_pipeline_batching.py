@@ -32,6 +32,14 @@ def test_length_groups_cover_every_index_once_and_bound_the_padding(lengths):
         assert len(g) * max(lengths[i] for i in g) <= 1.1 * real + 1e-9
 
 
+def test_length_groups_keep_rows_times_width_under_the_token_budget():
+    lengths = [100, 101, 102, 103, 104, 105, 500]
+    groups = length_groups(lengths, max_padding=1.0, max_tokens=1000, overhead=200)
+    for g in groups:
+        assert len(g) == 1 or len(g) * (200 + max(lengths[i] for i in g)) <= 1000
+    assert [len(g) for g in groups] == [3, 3, 1]
+
+
 def test_draw_tokens_inverts_the_cdf_and_never_draws_a_zero_probability_token():
     probs = torch.tensor([[0.0, 0.5, 0.0, 0.5], [0.25, 0.25, 0.25, 0.25], [0.0, 0.0, 1.0, 0.0]])
     assert draw_tokens(probs, [0.0, 0.0, 0.0]) == [1, 0, 2]

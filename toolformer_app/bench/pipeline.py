@@ -12,18 +12,25 @@ import argparse
 import json
 import platform
 import resource
+import subprocess
+import sys
 import time
 from collections import Counter
 
+from toolformer_app.pipeline.config import PipelineConfig
+
 TOOLS_DEFAULT = "Calculator"
+TARGETS = {"speedup": 8.0, "scoring_vs_raw": 0.85, "pipeline_peak_rss_mb": 2000.0}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=50, help="number of texts (wiki passages the tools select)")
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--tools", default=TOOLS_DEFAULT)
-    p.add_argument("--dtype", default="float32", help="float32 (default: exact comparison) or bfloat16")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--dtype", default="both", choices=["both", "float32", "bfloat16"],
+                   help="both (default): the exact float32 comparison, then bfloat16 (the pipeline's default), "
+                   "each in its own process so that each peak RSS is its own")
+    p.add_argument("--batch-size", type=int, default=PipelineConfig.batch_size)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object on the last line")
 
@@ -119,24 +126,32 @@ def _raw_forward_tok_s(model, batch: int, length: int, repeats: int = 3) -> floa
     return batch * length * repeats / (time.perf_counter() - start)
 
 
-def run(args: argparse.Namespace) -> int:
+def _rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """One dtype, in this process: the pipeline, then the naive reference on the same samples."""
     import torch
 
     from toolformer_app import models
-    from toolformer_app.pipeline import PipelineConfig, run_pipeline
+    from toolformer_app.pipeline import run_pipeline
     from toolformer_app.pipeline.run import tau_f_per_tool
+    from toolformer_app.pipeline.steps import SCORING_PASS_TOKENS
 
     tool_names = [t.strip() for t in args.tools.split(",") if t.strip()]
     model, tok = models.load(args.model, dtype=args.dtype)
     items = _texts(args.n, tool_names)
     cfg = PipelineConfig(tools=tuple(tool_names), batch_size=args.batch_size, seed=args.seed)
-    print(f"{len(items)} texts, tools {tool_names}, model {args.model} ({args.dtype}), {models.pick_device()}")
+    print(f"{len(items)} texts, tools {tool_names}, model {args.model} ({args.dtype}), {models.pick_device()}",
+          file=sys.stderr)
 
     trace: list = []
     run_pipeline(items[:1], cfg, model, tok)  # warm-up (prompt prefix cache, allocator)
     start = time.perf_counter()
     result = run_pipeline(items, cfg, model, tok, trace=trace)
     pipeline_s = time.perf_counter() - start
+    pipeline_rss = _rss_mb()  # model + pipeline: the naive reference has not run yet
     ours = {(c.text_id, c.tool, c.token_pos, c.input): c.loss_reduction
             for c in result.candidates if c.loss_reduction is not None}
     naive, naive_tokens, naive_s = naive_reference(model, tok, items, cfg, trace)
@@ -151,12 +166,13 @@ def run(args: argparse.Namespace) -> int:
     scoring_tok_s = result.tokens.scoring / max(secs.get("scoring", 1e-9), 1e-9)
     lengths = [len(tok(" " + t, add_special_tokens=False)["input_ids"]) for _, t in items]
     shape_len = max(8, min(512, int(sum(lengths) / max(len(lengths), 1) * 0.6) + 12))
-    raw_tok_s = _raw_forward_tok_s(model, cfg.batch_size * 4, shape_len)
-    report = {
+    raw_tok_s = _raw_forward_tok_s(model, max(1, SCORING_PASS_TOKENS // shape_len), shape_len)  # the loss pass shape
+    return {
         "naive_s": round(naive_s, 2),
         "pipeline_s": round(pipeline_s, 2),
         "speedup": round(naive_s / pipeline_s, 2),
         "same_kept": kept_ours == kept_naive and set(ours) == set(naive),
+        "kept_disagreements": len(kept_ours ^ kept_naive),
         "max_abs_diff": float(f"{max_diff:.3g}"),
         "candidates_scored": len(ours),
         "kept": len(kept_ours),
@@ -166,21 +182,75 @@ def run(args: argparse.Namespace) -> int:
         "scoring_tok_s": round(scoring_tok_s, 1),
         "raw_forward_tok_s": round(raw_tok_s, 1),
         "scoring_vs_raw": round(scoring_tok_s / raw_tok_s, 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "pipeline_peak_rss_mb": pipeline_rss,
+        "peak_rss_mb": _rss_mb(),
         "device": models.pick_device() if not torch.cuda.is_available() else torch.cuda.get_device_name(0),
         "cpu": platform.processor() or platform.machine(),
         "dtype": args.dtype,
         "model": args.model,
         "texts": len(items),
+        "batch_size": args.batch_size,
     }
-    print(f"naive reference : {report['naive_s']:8.2f} s  ({report['tokens_per_candidate_naive']} tokens/candidate)")
-    print(f"pipeline        : {report['pipeline_s']:8.2f} s  ({report['tokens_per_candidate_pipeline']} tokens/candidate)")
-    print(f"speedup         : {report['speedup']:.2f}x")
-    print(f"same kept set   : {report['same_kept']} ({len(kept_ours)} kept of {len(ours)} scored), "
-          f"max |diff| {report['max_abs_diff']}")
-    print(f"scoring         : {report['scoring_tok_s']} tok/s vs raw forward {report['raw_forward_tok_s']} tok/s "
-          f"({report['scoring_vs_raw']:.0%})")
-    print(f"peak RSS        : {report['peak_rss_mb']} MB")
+
+
+ROWS = [
+    ("naive reference (s)", "naive_s"), ("pipeline (s)", "pipeline_s"), ("speedup", "speedup"),
+    ("same kept set", "same_kept"), ("kept / scored", None), ("max |L- - L+ diff|", "max_abs_diff"),
+    ("tokens/candidate naive", "tokens_per_candidate_naive"),
+    ("tokens/candidate pipeline", "tokens_per_candidate_pipeline"), ("stages (s)", None),
+    ("scoring tok/s", "scoring_tok_s"), ("raw forward tok/s", "raw_forward_tok_s"),
+    ("scoring / raw forward", "scoring_vs_raw"), ("pipeline peak RSS (MB)", "pipeline_peak_rss_mb"),
+]
+
+
+def _cell(report: dict, label: str, key: str | None) -> str:
+    if key is None and label.startswith("kept"):
+        return f"{report['kept']} / {report['candidates_scored']}"
+    if key is None:
+        return " ".join(f"{k[:3]} {v:.1f}" for k, v in report["pipeline_stage_s"].items() if v >= 0.05)
+    return str(report[key])
+
+
+def targets(report: dict) -> dict[str, str]:
+    """Each target of the float32 comparison: met, or missed and by how much."""
+    out = {}
+    for key, goal in TARGETS.items():
+        value = report[key]
+        ok = value < goal if key.endswith("rss_mb") else value >= goal
+        out[key] = f"{value} ({'met' if ok else 'MISSED by ' + format(abs(value - goal), '.3g')}; target " \
+                   f"{'<' if key.endswith('rss_mb') else '>='} {goal:g})"
+    if not report["same_kept"]:
+        out["same_kept"] = "MISSED: the kept sets differ"
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.dtype != "both":
+        report = measure(args)
+        reports = {args.dtype: report}
+    else:
+        reports = {}
+        for dtype in ("float32", "bfloat16"):
+            cmd = [sys.executable, "-m", "toolformer_app", "bench", "pipeline", "--dtype", dtype, "--json",
+                   "--n", str(args.n), "--model", args.model, "--tools", args.tools,
+                   "--batch-size", str(args.batch_size), "--seed", str(args.seed)]
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            if p.returncode != 0 or not p.stdout.strip():
+                print(f"error: the {dtype} run failed: {p.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+                return 1
+            reports[dtype] = json.loads(p.stdout.strip().splitlines()[-1])["reports"][dtype]
+    names = list(reports)
+    print(f"{reports[names[0]]['texts']} texts, batch {args.batch_size}, {args.model}, {reports[names[0]]['device']}")
+    print(f"{'':28s}" + "".join(f"{n:>24s}" for n in names))
+    for label, key in ROWS:
+        print(f"{label:28s}" + "".join(f"{_cell(reports[n], label, key):>24s}" for n in names))
+    out = {"reports": reports}
+    if "float32" in reports:
+        out["targets"] = targets(reports["float32"])
+        print("targets (float32 comparison): " + "; ".join(f"{k} {v}" for k, v in out["targets"].items()))
+    if "bfloat16" in reports and not reports["bfloat16"]["same_kept"]:
+        print(f"bfloat16: {reports['bfloat16']['kept_disagreements']} kept decision(s) differ from the naive "
+              f"reference (batched and unbatched bf16 losses differ by up to {reports['bfloat16']['max_abs_diff']})")
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps(out))
     return 0

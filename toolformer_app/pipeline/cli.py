@@ -130,7 +130,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tau-f", type=float, default=None, help="filter threshold (default: per tool)")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--max-call-tokens", type=int, default=32)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=PipelineConfig.batch_size,
+                   help="texts annotated together; their positions sample together (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-prefill", action="store_true",
                    help="let the model write the tool name itself (the paper; small models rarely manage)")
@@ -197,11 +198,13 @@ def main(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     source = args.dataset or args.input or next(n for n in ("arithmetic", "dated", "foreign", "wiki") if getattr(args, n))
     run_key = {**cfg.to_dict(), "model": args.model or models.model_id(), "source": source}
-    run_key.pop("sample_memory_mb")  # speed only: a resumed run may use another budget
+    for speed_only in ("sample_memory_mb", "batch_size"):  # a resumed run may use other values
+        run_key.pop(speed_only)
     if saved.exists():
         try:  # a setting added since that run was written counts as its default
             previous = {**PipelineConfig().to_dict(), **json.loads(saved.read_text())}
-            previous.pop("sample_memory_mb", None)
+            for speed_only in ("sample_memory_mb", "batch_size"):
+                previous.pop(speed_only, None)
         except (OSError, ValueError):
             previous = None
         if previous != run_key:

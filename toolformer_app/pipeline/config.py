@@ -20,7 +20,9 @@ class PipelineConfig:
     tau_f: keep a call if L- - L+ >= tau_f.
     temperature: sampling temperature for calls.
     max_call_tokens: a sampled call that has not closed after this many tokens is discarded.
-    batch_size: texts per scoring pass; candidate sequences per loss batch is 4x this.
+    batch_size: texts annotated together (results are written after each batch). Inside a batch,
+        passes are grouped by length under token budgets, and all its positions sample together:
+        a larger batch means fuller decoding steps (measured: 8 -> 32 cut sampling time by ~40%).
     seed: sampling is seeded per (seed, text, tool, position), so runs and resumes are reproducible.
     prefill_tool_name: feed "Tool(" after " [" instead of letting the model write the name. The paper
         samples the name too (False); a 135M model then writes no name in most samples (measured: 65%
@@ -39,7 +41,7 @@ class PipelineConfig:
     tau_f: float | None = None
     temperature: float = 1.0
     max_call_tokens: int = 32
-    batch_size: int = 8
+    batch_size: int = 32
     seed: int = 0
     prefill_tool_name: bool = True
     placebo: bool = False

@@ -137,12 +137,16 @@ class ScoredPositions:
     kv: list[list[tuple[torch.Tensor, torch.Tensor]]]  # per text, per layer: (kv_heads, body + n, head_dim)
 
 
-MAX_PADDING = 0.1  # texts share a position pass only if padding stays under this share of its tokens
+MAX_PADDING = 0.1  # rows share a pass only if padding stays under this share of its tokens
+POSITION_PASS_TOKENS = 8192  # rows x (prefix + width) per position pass: bounds its KV cache (~0.4 GB fp32)
+SCORING_PASS_TOKENS = 2048  # rows x width per loss pass (measured fastest here between 1k and 4k)
 
 
-def length_groups(lengths: list[int], max_padding: float = MAX_PADDING, max_rows: int = 512) -> list[list[int]]:
-    """Indices of ``lengths`` in groups of similar length (ascending), each padded by at most
-    ``max_padding`` of its tokens and at most ``max_rows`` long.
+def length_groups(lengths: list[int], max_padding: float = MAX_PADDING, max_rows: int = 512,
+                  max_tokens: int | None = None, overhead: int = 0) -> list[list[int]]:
+    """Indices of ``lengths`` in groups of similar length (ascending): each padded by at most
+    ``max_padding`` of its tokens, at most ``max_rows`` long, and with rows x (overhead + longest)
+    at most ``max_tokens`` (a single row may exceed it).
 
     A padded token costs as much as a real one, and a batch of rows of one length is about as fast
     per token as a wide batch: so a batch is split where padding would start to cost.
@@ -151,8 +155,10 @@ def length_groups(lengths: list[int], max_padding: float = MAX_PADDING, max_rows
     groups: list[list[int]] = []
     total = 0
     for i in order:
-        if groups and len(groups[-1]) < max_rows and \
-                (len(groups[-1]) + 1) * lengths[i] <= (1 + max_padding) * (total + lengths[i]):
+        n = len(groups[-1]) + 1 if groups else 0
+        fits = (groups and n <= max_rows and n * lengths[i] <= (1 + max_padding) * (total + lengths[i])
+                and (max_tokens is None or n * (overhead + lengths[i]) <= max_tokens))
+        if fits:
             groups[-1].append(i)
             total += lengths[i]
         else:
@@ -179,7 +185,7 @@ def position_scores(model, tok, tool: Tool, texts: list[EncodedText], api_token_
     parts = split_head(model)
     p: list[torch.Tensor] = [torch.empty(0)] * len(texts)
     kv: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in texts]
-    for group in length_groups([len(s) for s in seqs]):
+    for group in length_groups([len(s) for s in seqs], max_tokens=POSITION_PASS_TOKENS, overhead=len(prefix.ids)):
         width = max(len(seqs[r]) for r in group)
         ids = torch.zeros((len(group), width), dtype=torch.long)
         mask = torch.zeros((len(group), len(prefix.ids) + width), dtype=torch.long)
@@ -570,7 +576,8 @@ def plain_logprobs(model, texts: list[EncodedText], batch_size: int, counter: To
     out: dict[str, torch.Tensor] = {}
     ends = {t.text_id: min(len(t.x_ids), (until or {}).get(t.text_id, len(t.x_ids))) for t in texts}
     usable = [t for t in texts if ends[t.text_id] >= 2]
-    for group in length_groups([ends[t.text_id] for t in usable], max_rows=batch_size):
+    for group in length_groups([ends[t.text_id] for t in usable], max_rows=batch_size,
+                               max_tokens=SCORING_PASS_TOKENS):
         batch = [usable[g] for g in group]
         lps = span_logprobs(model, [t.x_ids[: ends[t.text_id]] for t in batch], [(1, ends[t.text_id]) for t in batch])
         if counter:
@@ -619,7 +626,7 @@ def score_candidates(model, tok, candidates: list[Candidate], texts: dict[str, E
             ids = z + x[:end]
             jobs.append((len(ids), ci, kind, ids, (len(z) + c.token_pos, len(ids))))
     results: dict[tuple[int, str], torch.Tensor] = {}
-    for group in length_groups([j[0] for j in jobs], max_rows=batch_size):
+    for group in length_groups([j[0] for j in jobs], max_rows=batch_size, max_tokens=SCORING_PASS_TOKENS):
         batch = [jobs[g] for g in group]
         lps = span_logprobs(model, [j[3] for j in batch], [j[4] for j in batch])
         if counter:
