@@ -62,6 +62,7 @@ class RecipeConfig:
     eval_limit: int = 100
     eval_suites: str = EVAL_SUITES
     ship: str | None = None  # copy the adapter, card and C* here (e.g. assets/models/smollm2-135m-toolformer)
+    until: str | None = None  # stop after this stage group ("generate", "mix", "finetune", "eval")
     seed: int = 0
 
     def limits(self) -> dict[str, int]:
@@ -129,12 +130,13 @@ def plan(cfg: RecipeConfig) -> list[tuple[str, bool]]:
 def run_recipe(cfg: RecipeConfig) -> Path:
     """Run (or resume) every stage; returns the adapter directory."""
     from toolformer_app.files import atomic_write_json
+    from toolformer_app.pipeline.filtering import throughput_line
     from toolformer_app.pipeline.mix import write_mix
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "recipe.json"
-    settings = {k: v for k, v in cfg.__dict__.items() if k not in ("out", "ship")}
+    settings = {k: v for k, v in cfg.__dict__.items() if k not in ("out", "ship", "until")}
     if saved.exists():
         before = json.loads(saved.read_text())
         changed = [k for k in GENERATION_KEYS if before.get(k) != settings[k]]
@@ -161,12 +163,22 @@ def run_recipe(cfg: RecipeConfig) -> Path:
         stage(n, f"generate {source.name}", lambda s=source: _run(generate_command(cfg, s), log))
     n = len(SOURCES)
     gen_dirs = [out / "gen" / s.name for s in SOURCES]
+    for d in gen_dirs:  # texts per minute per tool and seconds per stage, from each run's stats.json
+        print(f"  {d.name}: " + throughput_line(json.loads((d / "stats.json").read_text())), flush=True)
+    if cfg.until == "generate":
+        return out / "adapter"
     stage(n + 1, "mix", lambda: print("  " + json.dumps(write_mix(
         out / "mix.jsonl", gen_dirs, plain_ratio=cfg.plain_ratio, max_calls_per_text=cfg.max_calls_per_text,
         seed=cfg.seed).to_dict()), flush=True))
+    if cfg.until == "mix":
+        return out / "adapter"
     job_id = "recipe-" + hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:10]  # stable across runs
     stage(n + 2, "finetune", lambda: _finetune(cfg, job_id, log))
+    if cfg.until == "finetune":
+        return out / "adapter"
     stage(n + 3, "eval", lambda: _run(eval_command(cfg), log))
+    if cfg.until == "eval":
+        return out / "adapter"
     stage(n + 4, "card", lambda: write_card(cfg, timing))
     if cfg.ship:
         ship(cfg)
@@ -269,6 +281,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=d.learning_rate)
     p.add_argument("--eval-limit", type=int, default=d.eval_limit)
     p.add_argument("--ship", default=None, help="copy the adapter, card and C* here when done")
+    p.add_argument("--until", choices=["generate", "mix", "finetune", "eval"], default=None,
+                   help="stop after this stage (rerun without it to go on)")
     p.add_argument("--dry-run", action="store_true", help="print the stages and what is done, run nothing")
     p.set_defaults(func=main)
 
@@ -276,7 +290,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     cfg = RecipeConfig(model=args.model, out=args.out, scale=args.scale, plain_ratio=args.plain_ratio,
                        max_steps=args.max_steps, batch_size=args.batch_size, learning_rate=args.lr,
-                       eval_limit=args.eval_limit, ship=args.ship)
+                       eval_limit=args.eval_limit, ship=args.ship, until=args.until)
     if cfg.scale <= 0 or cfg.max_steps < 1 or cfg.eval_limit < 1 or cfg.plain_ratio < 0:
         print("error: --scale, --max-steps and --eval-limit must be positive, --plain-ratio >= 0", file=sys.stderr)
         return 2
