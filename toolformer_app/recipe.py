@@ -306,6 +306,9 @@ def main(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
         return 130
-    print(f"adapter and model card in {adapter}")
+    if cfg.until:
+        print(f"stopped after {cfg.until}: rerun without --until to go on")
+    else:
+        print(f"adapter and model card in {adapter}")
     return 0
 

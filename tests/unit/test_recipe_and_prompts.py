@@ -76,3 +76,24 @@ def test_wrong_tool_rate_counts_the_tools_that_cannot_help() -> None:
     assert wrong_tool_rate("facts", entry) == pytest.approx(0.15)
     assert wrong_tool_rate("math", entry) == pytest.approx(0.3)
     assert wrong_tool_rate("dates", entry) is None
+
+
+def test_until_generate_runs_the_four_sources_prints_their_throughput_and_stops(tmp_path: Path, monkeypatch,
+                                                                                 capsys) -> None:
+    ran = []
+
+    def fake_run(cmd: list[str], log: Path) -> None:  # a generate that only writes its stats.json
+        out = Path(cmd[cmd.index("--out") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        limit = int(cmd[cmd.index("--limit") + 1])
+        per = {"texts": limit, "seconds": 2.0, "texts_per_minute": 30.0, "stage_seconds": {"positions": 2.0}}
+        (out / "stats.json").write_text(json.dumps({"texts_seen": limit, "throughput": {
+            "per_tool": {"Calculator": per}, "seconds": 2.0, "texts_per_minute": 30.0}}))
+        ran.append(cmd[3])
+
+    monkeypatch.setattr(recipe, "_run", fake_run)
+    recipe.run_recipe(recipe.RecipeConfig(out=str(tmp_path), scale=0.05, until="generate"))
+    assert ran == ["generate"] * len(recipe.SOURCES)
+    assert not (tmp_path / "mix.jsonl").exists()
+    printed = capsys.readouterr().out
+    assert printed.count("Calculator 30.0 texts/min") == len(recipe.SOURCES)
