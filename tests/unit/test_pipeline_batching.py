@@ -95,7 +95,7 @@ def test_samples_do_not_depend_on_the_memory_budget(tiny_model, monkeypatch):
     draws = []
     for budget, rows in ((256, None), (16, 2)):  # one batch; then 2 positions (4 rows) per batch
         if rows:
-            monkeypatch.setattr("toolformer_app.pipeline.steps.rows_per_batch", lambda *a, **k: rows * 2)
+            monkeypatch.setattr("toolformer_app.pipeline.steps.rows_per_batch", lambda *a, n=rows, **k: n * 2)
         cfg = PipelineConfig(tools=("Calculator",), max_call_tokens=6, sample_memory_mb=budget)
         drawn = sample_calls_batch(model, tok, scored, requests, 2, cfg, api, tool.name)
         draws.append([[s.token_ids for s in at] for at in drawn])
