@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.unit.helpers import stats_without_timings
 from toolformer_app.calls import strip_calls
 from toolformer_app.pipeline import PipelineConfig, keep_if_helpful, kept_table, merge_calls
 from toolformer_app.pipeline.config import Candidate
@@ -92,13 +93,6 @@ def tiny_model_dir(tiny_model, tmp_path_factory):
     return path
 
 
-def _without_timings(path):
-    """stats.json's text with its throughput section (seconds, which no two runs repeat) removed."""
-    stats = json.loads(path.read_text())
-    stats.pop("throughput")
-    return json.dumps(stats, sort_keys=True)
-
-
 def _generate(args, out, env_extra=None):
     env = {**os.environ, **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", "toolformer_app", "generate", *args, "--out", str(out)],
@@ -108,8 +102,8 @@ def _generate(args, out, env_extra=None):
 @pytest.mark.slow
 def test_interrupted_generate_resumes_to_the_same_files(tiny_model_dir, tmp_path):
     corpus = tmp_path / "corpus.txt"
-    # 60 texts: enough that Ctrl-C lands mid-run (a text takes a few ms on the tiny model)
-    corpus.write_text("\n".join(f"Item {n}: we had {n} boxes and {n + 3} crates, so {2 * n + 3} in all." for n in range(60)))
+    # 400 texts: enough that Ctrl-C lands mid-run (a text takes a few ms on the tiny model)
+    corpus.write_text("\n".join(f"Item {n}: we had {n} boxes and {n + 3} crates, so {2 * n + 3} in all." for n in range(400)))
     args = ["--input", str(corpus), "--model", str(tiny_model_dir), "--tools", "Calculator", "--tau-s", "0",
             "--k", "2", "--m", "2", "--max-call-tokens", "6", "--batch-size", "1", "--temperature", "1.0"]
     full = tmp_path / "full"
@@ -121,20 +115,20 @@ def test_interrupted_generate_resumes_to_the_same_files(tiny_model_dir, tmp_path
     log = part / "records.jsonl"
     deadline = time.time() + 240
     while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 2):
-        time.sleep(0.2)
+        time.sleep(0.01)
     p.send_signal(signal.SIGINT)  # Ctrl-C mid-run
     p.wait(timeout=60)
     lines_before = len(log.read_text().splitlines())
-    assert 2 <= lines_before < 60
+    assert 2 <= lines_before < 400
     p = _generate(args, part)
     out, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
     assert "resuming" in err
     for name in ("candidates.jsonl", "dataset.jsonl"):
         assert (part / name).read_text() == (full / name).read_text(), name
-    assert _without_timings(part / "stats.json") == _without_timings(full / "stats.json")
+    assert stats_without_timings(part / "stats.json") == stats_without_timings(full / "stats.json")
     stats = json.loads((part / "stats.json").read_text())
-    assert stats["texts_seen"] == 60
+    assert stats["texts_seen"] == 400
     # throughput: every text's share of its batch's seconds, summed over the interrupted and resumed runs
     assert stats["throughput"]["per_tool"]["Calculator"]["texts"] == stats["per_tool"]["Calculator"]["texts_selected"] > 50
     assert stats["throughput"]["per_tool"]["Calculator"]["seconds"] > 0
@@ -175,4 +169,4 @@ def test_accelerate_launch_with_two_processes_shards_and_merges(tiny_model_dir, 
     assert (sharded / "records.rank0.jsonl").exists() and (sharded / "records.rank1.jsonl").exists()
     for name in ("candidates.jsonl", "dataset.jsonl"):
         assert (sharded / name).read_text() == (single / name).read_text(), name
-    assert _without_timings(sharded / "stats.json") == _without_timings(single / "stats.json")
+    assert stats_without_timings(sharded / "stats.json") == stats_without_timings(single / "stats.json")
