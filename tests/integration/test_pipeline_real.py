@@ -89,16 +89,21 @@ def test_sampling_from_the_cut_cache_equals_sampling_after_re_encoding(fp32_mode
         assert samples.token_ids[0][len(forced) :] == out
 
 
-def test_samples_do_not_depend_on_batching_across_texts(fp32_model):
-    """One sampling batch over two texts (rows finishing at different steps and leaving the batch)
-    draws exactly the samples that each text draws alone: every sample has its own generator."""
-    model, tok = fp32_model
+def _two_texts(model, tok):
+    """The Calculator's position pass over two texts, and a sampling config (temperature 1)."""
     tool = get_tool("Calculator")
     other = "Out of 1400 participants, 400 passed the test, about 29 percent."
     encs = [encode_text(tok, "a", TEXT), encode_text(tok, "b", other)]
     api = api_token_id(tok)
     cfg = PipelineConfig(tools=("Calculator",), temperature=1.0, max_call_tokens=12)
-    scored = position_scores(model, tok, tool, encs, api)
+    return tool, encs, api, cfg, position_scores(model, tok, tool, encs, api)
+
+
+def test_samples_do_not_depend_on_batching_across_texts(fp32_model):
+    """One sampling batch over two texts (rows finishing at different steps and leaving the batch)
+    draws exactly the samples that each text draws alone: every sample has its own draws."""
+    model, tok = fp32_model
+    tool, encs, api, cfg, scored = _two_texts(model, tok)
     requests = [(0, [4, 17]), (1, [9])]
     together = sample_calls_batch(model, tok, scored, requests, 3, cfg, api, tool.name)
     for row, positions in requests:
@@ -168,12 +173,7 @@ def test_shared_context_sampling_draws_what_padded_copies_draw(fp32_model, monke
     from toolformer_app.pipeline import shared_attention
 
     model, tok = fp32_model
-    tool = get_tool("Calculator")
-    other = "Out of 1400 participants, 400 passed the test, about 29 percent."
-    encs = [encode_text(tok, "a", TEXT), encode_text(tok, "b", other)]
-    api = api_token_id(tok)
-    cfg = PipelineConfig(tools=("Calculator",), temperature=1.0, max_call_tokens=12)
-    scored = position_scores(model, tok, tool, encs, api)
+    tool, _, api, cfg, scored = _two_texts(model, tok)
     requests = [(0, [4, 17]), (1, [9, 20])]
     assert shared_attention.supported(model)
     shared = sample_calls_batch(model, tok, scored, requests, 3, cfg, api, tool.name)
