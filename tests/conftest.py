@@ -50,3 +50,13 @@ def tiny_model(real_tokenizer):
     )
     model = LlamaForCausalLM(cfg).eval()
     return model, real_tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_model, tmp_path_factory):
+    """The tiny llama saved to a directory, for commands that load a model by path."""
+    path = tmp_path_factory.mktemp("tiny")
+    model, tok = tiny_model
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path

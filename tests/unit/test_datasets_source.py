@@ -79,15 +79,6 @@ def _generate(args: list[str], out: Path, launcher: list[str] | None = None) -> 
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tiny_model, tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny")
-    model, tok = tiny_model
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
 def test_generate_reads_a_parquet_dataset(parquet, tiny_model_dir, tmp_path):
     args = ["--dataset", str(parquet), "--text-field", "body", "--model", str(tiny_model_dir), "--tools",
             "Calculator", "--tau-s", "0", "--k", "1", "--m", "2", "--max-call-tokens", "5", "--limit", "4"]

@@ -84,15 +84,6 @@ def test_config_rejects_impossible_settings():
             PipelineConfig(**bad).validate()
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tiny_model, tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny")
-    model, tok = tiny_model
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
 def _generate(args, out, env_extra=None):
     env = {**os.environ, **(env_extra or {})}
     # SIGINT back to its default in the child: a shell that starts the tests in the background (`cmd &`)
