@@ -117,3 +117,70 @@ def test_another_thread_on_the_same_model_keeps_plain_attention_while_one_sample
         worker.join()
     assert model.config._attn_implementation == "sdpa"
     assert torch.allclose(got["logits"], want, atol=1e-5)
+
+
+def test_merging_attention_parts_by_log_sum_exp_equals_one_softmax_over_all_keys():
+    torch.manual_seed(0)
+    q = torch.randn(2, 4, 5, 8)
+    k1, v1 = torch.randn(2, 4, 7, 8), torch.randn(2, 4, 7, 8)
+    k2, v2 = torch.randn(2, 4, 3, 8), torch.randn(2, 4, 3, 8)
+    parts = []
+    for k, v in ((k1, v1), (k2, v2)):
+        scores = q @ k.transpose(-1, -2) / 8**0.5
+        parts.append((torch.softmax(scores, -1) @ v, torch.logsumexp(scores, -1)))
+    want = torch.nn.functional.scaled_dot_product_attention(q, torch.cat([k1, k2], 2), torch.cat([v1, v2], 2))
+    assert torch.allclose(shared_attention.merge_attention(parts), want, atol=1e-6)
+
+
+def test_position_pass_reading_the_prefix_in_place_equals_the_pass_with_copies(tiny_model, monkeypatch):
+    model, tok, tool, encs, in_place = _scored(tiny_model)
+    monkeypatch.setattr(shared_attention, "supported", lambda model: False)
+    copied = position_scores(model, tok, tool, encs, api_token_id(tok))
+    for row in range(len(encs)):
+        assert torch.allclose(in_place.p[row], copied.p[row], rtol=1e-4, atol=1e-7)
+        for (k, v), (k_ref, v_ref) in zip(in_place.kv[row], copied.kv[row], strict=True):
+            assert k.shape == k_ref.shape and torch.allclose(k, k_ref, atol=1e-5)
+            assert torch.allclose(v, v_ref, atol=1e-5)
+
+
+def _one_sample_at_a_time(model, tok, tool, enc, position, key, cfg, api):
+    """The reference sampler: one sample alone, the whole context re-encoded at every token."""
+    from toolformer_app.pipeline.steps import _closed, _forced_tokens, prompt_prefix
+
+    ids = (prompt_prefix(model, tok, tool).ids + tok(" " + enc.text + "\nOutput:", add_special_tokens=False)["input_ids"]
+           + enc.x_ids[:position] + [api] + _forced_tokens(tok, cfg, tool.name))
+    generated = list(_forced_tokens(tok, cfg, tool.name))
+    for step in range(cfg.max_call_tokens):
+        with torch.no_grad():
+            logits = model(torch.tensor([ids + generated[len(_forced_tokens(tok, cfg, tool.name)):]])).logits[0, -1]
+        token = draw_tokens(torch.softmax(logits.float() / cfg.temperature, -1)[None], [_uniform(key, step)])[0]
+        if token == tok.eos_token_id:
+            break
+        generated.append(token)
+        if _closed(tok.decode(generated[-8:])):
+            break
+    return generated
+
+
+@pytest.mark.parametrize("temperature", [0.3, 1.0])
+def test_rows_shared_by_samples_with_equal_prefixes_draw_the_samples_of_separate_rows(tiny_model, temperature):
+    """A decoding row stands for all samples of a position that drew the same tokens so far; the
+    samples are still exactly those of m independent rows, and shared prefixes are computed once."""
+    from toolformer_app.pipeline.steps import TokenCounter, _seed_for
+
+    model, tok, tool, encs, scored = _scored(tiny_model)
+    api, m = api_token_id(tok), 4
+    cfg = PipelineConfig(tools=("Calculator",), max_call_tokens=6, temperature=temperature)
+    requests = [(0, [3, 9]), (1, [5])]
+    counter = TokenCounter()
+    drawn = sample_calls_batch(model, tok, scored, requests, m, cfg, api, tool.name, counter)
+    forced = len(tok("Calculator(", add_special_tokens=False)["input_ids"])
+    separate = 0  # at most what one row per sample would feed: " [" + "Calculator(", then its drawn tokens
+    for (row, positions), per_position in zip(requests, drawn, strict=True):
+        for p, samples in zip(positions, per_position, strict=True):
+            for j in range(m):
+                key = _seed_for(cfg.seed, encs[row].text_id, tool.name, p, j)
+                want = _one_sample_at_a_time(model, tok, tool, encs[row], p, key, cfg, api)
+                assert samples.token_ids[j] == want
+                separate += 1 + len(want)
+    assert counter.sampling <= separate - 3 * (m - 1) * (1 + forced)  # the first step is fed once per position

@@ -85,9 +85,10 @@ def span_logprobs(
 ) -> list[torch.Tensor]:
     """log p(token_j | tokens_<j) for j in [start, end) of each sequence, in one right-padded batch.
 
-    Rows are right-padded; a causal model never lets a pad influence an earlier position, and the
-    attention mask is built from lengths (never from pad ids: SmolLM2's pad is its eos). Only the
-    positions needed are sent through the LM head.
+    Rows are right-padded; a causal model never lets a pad influence an earlier position, so the
+    decoders whose LM head is split off run without a padding mask; for other models the mask is
+    built from lengths (never from pad ids: SmolLM2's pad is its eos). Only the positions needed
+    are sent through the LM head.
     """
     device = next(model.parameters()).device
     lengths = [len(s) for s in sequences]
@@ -100,7 +101,9 @@ def span_logprobs(
     parts = split_head(model)
     if parts is not None:
         decoder, head = parts
-        hidden = decoder(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state  # (B, W, D)
+        # No padding mask: rows are right-padded, so under the causal mask no real position sees a pad,
+        # and without a mask SDPA takes its causal kernel (no mask tensor, no key copies for GQA).
+        hidden = decoder(input_ids=ids.to(device)).last_hidden_state  # (B, W, D)
         rows = torch.tensor([b for b, (s, e) in enumerate(spans) for _ in range(s, e)], dtype=torch.long)
         cols = torch.tensor([j - 1 for s, e in spans for j in range(s, e)], dtype=torch.long)  # logits at j-1
         targets = ids[rows, cols + 1]

@@ -1,5 +1,7 @@
-"""Attention for sampling calls: every row reads the context's keys and values where the position
-pass left them, and only its own generated tokens are stored per row.
+"""Attention that reads a shared context in place: the position pass (``PrefixAttention``: every
+text after the tool prompt's prefix) and sampling calls (``SharedContext``: every row reads the
+context's keys and values where the position pass left them, and only its own generated tokens
+are stored per row).
 
 A sampling row (text, position i, sample j) attends to P(x) + x_<i and then to its own call. The
 position pass has already computed the keys and values of P(x) + x for every text of the batch,
@@ -71,7 +73,8 @@ class SharedContext:
         self._mask_cache: dict[int, torch.Tensor] = {}
 
     def keep_rows(self, rows: list[int]) -> None:
-        """Keep only ``rows`` (ascending): finished rows leave the batch."""
+        """Keep ``rows`` (ascending, repeats allowed): finished rows leave the batch, a row whose
+        samples drew different tokens is copied once per token."""
         index = torch.tensor(rows, dtype=torch.long)
         self.gen_k = [k.index_select(0, index) for k in self.gen_k]
         self.gen_v = [v.index_select(0, index) for v in self.gen_v]
@@ -126,6 +129,56 @@ class SharedContext:
         return out.view(kv_heads, rows, rep, q, d).permute(1, 3, 0, 2, 4).reshape(rows, q, heads, d)
 
 
+_FLASH = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+
+
+def merge_attention(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """Exact attention over a union of key sets from per-set results (output, logsumexp):
+    softmax over the union weighs each part's output by exp(lse_part - lse_union).
+
+    outputs (..., q, d), lse (..., q) in float32; returns float32.
+    """
+    lse = torch.stack([lse for _, lse in parts])  # (parts, ..., q)
+    weights = torch.softmax(lse, 0)  # exp(lse_p - logsumexp_p lse_p)
+    out = parts[0][0].float() * weights[0, ..., None]
+    for (o, _), w in zip(parts[1:], weights[1:], strict=True):
+        out += o.float() * w[..., None]
+    return out
+
+
+class PrefixAttention:
+    """Attention for the position pass: rows of P(x) + x, the prompt prefix P shared by every row.
+
+    Instead of a copy of P's keys per row and a padding mask, each layer runs two flash-attention
+    calls, all rows' queries against P's keys (one call: the rows are laid end to end) and each row's
+    queries against its own keys (causal; rows are right-padded, so no real position sees a pad),
+    and merges them exactly through their log-sum-exps. The keys and values of the rows (the text
+    part, after rotary embedding) are kept per layer in ``layers`` for sampling.
+    """
+
+    def __init__(self, prefix: list[tuple[torch.Tensor, torch.Tensor]]):
+        self.prefix = prefix  # per layer (kv_heads, P, head_dim)
+        self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []  # per layer (rows, kv_heads, W, head_dim)
+
+    def attend(self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+               scaling: float) -> torch.Tensor:
+        """query (rows, heads, W, d), key/value (rows, kv_heads, W, d) -> (rows, W, heads, d)."""
+        rows, heads, width, d = query.shape
+        rep = heads // key.shape[1]
+        if layer == len(self.layers):
+            self.layers.append((key.contiguous(), value.contiguous()))  # value is a transposed view
+        k_pre, v_pre = self.prefix[layer]
+        k_pre, v_pre = k_pre.repeat_interleave(rep, 0)[None], v_pre.repeat_interleave(rep, 0)[None]
+        q_all = query.transpose(0, 1).reshape(1, heads, rows * width, d)
+        out_pre, lse_pre = _FLASH(q_all, k_pre, v_pre, 0.0, False, scale=scaling)
+        out_pre = out_pre.reshape(heads, rows, width, d).transpose(0, 1)
+        lse_pre = lse_pre.reshape(heads, rows, width).transpose(0, 1)
+        k_own, v_own = key.repeat_interleave(rep, 1), value.repeat_interleave(rep, 1)
+        out_own, lse_own = _FLASH(query, k_own, v_own, 0.0, True, scale=scaling)
+        out = merge_attention([(out_pre, lse_pre), (out_own, lse_own)]).to(query.dtype)
+        return out.transpose(1, 2)  # (rows, W, heads, d)
+
+
 def _attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     state = _ACTIVE.get()
     if state is None:  # another thread using the same model: plain SDPA
@@ -152,6 +205,8 @@ def supported(model) -> bool:
     """Whether ``model`` can sample with shared context: a transformers decoder on SDPA whose attention
     layers go through the attention interface, with no sliding window or logit soft-capping."""
     config = getattr(model, "config", None)
+    if _FLASH is None:
+        return False
     if config is None or not getattr(model, "_supports_attention_backend", False):
         return False
     if getattr(config, "_attn_implementation", None) not in ("sdpa", NAME):
@@ -163,7 +218,7 @@ def supported(model) -> bool:
 
 
 @contextmanager
-def sharing(model, state: SharedContext) -> Iterator[None]:
+def sharing(model, state: SharedContext | PrefixAttention) -> Iterator[None]:
     """Route ``model``'s attention through ``state`` in this thread for the duration of the block."""
     _register()
     config = model.config

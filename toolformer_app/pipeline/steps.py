@@ -138,7 +138,8 @@ class ScoredPositions:
 
 
 MAX_PADDING = 0.1  # rows share a pass only if padding stays under this share of its tokens
-POSITION_PASS_TOKENS = 8192  # rows x (prefix + width) per position pass: bounds its KV cache (~0.4 GB fp32)
+POSITION_PASS_TOKENS = 4096  # rows x width per position pass (the prefix read in place)
+POSITION_PASS_COPY_TOKENS = 8192  # rows x (prefix + width) when each row holds a copy of the prefix (~0.4 GB fp32)
 SCORING_PASS_TOKENS = 2048  # rows x width per loss pass (measured fastest here between 1k and 4k)
 
 
@@ -176,6 +177,7 @@ def position_scores(model, tok, tool: Tool, texts: list[EncodedText], api_token_
     is measured on the true x_<i, never on the model's own copy. Texts of similar length share a
     pass (``length_groups``); only the copy's positions go through the LM head.
     """
+    from toolformer_app.pipeline import shared_attention
     from toolformer_app.pipeline.scoring import HEAD_ROWS, split_head
 
     prefix = prompt_prefix(model, tok, tool, counter)
@@ -183,44 +185,73 @@ def position_scores(model, tok, tool: Tool, texts: list[EncodedText], api_token_
     bodies = [tok(" " + t.text + "\nOutput:", add_special_tokens=False)["input_ids"] for t in texts]
     seqs = [b + t.x_ids for b, t in zip(bodies, texts, strict=True)]
     parts = split_head(model)
+    in_place = parts is not None and shared_attention.supported(model)
+    prefix_kv = [(k[0], v[0]) for k, v in prefix.layers]
     p: list[torch.Tensor] = [torch.empty(0)] * len(texts)
     kv: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in texts]
-    for group in length_groups([len(s) for s in seqs], max_tokens=POSITION_PASS_TOKENS, overhead=len(prefix.ids)):
+    # Read in place, the prefix costs no memory per row; copied (any other model), it does.
+    budget = (POSITION_PASS_TOKENS, 0) if in_place else (POSITION_PASS_COPY_TOKENS, len(prefix.ids))
+    for group in length_groups([len(s) for s in seqs], max_tokens=budget[0], overhead=budget[1]):
         width = max(len(seqs[r]) for r in group)
         ids = torch.zeros((len(group), width), dtype=torch.long)
-        mask = torch.zeros((len(group), len(prefix.ids) + width), dtype=torch.long)
-        mask[:, : len(prefix.ids)] = 1
         for g, r in enumerate(group):
             ids[g, : len(seqs[r])] = torch.tensor(seqs[r])
-            mask[g, len(prefix.ids) : len(prefix.ids) + len(seqs[r])] = 1
-        cache = _cache_from(prefix.layers, slice(0, 1), len(prefix.ids), repeats=len(group))
         # the state at body_len - 1 + i predicts x_i: only the x part of every row is needed.
         spans = [(len(bodies[r]) - 1, len(bodies[r]) - 1 + len(texts[r].x_ids)) for r in group]
-        if parts is not None:
+        if in_place:
             decoder, head = parts
-            out = decoder(input_ids=ids.to(device), attention_mask=mask.to(device), cache=cache, use_cache=True)
+            state = shared_attention.PrefixAttention(prefix_kv)
+            positions = torch.arange(len(prefix.ids), len(prefix.ids) + width, device=device)[None]
+            with shared_attention.sharing(model, state):
+                hidden = decoder(input_ids=ids.to(device), position_ids=positions, use_cache=False).last_hidden_state
+            layers = state.layers  # per layer (rows, kv_heads, width, head_dim): the text part only
+            start = 0
+        else:
+            hidden, layers = _position_pass_copied(model, parts, prefix, ids, [len(seqs[r]) for r in group], spans)
+            start = len(prefix.ids)
+        if parts is not None:
+            head = parts[1]
             rows = torch.tensor([g for g, (a, b) in enumerate(spans) for _ in range(a, b)])
             cols = torch.tensor([j for a, b in spans for j in range(a, b)])
-            hidden = out.last_hidden_state[rows.to(device), cols.to(device)]
-            flat = torch.cat([torch.softmax(head(hidden[s : s + HEAD_ROWS]).float(), -1)[:, api_token_id]
-                              for s in range(0, hidden.shape[0], HEAD_ROWS)]).cpu()
+            picked = hidden[rows.to(device), cols.to(device)]
+            flat = torch.cat([torch.softmax(head(picked[s : s + HEAD_ROWS]).float(), -1)[:, api_token_id]
+                              for s in range(0, picked.shape[0], HEAD_ROWS)]).cpu()
             per_row = flat.split([b - a for a, b in spans])
         else:
-            keep = width - min(a for a, _ in spans)
-            out = model(ids.to(device), attention_mask=mask.to(device), cache=cache, use_cache=True,
-                        logits_to_keep=keep)
-            offset = width - out.logits.shape[1]
-            per_row = [torch.softmax(out.logits[g, a - offset : b - offset].float(), -1)[:, api_token_id].cpu()
+            offset = width - hidden.shape[1]  # hidden holds the logits of the last positions
+            per_row = [torch.softmax(hidden[g, a - offset : b - offset].float(), -1)[:, api_token_id].cpu()
                        for g, (a, b) in enumerate(spans)]
-        layers = [(k, v) for k, v, *_ in out.cache]
         for g, r in enumerate(group):
             p[r] = per_row[g]
-            end = len(prefix.ids) + len(seqs[r])  # the text's own positions, copied: the batch's block is freed
-            kv[r] = [(k[g, :, len(prefix.ids) : end].clone(), v[g, :, len(prefix.ids) : end].clone()) for k, v in layers]
+            end = start + len(seqs[r])
+            # views of the batch's block when it holds only the texts; copies when it also holds the prefix
+            kv[r] = [(k[g, :, start:end], v[g, :, start:end]) if in_place
+                     else (k[g, :, start:end].clone(), v[g, :, start:end].clone()) for k, v in layers]
         if counter:
             counter.positions += sum(len(seqs[r]) for r in group)
-    return ScoredPositions(texts, [len(b) for b in bodies], p, len(prefix.ids), [(k[0], v[0]) for k, v in prefix.layers],
-                           kv)
+    return ScoredPositions(texts, [len(b) for b in bodies], p, len(prefix.ids), prefix_kv, kv)
+
+
+def _position_pass_copied(model, parts, prefix: PromptPrefix, ids: torch.Tensor, lengths: list[int],
+                          spans: list[tuple[int, int]]):
+    """The position pass through the model's own attention: each row gets a copy of the prefix's
+    cache and a padding mask. Returns (last hidden states, or logits of the last positions when the
+    LM head cannot be split off) and the cache's layers (rows, kv_heads, P + width, head_dim)."""
+    device = next(model.parameters()).device
+    rows, width = ids.shape
+    mask = torch.zeros((rows, len(prefix.ids) + width), dtype=torch.long)
+    mask[:, : len(prefix.ids)] = 1
+    for g, n in enumerate(lengths):
+        mask[g, len(prefix.ids) : len(prefix.ids) + n] = 1
+    cache = _cache_from(prefix.layers, slice(0, 1), len(prefix.ids), repeats=rows)
+    if parts is not None:
+        out = parts[0](input_ids=ids.to(device), attention_mask=mask.to(device), cache=cache, use_cache=True)
+        hidden = out.last_hidden_state
+    else:
+        keep = width - min(a for a, _ in spans)
+        out = model(ids.to(device), attention_mask=mask.to(device), cache=cache, use_cache=True, logits_to_keep=keep)
+        hidden = out.logits
+    return hidden, [(k, v) for k, v, *_ in out.cache]
 
 
 def top_positions(p: torch.Tensor, text: EncodedText, tau_s: float, k: int) -> list[int]:
@@ -251,13 +282,16 @@ def _uniform(key: int, step: int) -> float:
     return int.from_bytes(h, "little") / 2**64
 
 
-def draw_tokens(probs: torch.Tensor, uniforms: list[float]) -> list[int]:
-    """One token per row of ``probs`` (rows, vocab) by inverting its CDF at the row's uniform.
+def draw_tokens(probs: torch.Tensor, uniforms: list[float], rows: list[int] | None = None) -> list[int]:
+    """One token per uniform by inverting a CDF: of row ``rows[s]`` of ``probs`` (rows, vocab) for
+    uniform s, or of row s when ``rows`` is None.
 
     One batched cumsum and search per step, instead of a multinomial per row; a token of
     probability 0 is never drawn (the search takes the first CDF value strictly above u).
     """
     cdf = probs.double().cumsum(-1)
+    if rows is not None:
+        cdf = cdf[torch.tensor(rows, dtype=torch.long)]
     u = torch.tensor(uniforms, dtype=torch.float64)[:, None] * cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[-1] - 1)[:, 0].tolist()
 
@@ -306,7 +340,13 @@ class _GrowingLayer(DynamicLayer):
         return self.keys, self.values
 
     def keep_rows(self, rows: list[int]) -> None:
-        """Keep ``rows`` (ascending), moved down in place: no second buffer is allocated."""
+        """Keep ``rows`` (ascending), moved down in place: no second buffer is allocated. Rows that
+        repeat (a row splits in two) need new buffers."""
+        if any(b <= a for a, b in zip(rows, rows[1:], strict=False)) or len(rows) > self.k_buf.shape[0]:
+            index = torch.tensor(rows, dtype=torch.long, device=self.k_buf.device)
+            self.k_buf, self.v_buf = self.k_buf.index_select(0, index), self.v_buf.index_select(0, index)
+            self._view()
+            return
         for new, old in enumerate(rows):
             if new != old:
                 self.k_buf[new].copy_(self.k_buf[old])
@@ -377,7 +417,7 @@ def sample_calls_batch(model, tok, scored: ScoredPositions, requests: list[tuple
     drawn: list[Samples] = []
     for s in range(0, len(pairs), per_chunk):
         chunk = pairs[s : s + per_chunk]
-        rows = _SharedRows(scored, chunk, m) if shared else _PaddedRows(scored, chunk, m)
+        rows = _SharedRows(scored, chunk) if shared else _PaddedRows(scored, chunk)
         drawn += _decode(model, tok, scored, chunk, m, cfg, api_token_id, tool_name, rows, counter)
     out, at = [], 0
     for _, positions in requests:
@@ -393,11 +433,12 @@ def _forced_tokens(tok, cfg: PipelineConfig, tool_name: str) -> list[int]:
 
 
 class _SharedRows:
-    """Rows reading their text's context in place; only the call's keys are stored per row."""
+    """Rows reading their text's context in place; only the call's keys are stored per row.
+    Decoding starts with one row per (text, position) pair."""
 
-    def __init__(self, scored: ScoredPositions, pairs: list[tuple[int, int]], m: int):
+    def __init__(self, scored: ScoredPositions, pairs: list[tuple[int, int]]):
         self.lengths = [scored.prefix_len + scored.body_lens[row] + p for row, p in pairs]
-        self.scored, self.pairs, self.m = scored, pairs, m
+        self.scored, self.pairs = scored, pairs
 
     def start(self, model, n: int, capacity: int) -> None:
         from toolformer_app.pipeline.shared_attention import SharedContext
@@ -409,8 +450,8 @@ class _SharedRows:
         self.state = SharedContext(
             prefix=self.scored.prefix_kv,
             ctx=self.scored.kv,
-            row_text=[row for row, _ in self.pairs for _ in range(self.m)],
-            ctx_len=torch.tensor([length for length in text_lens for _ in range(self.m)]),
+            row_text=[row for row, _ in self.pairs],
+            ctx_len=torch.tensor(text_lens),
             gen_k=[k.new_empty(shape) for k, _ in self.scored.kv[0]],
             gen_v=[v.new_empty(shape) for _, v in self.scored.kv[0]],
         )
@@ -424,15 +465,16 @@ class _SharedRows:
         return out.logits[:, -1]
 
     def keep_rows(self, rows: list[int]) -> None:
-        self.state.keep_rows(rows)
+        self.state.keep_rows(rows)  # rows may repeat (a row splits), ascending
 
 
 class _PaddedRows:
-    """Rows holding left-padded copies of their context in a cache allocated once (any model)."""
+    """Rows holding left-padded copies of their context in a cache allocated once (any model).
+    Decoding starts with one row per (text, position) pair."""
 
-    def __init__(self, scored: ScoredPositions, pairs: list[tuple[int, int]], m: int):
+    def __init__(self, scored: ScoredPositions, pairs: list[tuple[int, int]]):
         self.lengths = [scored.prefix_len + scored.body_lens[row] + p for row, p in pairs]
-        self.scored, self.pairs, self.m = scored, pairs, m
+        self.scored, self.pairs = scored, pairs
 
     def start(self, model, n: int, capacity: int) -> None:
         device = next(model.parameters()).device
@@ -445,16 +487,15 @@ class _PaddedRows:
             prefix = k_pre.shape[1]
             for g, ((row, _), length) in enumerate(zip(self.pairs, self.lengths, strict=True)):
                 k_row, v_row = self.scored.kv[row][layer]
-                rows = slice(g * self.m, (g + 1) * self.m)
-                kk[rows, :, width - length : width - length + prefix] = k_pre[None]
-                vv[rows, :, width - length : width - length + prefix] = v_pre[None]
-                kk[rows, :, width - length + prefix : width] = k_row[None, :, : length - prefix]
-                vv[rows, :, width - length + prefix : width] = v_row[None, :, : length - prefix]
+                kk[g, :, width - length : width - length + prefix] = k_pre
+                vv[g, :, width - length : width - length + prefix] = v_pre
+                kk[g, :, width - length + prefix : width] = k_row[:, : length - prefix]
+                vv[g, :, width - length + prefix : width] = v_row[:, : length - prefix]
             buffers.append((kk, vv))
         self.cache = _GrowingCache(buffers, width)
         mask = torch.zeros((n, width), dtype=torch.long)
         for g, length in enumerate(self.lengths):
-            mask[g * self.m : (g + 1) * self.m, width - length :] = 1
+            mask[g, width - length :] = 1
         self.mask = mask.to(device)
 
     def forward(self, model, ids: torch.Tensor, positions: torch.Tensor):
@@ -470,16 +511,20 @@ class _PaddedRows:
 
 def _decode(model, tok, scored: ScoredPositions, pairs: list[tuple[int, int]], m: int, cfg: PipelineConfig,
             api_token_id: int, tool_name: str, rows, counter: TokenCounter | None) -> list[Samples]:
+    """Decode m samples per pair. A batch row stands for all the samples of a pair that have drawn
+    the same tokens so far (their next-token distribution is the same): it starts as one row per
+    pair and splits when its samples draw different tokens, so shared prefixes are computed once.
+    Each sample still draws from its own uniform, so the samples are those of m separate rows."""
     device = next(model.parameters()).device
     n = len(pairs) * m
     forced = _forced_tokens(tok, cfg, tool_name)
-    rows.start(model, n, 1 + len(forced) + cfg.max_call_tokens)
-    pos_ids = torch.tensor([length for length in rows.lengths for _ in range(m)], device=device)[:, None]
+    rows.start(model, len(pairs), 1 + len(forced) + cfg.max_call_tokens)
+    pos_ids = torch.tensor(rows.lengths, device=device)[:, None]
     keys = [_seed_for(cfg.seed, scored.texts[row].text_id, tool_name, p, j) for row, p in pairs for j in range(m)]
-    nxt = torch.tensor([[api_token_id, *forced]] * n, dtype=torch.long, device=device)
+    nxt = torch.tensor([[api_token_id, *forced]] * len(pairs), dtype=torch.long, device=device)
     generated: list[list[int]] = [list(forced) for _ in range(n)]
     closed = [False] * n
-    active = list(range(n))  # original row index of each batch row
+    members = [list(range(g * m, (g + 1) * m)) for g in range(len(pairs))]  # samples of each batch row
     eos = tok.eos_token_id
     fed = 0
     for n_step in range(cfg.max_call_tokens):
@@ -487,25 +532,36 @@ def _decode(model, tok, scored: ScoredPositions, pairs: list[tuple[int, int]], m
         logits = rows.forward(model, nxt, pos_ids + fed + torch.arange(step, device=device)[None, :])
         fed += step
         if counter:
-            counter.sampling += len(active) * step
+            counter.sampling += len(members) * step
         probs = torch.softmax(logits.float() / cfg.temperature, -1).cpu()
-        drawn = draw_tokens(probs, [_uniform(keys[r], n_step) for r in active])
-        keep, tokens = [], []
-        for b, (r, token) in enumerate(zip(active, drawn, strict=True)):
-            if token == eos:
-                continue
-            generated[r].append(token)
-            if _closed(tok.decode(generated[r][-8:])):
-                closed[r] = True
-                continue
-            keep.append(b)
-            tokens.append(token)
-        if not keep:
+        samples = [r for group in members for r in group]
+        drawn = draw_tokens(probs, [_uniform(keys[r], n_step) for r in samples],
+                            rows=[b for b, group in enumerate(members) for _ in group])
+        at = 0
+        parents, children, tokens = [], [], []
+        for b, group in enumerate(members):
+            by_token: dict[int, list[int]] = {}
+            for r in group:
+                by_token.setdefault(drawn[at], []).append(r)
+                at += 1
+            for token, child in by_token.items():
+                if token == eos:
+                    continue
+                for r in child:
+                    generated[r].append(token)
+                if _closed(tok.decode(generated[child[0]][-8:])):  # the same tokens for the whole child
+                    for r in child:
+                        closed[r] = True
+                    continue
+                parents.append(b)
+                children.append(child)
+                tokens.append(token)
+        if not children:
             break
-        if len(keep) < len(active):  # finished rows leave the batch
-            rows.keep_rows(keep)
-            pos_ids = pos_ids[torch.tensor(keep, device=device)]
-            active = [active[b] for b in keep]
+        if parents != list(range(len(members))):  # finished rows leave, split rows are copied
+            rows.keep_rows(parents)
+            pos_ids = pos_ids[torch.tensor(parents, device=device)]
+        members = children
         nxt = torch.tensor(tokens, dtype=torch.long, device=device)[:, None]
     return [Samples([tok.decode(generated[g * m + j]) for j in range(m)],
                     [generated[g * m + j] for j in range(m)], closed[g * m : (g + 1) * m])
