@@ -10,18 +10,19 @@ from toolformer_app.tools.qa import QA, build_prompt, clean_answer
 
 @pytest.fixture
 def fake_lm(monkeypatch):
-    """models.load and greedy_complete replaced: records the prompt, answers with ``reply``."""
+    """models.load and the LM reader replaced: records the (last) prompt, answers with ``reply``."""
     from toolformer_app import models
     from toolformer_app.tools import _lm
 
-    seen: dict = {"reply": " Gustave Eiffel. He was an engineer.\n"}
+    seen: dict = {"reply": " Gustave Eiffel. He was an engineer.\n", "batches": []}
 
-    def complete(model, tok, prompt, max_new_tokens, stop="\n"):
-        seen.update(prompt=prompt, max_new_tokens=max_new_tokens, model=model)
-        return seen["reply"]
+    def complete_many(model, tok, prompts, max_new_tokens, stop="\n"):
+        seen["batches"].append(list(prompts))
+        seen.update(prompt=prompts[-1], max_new_tokens=max_new_tokens[-1], model=model)
+        return [seen["reply"]] * len(prompts)
 
     monkeypatch.setattr(models, "load", lambda name=None, **kw: (f"model:{name}", "tok"))
-    monkeypatch.setattr(_lm, "greedy_complete", complete)
+    monkeypatch.setattr(_lm, "greedy_complete_many", complete_many)
     return seen
 
 
@@ -119,3 +120,11 @@ def test_extractive_answer_is_at_most_max_answer_tokens(tiny_extractive):
     context = "The Eiffel tower was built by the engineer Gustave Eiffel in Paris."
     answer = qa_module.extractive_answer(model, tok, "Who designed the Eiffel Tower?", context, max_answer_tokens=2)
     assert answer and answer in context and len(answer.split()) <= 2
+
+
+def test_many_questions_share_one_reader_batch_and_keep_their_order(fake_lm):
+    results = QA().run_many(["Who designed the Eiffel Tower?", "", "qwxzzyq?", "What is the capital of France?"])
+    assert len(fake_lm["batches"]) == 1 and len(fake_lm["batches"][0]) == 2  # only the answerable ones
+    assert fake_lm["batches"][0][0].endswith("Question: Who designed the Eiffel Tower?\nShort answer:")
+    assert [r.output for r in results] == ["Gustave Eiffel", None, None, "Gustave Eiffel"]
+    assert "empty question" in results[1].reason and "no passage" in results[2].reason

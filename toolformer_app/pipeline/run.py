@@ -32,11 +32,12 @@ from toolformer_app.pipeline.scoring import SPAN
 from toolformer_app.pipeline.steps import (
     TokenCounter,
     candidates_from_samples,
+    count_results,
     encode_text,
-    execute_calls,
     fixed_call_samples,
     plain_logprobs,
     position_scores,
+    run_calls,
     sample_calls_batch,
     score_candidates,
     top_positions,
@@ -161,17 +162,26 @@ def annotate_batch(model, tok, items: list[tuple], tools: list[Tool], cfg: Pipel
                 with counter.timed("sampling", tool.name):  # the positions of every text of the batch in one sampling batch
                     drawn = sample_calls_batch(model, tok, scored, chosen_positions, th.m, cfg, api_id, tool.name,
                                                counter)
+            per_text = []
             for (row, positions), samples_at in zip(chosen_positions, drawn, strict=True):
                 enc = batch[row]
-                res = results[enc.text_id]
-                counts = res.counts[tool.name]
+                counts = results[enc.text_id].counts[tool.name]
                 cands = []
                 for pos, samples in zip(positions, samples_at, strict=True):
                     if trace is not None:
                         trace.append((enc.text_id, tool.name, pos, samples))
                     cands += candidates_from_samples(samples, enc, tool, pos, float(scored.p[row][pos]), counts)
-                with counter.timed("execution", tool.name):
-                    execute_calls(cands, tool.for_document(metas[enc.text_id]), counts, res.reasons[tool.name])
+                per_text.append((enc.text_id, cands))
+            with counter.timed("execution", tool.name):  # the batch's calls together, per document's tool
+                by_tool: dict[int, tuple[Tool, list[Candidate]]] = {}
+                for text_id, cands in per_text:
+                    doc_tool = tool.for_document(metas[text_id])
+                    by_tool.setdefault(id(doc_tool), (doc_tool, []))[1].extend(cands)
+                for doc_tool, cands in by_tool.values():
+                    run_calls(cands, doc_tool)
+            for text_id, cands in per_text:
+                res = results[text_id]
+                count_results(cands, res.counts[tool.name], res.reasons[tool.name])
                 res.candidates += cands
                 all_candidates += cands
             del scored

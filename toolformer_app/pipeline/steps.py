@@ -26,7 +26,7 @@ from transformers.cache_utils import Cache, DynamicLayer
 from toolformer_app.calls import _CLOSE, API_END, linearize, parse_head
 from toolformer_app.pipeline.config import Candidate, PipelineConfig
 from toolformer_app.pipeline.scoring import SPAN, span_logprobs, weighted_loss
-from toolformer_app.tools.base import Tool
+from toolformer_app.tools.base import Tool, ToolResult
 
 
 @dataclass
@@ -602,18 +602,39 @@ def candidates_from_samples(samples: Samples, text: EncodedText, tool: Tool, pos
 
 
 def execute_calls(candidates: list[Candidate], tool: Tool, counts: Counter, reasons: Counter) -> None:
-    """r = tool(input) for each candidate; a call without a result keeps its reason and is not scored."""
-    cache: dict[str, tuple[str | None, str]] = {}
-    for c in candidates:
-        if c.input not in cache:
+    """r = tool(input) for each candidate (``run_calls``), counted (``count_results``)."""
+    run_calls(candidates, tool)
+    count_results(candidates, counts, reasons)
+
+
+def run_calls(candidates: list[Candidate], tool: Tool) -> None:
+    """Fill each candidate's result, or no result and the reason.
+
+    Each distinct input runs once, all of them in one ``run_many`` (QA and MT batch their model).
+    """
+    inputs = list(dict.fromkeys(c.input for c in candidates))
+    try:
+        results = tool.run_many(inputs)
+        if len(results) != len(inputs):
+            raise ValueError(f"{tool.name}.run_many gave {len(results)} results for {len(inputs)} inputs")
+    except Exception:  # a tool bug must not stop a long run: each input alone, each with its reason
+        results = []
+        for i in inputs:
             try:
-                res = tool.run(c.input)
-                cache[c.input] = (res.output, res.reason)
-            except Exception as exc:  # a tool bug must not stop a long run
-                cache[c.input] = (None, f"{type(exc).__name__}: {exc}")
+                results.append(tool.run(i))
+            except Exception as exc:
+                results.append(ToolResult(None, f"{type(exc).__name__}: {exc}"))
+    cache = {i: (r.output, r.reason) for i, r in zip(inputs, results, strict=True)}
+    for c in candidates:
         c.result, c.reason = cache[c.input]
-        if c.result is None or c.result.strip() == "":
+        if c.result is not None and c.result.strip() == "":
             c.result = None
+
+
+def count_results(candidates: list[Candidate], counts: Counter, reasons: Counter) -> None:
+    """Count executed calls and calls without a result (by reason); the latter are not scored."""
+    for c in candidates:
+        if c.result is None:
             c.reason = c.reason or "no result"
             counts["no_result"] += 1
             reasons[c.reason.split(":")[0][:60]] += 1

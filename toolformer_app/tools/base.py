@@ -93,6 +93,10 @@ class Tool:
     def run(self, input: str) -> ToolResult:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def run_many(self, inputs: list[str]) -> list[ToolResult]:
+        """``run`` for each input, in order. Tools whose executor is a model (QA, MT) batch it."""
+        return [self.run(i) for i in inputs]
+
     def __call__(self, input: str = "") -> str:
         """Output string, or ToolError with the reason (so ``invoke_tools`` can apply its policy)."""
         result = self.run(input)

@@ -251,28 +251,54 @@ class MT(Tool):
         return detect_language(text, self.lid_model)
 
     def run(self, input: str) -> ToolResult:
-        text = clean_query(input or "")
-        if not text:
-            return ToolResult(None, "empty input")
-        if len(text) > self.max_input_chars:
-            return ToolResult(None, f"input longer than {self.max_input_chars} characters")
-        try:
-            lang, conf = self.detect(text)
-            if lang == "en" and conf >= 0.5:
-                return ToolResult(text)  # already English
-            name = self.seq2seq_model or os.environ.get("TOOLFORMER_MT_MODEL") or None
-            if name:
-                words = len(text.split()) + len(_CJK.findall(text))
-                out = translate_seq2seq(name, text, lang, max_new_tokens=min(256, 3 * words + 16))
-            else:
+        return self.run_many([input])[0]
+
+    def run_many(self, inputs: list[str]) -> list[ToolResult]:
+        """Translations in order: language ID per input, then the few-shot LM on all of them in batches
+        (a seq2seq model, when configured, translates one input at a time)."""
+        results: list[ToolResult | None] = [None] * len(inputs)
+        few_shot: dict[int, tuple[str, str]] = {}  # index -> (text, language)
+        name = self.seq2seq_model or os.environ.get("TOOLFORMER_MT_MODEL") or None
+        for n, raw_input in enumerate(inputs):
+            text = clean_query(raw_input or "")
+            if not text:
+                results[n] = ToolResult(None, "empty input")
+                continue
+            if len(text) > self.max_input_chars:
+                results[n] = ToolResult(None, f"input longer than {self.max_input_chars} characters")
+                continue
+            try:
+                lang, conf = self.detect(text)
+                if lang == "en" and conf >= 0.5:
+                    results[n] = ToolResult(text)  # already English
+                elif name:
+                    words = len(text.split()) + len(_CJK.findall(text))
+                    results[n] = _translation(translate_seq2seq(name, text, lang, max_new_tokens=min(256, 3 * words + 16)))
+                else:
+                    few_shot[n] = (text, lang)
+            except Exception as exc:  # model load or generation failure: a reason, never an exception
+                results[n] = _failed(exc)
+        if few_shot:
+            try:
                 from toolformer_app import models
-                from toolformer_app.tools._lm import greedy_complete
+                from toolformer_app.tools import _lm
 
                 model, tok = models.load(self.model_name or config.default_model())
-                n_tokens = len(tok(text)["input_ids"])
-                out = greedy_complete(model, tok, few_shot_prompt(text, lang), min(96, 2 * n_tokens + 8))
-        except Exception as exc:  # model load or generation failure: a reason, never an exception
-            first = (str(exc).strip().splitlines() or [""])[0]
-            return ToolResult(None, f"MT failed: {type(exc).__name__}: {first}")
-        out = " ".join(out.split())
-        return ToolResult(out) if out else ToolResult(None, "empty translation")
+                prompts = [few_shot_prompt(text, lang) for text, lang in few_shot.values()]
+                budgets = [min(96, 2 * len(tok(text)["input_ids"]) + 8) for text, _ in few_shot.values()]
+                for n, out in zip(few_shot, _lm.greedy_complete_many(model, tok, prompts, budgets), strict=True):
+                    results[n] = _translation(out)
+            except Exception as exc:
+                for n in few_shot:
+                    results[n] = _failed(exc)
+        return results  # type: ignore[return-value]
+
+
+def _translation(out: str) -> ToolResult:
+    out = " ".join(out.split())
+    return ToolResult(out) if out else ToolResult(None, "empty translation")
+
+
+def _failed(exc: Exception) -> ToolResult:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return ToolResult(None, f"MT failed: {type(exc).__name__}: {first}")

@@ -135,26 +135,47 @@ class QA(Tool):
         return [truncate_words(p, self.passage_chars) for _, p in hits]
 
     def run(self, input: str) -> ToolResult:
-        question = clean_query(input or "")
-        if not question:
-            return ToolResult(None, "empty question")
-        try:
-            passages = self.retrieve(question)
-            if not passages:
-                return ToolResult(None, f"no passage matches {question!r}")
-            if self.hf_qa_model:
-                model, tok = _load_extractive(self.hf_qa_model)
-                answer = extractive_answer(model, tok, question, " ".join(passages))
-            else:
+        return self.run_many([input])[0]
+
+    def run_many(self, inputs: list[str]) -> list[ToolResult]:
+        """Answers in order: retrieval per question, then the LM reader on all prompts in batches."""
+        results: list[ToolResult | None] = [None] * len(inputs)
+        prompts: dict[int, str] = {}
+        for n, raw_input in enumerate(inputs):
+            question = clean_query(raw_input or "")
+            if not question:
+                results[n] = ToolResult(None, "empty question")
+                continue
+            try:
+                passages = self.retrieve(question)
+                if not passages:
+                    results[n] = ToolResult(None, f"no passage matches {question!r}")
+                elif self.hf_qa_model:
+                    model, tok = _load_extractive(self.hf_qa_model)
+                    answer = extractive_answer(model, tok, question, " ".join(passages))
+                    results[n] = ToolResult(answer) if answer else ToolResult(None, "the reader gave no answer")
+                else:
+                    prompts[n] = build_prompt(question, passages)
+            except CorpusError as exc:
+                results[n] = ToolResult(None, str(exc))
+            except Exception as exc:  # model load or reader failure: a reason, never an exception
+                results[n] = _failed(exc)
+        if prompts:
+            try:
                 from toolformer_app import models
-                from toolformer_app.tools._lm import greedy_complete
+                from toolformer_app.tools import _lm
 
                 model, tok = models.load(self.model_name or config.default_model())
-                raw = greedy_complete(model, tok, build_prompt(question, passages), self.max_new_tokens)
-                answer = clean_answer(raw)
-        except CorpusError as exc:
-            return ToolResult(None, str(exc))
-        except Exception as exc:  # model load or generation failure: a reason, never an exception
-            first = (str(exc).strip().splitlines() or [""])[0]
-            return ToolResult(None, f"QA failed: {type(exc).__name__}: {first}")
-        return ToolResult(answer) if answer else ToolResult(None, "the reader gave no answer")
+                raws = _lm.greedy_complete_many(model, tok, list(prompts.values()), [self.max_new_tokens] * len(prompts))
+                for n, raw in zip(prompts, raws, strict=True):
+                    answer = clean_answer(raw)
+                    results[n] = ToolResult(answer) if answer else ToolResult(None, "the reader gave no answer")
+            except Exception as exc:
+                for n in prompts:
+                    results[n] = _failed(exc)
+        return results  # type: ignore[return-value]
+
+
+def _failed(exc: Exception) -> ToolResult:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return ToolResult(None, f"QA failed: {type(exc).__name__}: {first}")
