@@ -4,6 +4,8 @@ The naive reference does what the public reimplementations do: no prompt cache, 
 re-encodes the whole prompt for every sample, and three full-length passes per candidate at
 batch 1 (L(eps), L(e(c, eps)), L(e(c, r)) over the whole text, full logits). It replays the
 pipeline's own sampled tokens, so both see the same calls, and both must keep the same ones.
+The pipeline is timed twice, before and after the naive reference (their mean is the figure; both
+are printed), so that the machine's drift over the minutes of the naive run weighs on both sides.
 """
 
 from __future__ import annotations
@@ -146,15 +148,29 @@ def measure(args: argparse.Namespace) -> dict:
     print(f"{len(items)} texts, tools {tool_names}, model {args.model} ({args.dtype}), {models.pick_device()}",
           file=sys.stderr)
 
+    lengths = [len(tok(" " + t, add_special_tokens=False)["input_ids"]) for _, t in items]
+    shape_len = max(8, min(512, int(sum(lengths) / max(len(lengths), 1) * 0.6) + 12))
+    shape = (max(1, SCORING_PASS_TOKENS // shape_len), shape_len)  # the loss pass's batch shape
+
+    def timed_pipeline(trace: list | None = None):
+        start = time.perf_counter()
+        result = run_pipeline(items, cfg, model, tok, trace=trace)
+        return result, time.perf_counter() - start, _raw_forward_tok_s(model, *shape)
+
+    # The pipeline is timed before and after the naive reference, and the raw forward right after each
+    # pipeline run: this machine's speed drifts by +-15-25% over minutes, and a ~30 s measurement
+    # taken once would carry the drift into the ratio. The two pipeline runs must agree exactly.
     trace: list = []
     run_pipeline(items[:1], cfg, model, tok)  # warm-up (prompt prefix cache, allocator)
-    start = time.perf_counter()
-    result = run_pipeline(items, cfg, model, tok, trace=trace)
-    pipeline_s = time.perf_counter() - start
+    result, first_s, raw_first = timed_pipeline(trace)
     pipeline_rss = _rss_mb()  # model + pipeline: the naive reference has not run yet
     ours = {(c.text_id, c.tool, c.token_pos, c.input): c.loss_reduction
             for c in result.candidates if c.loss_reduction is not None}
     naive, naive_tokens, naive_s = naive_reference(model, tok, items, cfg, trace)
+    again, second_s, raw_second = timed_pipeline()
+    repeated = {(c.text_id, c.tool, c.token_pos, c.input): c.loss_reduction
+                for c in again.candidates if c.loss_reduction is not None} == ours
+    pipeline_s = (first_s + second_s) / 2
 
     tau_f = tau_f_per_tool(cfg)
     kept_ours = {k for k, v in ours.items() if v >= tau_f[k[1]]}
@@ -162,16 +178,16 @@ def measure(args: argparse.Namespace) -> dict:
     common = set(ours) & set(naive)
     max_diff = max((abs(ours[k] - naive[k]) for k in common), default=0.0)
     n_cand = max(len(ours), 1)
-    secs = result.tokens.seconds
+    secs = {k: (v + again.tokens.seconds.get(k, 0.0)) / 2 for k, v in result.tokens.seconds.items()}
     scoring_tok_s = result.tokens.scoring / max(secs.get("scoring", 1e-9), 1e-9)
-    lengths = [len(tok(" " + t, add_special_tokens=False)["input_ids"]) for _, t in items]
-    shape_len = max(8, min(512, int(sum(lengths) / max(len(lengths), 1) * 0.6) + 12))
-    raw_tok_s = _raw_forward_tok_s(model, max(1, SCORING_PASS_TOKENS // shape_len), shape_len)  # the loss pass shape
+    raw_tok_s = (raw_first + raw_second) / 2
     return {
         "naive_s": round(naive_s, 2),
         "pipeline_s": round(pipeline_s, 2),
+        "pipeline_runs_s": [round(first_s, 2), round(second_s, 2)],
         "speedup": round(naive_s / pipeline_s, 2),
-        "same_kept": kept_ours == kept_naive and set(ours) == set(naive),
+        "same_kept": kept_ours == kept_naive and set(ours) == set(naive) and repeated,
+        "runs_identical": repeated,
         "kept_disagreements": len(kept_ours ^ kept_naive),
         "max_abs_diff": float(f"{max_diff:.3g}"),
         "candidates_scored": len(ours),
@@ -181,6 +197,7 @@ def measure(args: argparse.Namespace) -> dict:
         "pipeline_stage_s": {k: round(v, 2) for k, v in secs.items()},
         "scoring_tok_s": round(scoring_tok_s, 1),
         "raw_forward_tok_s": round(raw_tok_s, 1),
+        "raw_forward_runs_tok_s": [round(raw_first, 1), round(raw_second, 1)],
         "scoring_vs_raw": round(scoring_tok_s / raw_tok_s, 2),
         "pipeline_peak_rss_mb": pipeline_rss,
         "peak_rss_mb": _rss_mb(),
@@ -194,7 +211,8 @@ def measure(args: argparse.Namespace) -> dict:
 
 
 ROWS = [
-    ("naive reference (s)", "naive_s"), ("pipeline (s)", "pipeline_s"), ("speedup", "speedup"),
+    ("naive reference (s)", "naive_s"), ("pipeline (s), mean of", "pipeline_s"), ("  runs before / after naive", None),
+    ("speedup", "speedup"),
     ("same kept set", "same_kept"), ("kept / scored", None), ("max |L- - L+ diff|", "max_abs_diff"),
     ("tokens/candidate naive", "tokens_per_candidate_naive"),
     ("tokens/candidate pipeline", "tokens_per_candidate_pipeline"), ("stages (s)", None),
@@ -204,6 +222,8 @@ ROWS = [
 
 
 def _cell(report: dict, label: str, key: str | None) -> str:
+    if key is None and label.strip().startswith("runs"):
+        return " / ".join(str(v) for v in report["pipeline_runs_s"])
     if key is None and label.startswith("kept"):
         return f"{report['kept']} / {report['candidates_scored']}"
     if key is None:
