@@ -199,7 +199,7 @@ def position_scores(model, tok, tool: Tool, texts: list[EncodedText], api_token_
         # the state at body_len - 1 + i predicts x_i: only the x part of every row is needed.
         spans = [(len(bodies[r]) - 1, len(bodies[r]) - 1 + len(texts[r].x_ids)) for r in group]
         if in_place:
-            decoder, head = parts
+            decoder = parts[0]
             state = shared_attention.PrefixAttention(prefix_kv)
             positions = torch.arange(len(prefix.ids), len(prefix.ids) + width, device=device)[None]
             with shared_attention.sharing(model, state):

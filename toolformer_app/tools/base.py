@@ -16,6 +16,12 @@ class ToolResult:
     def ok(self) -> bool:
         return self.output is not None
 
+    @classmethod
+    def failure(cls, what: str, exc: Exception) -> ToolResult:
+        """No result, and the first line of the exception as the reason ("QA failed: ValueError: ...")."""
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return cls(None, f"{what} failed: {type(exc).__name__}: {first}")
+
 
 @dataclass(frozen=True)
 class Thresholds:

@@ -277,7 +277,7 @@ class MT(Tool):
                 else:
                     few_shot[n] = (text, lang)
             except Exception as exc:  # model load or generation failure: a reason, never an exception
-                results[n] = _failed(exc)
+                results[n] = ToolResult.failure("MT", exc)
         if few_shot:
             try:
                 from toolformer_app import models
@@ -290,7 +290,7 @@ class MT(Tool):
                     results[n] = _translation(out)
             except Exception as exc:
                 for n in few_shot:
-                    results[n] = _failed(exc)
+                    results[n] = ToolResult.failure("MT", exc)
         return results  # type: ignore[return-value]
 
 
@@ -298,7 +298,3 @@ def _translation(out: str) -> ToolResult:
     out = " ".join(out.split())
     return ToolResult(out) if out else ToolResult(None, "empty translation")
 
-
-def _failed(exc: Exception) -> ToolResult:
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return ToolResult(None, f"MT failed: {type(exc).__name__}: {first}")

@@ -159,7 +159,7 @@ class QA(Tool):
             except CorpusError as exc:
                 results[n] = ToolResult(None, str(exc))
             except Exception as exc:  # model load or reader failure: a reason, never an exception
-                results[n] = _failed(exc)
+                results[n] = ToolResult.failure("QA", exc)
         if prompts:
             try:
                 from toolformer_app import models
@@ -172,10 +172,6 @@ class QA(Tool):
                     results[n] = ToolResult(answer) if answer else ToolResult(None, "the reader gave no answer")
             except Exception as exc:
                 for n in prompts:
-                    results[n] = _failed(exc)
+                    results[n] = ToolResult.failure("QA", exc)
         return results  # type: ignore[return-value]
 
-
-def _failed(exc: Exception) -> ToolResult:
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return ToolResult(None, f"QA failed: {type(exc).__name__}: {first}")
