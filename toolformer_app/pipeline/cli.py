@@ -66,11 +66,12 @@ def load_texts(input_path: str | None = None, wiki: bool = False, limit: int | N
     if wiki:
         from toolformer_app.pipeline.split import training_wiki_items
 
-        for n, _title, extract in training_wiki_items():  # ids keep the extract's index in the file
+        for n, title, extract in training_wiki_items():  # ids keep the extract's index in the file
             for j, passage in enumerate(_split_passage(extract)):
                 text_id = f"wiki:{n}.{j}" if j else f"wiki:{n}"
                 items.append((text_id, passage))
-                meta_out[text_id] = {"date": None}
+                # the article, so that WikiSearch and QA never retrieve it while annotating (leave-one-out)
+                meta_out[text_id] = {"date": None, "article": n, "title": title}
                 if limit and len(items) >= limit:
                     return items
         return items
@@ -85,8 +86,9 @@ def load_texts(input_path: str | None = None, wiki: bool = False, limit: int | N
             text = row.get("text")
             if isinstance(text, str) and text.strip():
                 items.append((str(row.get("id", f"line:{n}")), text))
-                if "date" in row:
-                    meta_out[items[-1][0]] = {"date": row["date"]}
+                meta = {k: row[k] for k in ("date", "title") if k in row}
+                if meta:
+                    meta_out[items[-1][0]] = meta
             elif errors is not None:
                 errors.append(f"line {n}: no non-empty \"text\" field")
     elif "\n\n" in content:  # paragraphs; each id names the file line where its paragraph starts

@@ -84,6 +84,27 @@ def precision(candidates: list[Candidate]) -> float | None:
     return round(sum(borne_out(c.result, "".join(c.next_tokens)) for c in candidates) / len(candidates), 4)
 
 
+SELF_OVERLAP_CHARS = 40
+
+
+def self_overlap(result: str | None, text: str, n: int = SELF_OVERLAP_CHARS) -> bool:
+    """Whether a call's result shares ``n`` or more characters (whitespace and case folded) with the text it
+    is inserted in: the call retrieved its own article, and "helps" because its result is the next sentence."""
+    if not result:
+        return False
+    r, t = " ".join(result.split()).casefold(), " ".join(text.split()).casefold()
+    return any(r[i : i + n] in t for i in range(0, len(r) - n + 1))
+
+
+def self_retrieved_table(candidates: list[Candidate], texts: dict[str, str]) -> dict[str, int]:
+    """Per tool, the calls (of ``candidates``) whose result overlaps their own text (``self_overlap``)."""
+    out: Counter = Counter()
+    for c in candidates:
+        if c.result and self_overlap(c.result, texts.get(c.text_id, "")):
+            out[c.tool] += 1
+    return {t: int(out[t]) for t in sorted({c.tool for c in candidates})}
+
+
 def kept_table(candidates: list[Candidate], thresholds=TABLE2_THRESHOLDS) -> dict[str, dict[str, int]]:
     """The paper's Table 2: kept calls per tool at each tau_f."""
     tools = sorted({c.tool for c in candidates})
@@ -141,6 +162,7 @@ def build_stats(records: list[dict[str, Any]], candidates: list[Candidate], tau_
         if c.loss_reduction is not None:
             per_tool[c.tool]["scored"] += 1
     kept = keep_if_helpful(candidates, tau_f)
+    self_retrieved = self_retrieved_table(kept, {r["text_id"]: r.get("text", "") for r in records if "text_id" in r})
     tools = sorted(set(per_tool) | {c.tool for c in candidates})
     stats: dict[str, Any] = {
         "texts_seen": len(records),
@@ -152,6 +174,7 @@ def build_stats(records: list[dict[str, Any]], candidates: list[Candidate], tau_
                 "tau_f": tau_f.get(t),
                 "kept_at_tau_f": sum(1 for c in kept if c.tool == t),
                 "precision": precision([c for c in kept if c.tool == t]),
+                "self_retrieved": self_retrieved.get(t, 0),
                 "no_result_reasons": dict(reasons[t].most_common()),
             }
             for t in tools
@@ -159,6 +182,8 @@ def build_stats(records: list[dict[str, Any]], candidates: list[Candidate], tau_
         "kept_at_tau_f": len(kept),
         "precision": precision(kept),
         "kept_table": kept_table(candidates),
+        # kept calls whose result shares >= 40 characters with their own text (0 with leave-one-out)
+        "self_retrieved": self_retrieved,
         "throughput": throughput(records, per_tool),
     }
     for s in STAGES:

@@ -258,6 +258,10 @@ class Calculator(Tool):
     def selects(self, text: str) -> bool:
         return self.selection_reason(text) is not None
 
+    def keeps_call(self, text_before: str, text_after: str, input: str) -> bool:
+        """Inputs from the past (the paper's MT rule, applied to numbers): ``inputs_from_past``."""
+        return inputs_from_past(text_before, input)
+
     def run(self, input: str) -> ToolResult:
         try:
             return ToolResult(format_number(evaluate(input)))
@@ -265,6 +269,49 @@ class Calculator(Tool):
             return ToolResult(None, str(exc))
         except Exception as exc:  # an executor never raises: the reason goes back to the caller
             return ToolResult(None, f"calculator failed: {type(exc).__name__}")
+
+
+# -- calls whose inputs come from the past ----------------------------------------------------------
+# Constants a writer uses without stating them: percent, doubling, time and unit conversions.
+UNSTATED_CONSTANTS = (1.0, 2.0, 10.0, 100.0, 1000.0, 7.0, 12.0, 24.0, 60.0, 365.0)
+_LITERAL = re.compile(r"\d+(?:\.\d+)?|\.\d+")
+_MAX_PAST_NUMBERS = 30  # the last numbers before the call; pairs of them bound the derived set (4 * 30^2)
+
+
+def past_values(text_before: str) -> list[float]:
+    """Values an input may use at this position: the numbers written before the call (a percentage
+    both as 0.86 and as 86), one operation on two of them, and ``UNSTATED_CONSTANTS``."""
+    nums = numbers_in_text(text_before)[-_MAX_PAST_NUMBERS:]
+    seen = [n.value for n in nums] + [round(n.value * 100, 9) for n in nums if n.percent]
+    seen = [abs(v) for v in seen]
+    derived = [value for i, x in enumerate(seen) for y in seen[i + 1 :] for a, b in ((x, y), (y, x))
+               for value, _ in _operations(a, b)]
+    return list(UNSTATED_CONSTANTS) + seen + [abs(v) for v in derived]
+
+
+def inputs_from_past(text_before: str, input: str) -> bool:
+    """Whether every number of a Calculator input appears before the call or is derivable from those
+    numbers (one + - * / of two of them, or a unit constant), within the precision it is written to.
+
+    The paper drops MT calls whose input appears only after the call; a Calculator call whose operand
+    is read from the answer about to be written ("... sold [Calculator(347 + 289)] 636 loaves", with
+    only 347 stated) passes tau_f by copying the future, and teaches nothing about computing.
+    """
+    try:
+        expression = normalise(input)
+    except Exception:
+        return False
+    literals = _LITERAL.findall(expression)
+    if not literals:
+        return False
+    allowed = past_values(text_before)
+    for lit in literals:
+        x = float(lit)
+        decimals = len(lit.split(".", 1)[1]) if "." in lit else 0
+        tolerance = 0.5 * 10.0**-decimals + 1e-9 * abs(x)
+        if not any(abs(v - x) <= tolerance for v in allowed):
+            return False
+    return True
 
 
 def _stable_fraction(text: str) -> float:

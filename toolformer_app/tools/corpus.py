@@ -58,6 +58,27 @@ class _BM25(BM25Okapi):
         self.average_idf = sum(self.idf.values()) / max(1, len(self.idf))
 
 
+@dataclass(frozen=True)
+class Exclusion:
+    """Passages a search must not return: by index in the corpus, or by (case-folded) title."""
+
+    ids: frozenset[int] = frozenset()
+    titles: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.ids or self.titles)
+
+    @classmethod
+    def for_document(cls, meta: dict | None, embedded: bool) -> Exclusion:
+        """The document's own article: its index in the embedded extracts ("article", only meaningful
+        for the embedded corpus) and its title ("title")."""
+        meta = meta or {}
+        article, title = meta.get("article"), meta.get("title")
+        ids = frozenset({article}) if embedded and isinstance(article, int) else frozenset()
+        titles = frozenset({title.casefold()}) if isinstance(title, str) and title.strip() else frozenset()
+        return cls(ids, titles)
+
+
 @dataclass
 class Corpus:
     """Passages (with optional titles) and a BM25 index built on first search."""
@@ -82,18 +103,31 @@ class Corpus:
                     self._index = _BM25(docs)
         return self._index
 
-    def search_ids(self, query: str, n: int = 3) -> list[tuple[float, int]]:
-        """The ``n`` best (score, passage index), best first; only passages sharing a query term."""
+    def search_ids(self, query: str, n: int = 3, exclude: Exclusion | None = None) -> list[tuple[float, int]]:
+        """The ``n`` best (score, passage index), best first; only passages sharing a query term.
+
+        ``exclude`` leaves passages out (leave-one-out while annotating: never the text's own article).
+        """
         terms = tokenize(query)
         if not terms or not self.passages or n <= 0:
             return []
         scores = self.index.get_scores(terms)
+        if exclude:
+            scores = scores.copy()
+            scores[self.excluded_indices(exclude)] = 0.0
         order = np.argsort(-scores, kind="stable")[:n]  # stable: ties go to the earlier passage
         return [(float(scores[i]), int(i)) for i in order if scores[i] > 0]
 
-    def search(self, query: str, n: int = 3) -> list[tuple[float, str]]:
+    def search(self, query: str, n: int = 3, exclude: Exclusion | None = None) -> list[tuple[float, str]]:
         """The ``n`` best (score, passage), best first; [] for an empty query or no match."""
-        return [(score, self.passages[i]) for score, i in self.search_ids(query, n)]
+        return [(score, self.passages[i]) for score, i in self.search_ids(query, n, exclude)]
+
+    def excluded_indices(self, exclude: Exclusion) -> list[int]:
+        """Passage indices named by ``exclude``: its ids, and every passage whose title it names."""
+        out = [i for i in exclude.ids if 0 <= i < len(self.passages)]
+        if exclude.titles:
+            out += [i for i, t in enumerate(self.titles) if t and t.casefold() in exclude.titles]
+        return out
 
     def title(self, i: int) -> str:
         return self.titles[i] if i < len(self.titles) else ""

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from toolformer_app import config
 from toolformer_app.calls import linearize
 from toolformer_app.tools.base import Thresholds, Tool, ToolResult
-from toolformer_app.tools.corpus import CorpusError, load_corpus, truncate_words
+from toolformer_app.tools.corpus import CorpusError, Exclusion, load_corpus, truncate_words
 from toolformer_app.tools.wikisearch import clean_query
 
 
@@ -129,9 +129,16 @@ class QA(Tool):
     n_passages: int = 3
     passage_chars: int = 500  # each passage is cut so the prompt stays short on CPU
     max_new_tokens: int = 12
+    # Leave-one-out while annotating (``for_document``): a text's own article is never returned, so a
+    # call cannot pass tau_f by retrieving the very sentence that follows it. Users' searches see all.
+    exclude: Exclusion = field(default_factory=Exclusion)
+
+    def for_document(self, meta: dict | None) -> Tool:
+        exclude = Exclusion.for_document(meta, embedded=not self.corpus_path)
+        return replace(self, exclude=exclude) if exclude else self
 
     def retrieve(self, question: str) -> list[str]:
-        hits = load_corpus(self.corpus_path).search(question, self.n_passages)
+        hits = load_corpus(self.corpus_path).search(question, self.n_passages, self.exclude)
         return [truncate_words(p, self.passage_chars) for _, p in hits]
 
     def run(self, input: str) -> ToolResult:

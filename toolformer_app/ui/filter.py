@@ -59,15 +59,19 @@ def table2_frame(run: dict[str, Any] | None):
     """The paper's Table 2: calls kept per tool at τf = 0.5, 1 and 2."""
     import pandas as pd
 
+    columns = ["tool", "τf = 0.5", "τf = 1.0", "τf = 2.0", "self-retrieved (τf = 0.5)"]
     cands = _candidates(run)
     if not cands:
-        return pd.DataFrame(columns=["tool", "τf = 0.5", "τf = 1.0", "τf = 2.0"])
-    from toolformer_app.pipeline import kept_table
+        return pd.DataFrame(columns=columns)
+    from toolformer_app.pipeline.filtering import kept_table, self_retrieved_table
 
     table = kept_table(cands)
-    rows = [{"tool": tool, **{f"τf = {th}": n for th, n in by.items()}}
+    texts = {t["text_id"]: t.get("text", "") for t in (run or {}).get("texts", [])}
+    # calls whose result shares >= 40 characters with their own text: copies, not lookups
+    copied = self_retrieved_table([c for c in cands if c.kept(0.5)], texts)
+    rows = [{"tool": tool, **{f"τf = {th}": n for th, n in by.items()}, columns[-1]: copied.get(tool, 0)}
             for tool, by in sorted(table.items(), key=lambda kv: render._tool_order(kv[0]))]
-    return pd.DataFrame(rows, columns=["tool", "τf = 0.5", "τf = 1.0", "τf = 2.0"])
+    return pd.DataFrame(rows, columns=columns)
 
 
 def kept_summary(run: dict[str, Any] | None, tau_f: float) -> str:
