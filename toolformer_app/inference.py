@@ -59,6 +59,15 @@ class InferenceConfig:
     tools: tuple[str, ...] | None = None  # names allowed from the registry; None = all
     ignore_eos: bool = False  # always produce max_new_tokens tokens (benchmarks)
     chat_template: bool = False  # wrap the prompt in the tokenizer's chat template
+    # After " [", the tool name is decoded from a token trie of the enabled tools' names: a disabled
+    # tool cannot be written. False: today's free decoding (a WikiSearch call on a facts suite).
+    constrain_names: bool = True
+    # With constrained names: the name is first read greedily from the trie of *every* known tool;
+    # when the model prefers a disabled one, no call is written there (p(" [") x p(enabled name | " [")
+    # decides), rather than forcing its second choice (a Calendar call after "The capital of Peru is").
+    decline_disabled: bool = True
+    # Call when p(" [") >= this (Chat's calibrated default, from the model card), instead of top-k.
+    call_threshold: float | None = None
 
 
 PROMPT_STYLES = ("paper", "plain", "chat")
@@ -144,6 +153,8 @@ class GenerationStats:
     prefix_tokens_reencoded: int = 0  # 0: calls resume from the cache
     elapsed_s: float = 0.0
     tool_time_s: float = 0.0
+    lookahead_tokens: int = 0  # " [" + name tokens fed to read a declined call's name, then cropped
+    calls_declined: int = 0  # the model preferred a disabled tool: no call written there
 
     @property
     def tokens_per_s(self) -> float:
@@ -263,6 +274,8 @@ class _Session:
             elif src:
                 eos.update(int(x) for x in src)
         self.eos_ids = sorted(eos)
+        self.cache_len = 0  # tokens in the KV cache
+        self.name_trie = self._name_sequences(tools)
         self.rng = None
         if cfg.temperature > 0:
             self.rng = torch.Generator(device="cpu")
@@ -270,6 +283,48 @@ class _Session:
 
     def decode(self, ids: list[int]) -> str:
         return self.tok.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    def _name_sequences(self, tools: Mapping[str, Any]) -> list[tuple[str, list[int], bool]]:
+        """(name, token ids of "Name(" after " [", enabled) for every known tool: the name trie's paths."""
+        if not self.cfg.constrain_names:
+            return []
+        from toolformer_app.tools import tool_names
+
+        out = []
+        for name in dict.fromkeys([*tool_names(), *tools]):
+            try:
+                ids = self.tok.encode(API_START + name + "(", add_special_tokens=False)
+                # canonical tokens after " [" (a tokenizer that merges " [" with the name: the name alone)
+                ids = ids[len(self.api_ids):] if ids[: len(self.api_ids)] == self.api_ids else \
+                    self.tok.encode(name + "(", add_special_tokens=False)
+            except Exception:  # a name this tokenizer cannot spell is a name the model cannot write
+                continue
+            if ids:
+                out.append((name, ids, name in self.tools))
+        return out
+
+    @torch.inference_mode()
+    def read_name(self, logits: torch.Tensor) -> tuple[str, list[int], torch.Tensor]:
+        """After " [" has been fed (``logits``: the next-token logits), the greedy path through the name trie.
+
+        Returns (name, its ids, logits after all but its last id), with every id but the last fed.
+        The trie holds the enabled names only (at least one), or every known name with
+        ``decline_disabled``; then the name may be a disabled one, which the caller declines.
+        """
+        decline = self.cfg.decline_disabled and hasattr(self.cache, "crop")  # a declined call is cropped away
+        paths = [(n, ids) for n, ids, on in self.name_trie if on or decline]
+        chosen: list[int] = []
+        while True:
+            live = [(n, ids) for n, ids in paths if ids[: len(chosen)] == chosen]
+            done = next((n for n, ids in live if len(ids) == len(chosen)), None)
+            if done is not None:
+                return done, chosen, logits
+            options = sorted({ids[len(chosen)] for _, ids in live})
+            tok = options[int(logits[options].argmax())]
+            chosen.append(tok)
+            if any(ids == chosen for _, ids in live):  # the last id is fed later, with the call's text
+                continue
+            logits = self.forward([tok])
 
     def encode_prompt(self, prompt: str) -> list[int]:
         if self.cfg.chat_template and getattr(self.tok, "chat_template", None):
@@ -285,6 +340,7 @@ class _Session:
         out = self.model(input_ids=torch.tensor([ids], device=self.device), cache=self.cache,
                          use_cache=True, **kwargs)
         self.cache = out.cache
+        self.cache_len += len(ids)
         self.stats.forward_passes += 1
         self.stats.tokens_fed += len(ids)
         return out.logits[0, -1].float()
@@ -296,8 +352,12 @@ class _Session:
         if cfg.ignore_eos and self.eos_ids:
             logits[self.eos_ids] = float("-inf")
         if may_call and not in_call:
+            if cfg.call_threshold is not None:
+                if float(torch.softmax(logits, -1)[self.api_id]) >= cfg.call_threshold:
+                    return self.api_id
+                logits[self.api_id] = float("-inf")  # under the threshold: " [" is not written as text either
             # rank of " [" = how many tokens beat it; ties count for " ["
-            if int((logits > logits[self.api_id]).sum()) < cfg.top_k_call:
+            elif int((logits > logits[self.api_id]).sum()) < cfg.top_k_call:
                 return self.api_id
         else:
             logits[self.api_id] = float("-inf")
@@ -387,12 +447,37 @@ class _Session:
                     stop_reason = "eos"
                     break
                 if tok == self.api_id and may_call:
+                    name_ids: list[int] = []
+                    if not unfed and any(on for _, _, on in self.name_trie):
+                        before_call = self.cache_len
+                        name, name_ids, after = self.read_name(self.forward(self.api_ids))
+                        if name not in self.tools:  # the preferred tool is disabled: no call here
+                            stats.lookahead_tokens += self.cache_len - before_call
+                            stats.calls_declined += 1
+                            try:  # transformers' crop takes the (negative) number of tokens to remove
+                                self.cache.crop(before_call - self.cache_len)
+                                self.cache_len = before_call
+                            except Exception:  # a cache that cannot roll back (a full sliding window): rebuild
+                                self.cache, self.cache_len = None, 0
+                                unfed[:0] = prompt_ids + out_ids
+                            tok = self.choose(logits, False, False)  # " [" masked: the next best token
+                            if tok in self.eos_ids:
+                                stop_reason = "eos"
+                                break
+                            yield from feed([tok], False)
+                            continue
+                        logits = after  # " [" and all name ids but the last are in the cache
                     yield from emit(detok.flush(), False)
                     if stop_reason == "stop":
                         break
-                    call_start, call_ids, in_call = len(out_ids), list(self.api_ids), True
+                    call_start, call_ids, in_call = len(out_ids), list(self.api_ids) + name_ids, True
                     yield CallStarted(len(calls), len(self.decode(out_ids)))
-                    yield from feed(self.api_ids, True)
+                    if name_ids:
+                        stats.tokens_generated += len(name_ids)
+                        yield from feed(self.api_ids + name_ids, True)
+                        del unfed[: len(self.api_ids) + len(name_ids) - 1]  # fed while reading the name
+                    else:
+                        yield from feed(self.api_ids, True)
                 else:
                     yield from feed([tok], False)
                 continue
@@ -450,7 +535,8 @@ class _Session:
             if held:
                 emitted.append(held)
                 yield TextChunk(held)
-        stats.prefix_tokens_reencoded = stats.tokens_fed - stats.prompt_tokens - (len(out_ids) - len(unfed))
+        stats.prefix_tokens_reencoded = (stats.tokens_fed - stats.lookahead_tokens - stats.prompt_tokens
+                                         - (len(out_ids) - len(unfed)))
         stats.elapsed_s = time.perf_counter() - t0
         yield Done("".join(emitted), calls, stop_reason, stats, out_ids)
 

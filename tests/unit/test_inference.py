@@ -333,3 +333,61 @@ def test_bench_inference_is_registered():
 
     args = cli.build_parser().parse_args(["bench", "inference", "--n", "2", "--json"])
     assert args.bench_kind == "inference" and args.n == 2 and args.json and callable(args.func)
+
+
+# -- constrained tool names and the call threshold ---------------------------------------------------
+WIKI = " [WikiSearch(Peru) ->"
+
+
+def test_disabled_tool_cannot_be_written_the_call_is_declined(tiny_model):
+    """The model prefers WikiSearch, which is not enabled: no call is written there, and the text is
+    what the model writes with tools disabled (the lookahead is cropped from the cache)."""
+    _, tok = tiny_model
+    model, _ = scripted(tiny_model, PROMPT, WIKI)
+    calc = Counting()
+    res = run_with_tools(model, tok, PROMPT, {"Calculator": calc}, InferenceConfig(max_new_tokens=8, ignore_eos=True))
+    off = run_with_tools(model, tok, PROMPT, {"Calculator": calc},
+                         InferenceConfig(max_new_tokens=8, ignore_eos=True, disabled=True))
+    assert res.calls == [] and calc.inputs == [] and "[" not in res.text
+    assert res.text == off.text and res.token_ids == off.token_ids
+    assert res.stats.calls_declined >= 1 and res.stats.lookahead_tokens >= 2
+    assert res.stats.prefix_tokens_reencoded == 0
+
+
+def test_constrained_names_force_an_enabled_tool_without_decline(tiny_model):
+    _, tok = tiny_model
+    model, _ = scripted(tiny_model, PROMPT, WIKI)
+    cfg = InferenceConfig(max_new_tokens=12, ignore_eos=True, decline_disabled=False)
+    res = run_with_tools(model, tok, PROMPT, {"Calculator": Counting()}, cfg)
+    [call] = res.calls
+    assert call.tool == "Calculator" and call.text.startswith(" [Calculator(")
+    assert res.stats.prefix_tokens_reencoded == 0 and tok.decode(res.token_ids) == res.text
+
+
+def test_free_names_keep_todays_behaviour(tiny_model):
+    _, tok = tiny_model
+    model, _ = scripted(tiny_model, PROMPT, WIKI)
+    cfg = InferenceConfig(max_new_tokens=12, ignore_eos=True, constrain_names=False)
+    [call] = run_with_tools(model, tok, PROMPT, {"Calculator": Counting()}, cfg).calls
+    assert call.tool == "WikiSearch" and not call.ok and "unknown tool" in call.reason
+
+
+def test_enabled_name_is_read_from_the_trie_same_as_free_decoding(tiny_model):
+    _, tok = tiny_model
+    model, _ = scripted(tiny_model, PROMPT, " it has [Calculator(2 + 3) ->")
+    free = run_with_tools(model, tok, PROMPT, {"Calculator": Counting()},
+                          InferenceConfig(max_new_tokens=16, ignore_eos=True, constrain_names=False))
+    trie = run_with_tools(model, tok, PROMPT, {"Calculator": Counting()}, InferenceConfig(max_new_tokens=16, ignore_eos=True))
+    assert trie.text == free.text and trie.token_ids == free.token_ids
+    assert trie.stats.prefix_tokens_reencoded == 0
+
+
+def test_call_threshold_gates_on_p_api_start(tiny_model):
+    _, tok = tiny_model
+    model, _ = scripted(tiny_model, PROMPT, " it has [Calculator(2 + 3) ->")
+    never = run_with_tools(model, tok, PROMPT, {"Calculator": Counting()},
+                           InferenceConfig(max_new_tokens=10, call_threshold=1.01))
+    always = run_with_tools(model, tok, PROMPT, {"Calculator": Counting()},
+                            InferenceConfig(max_new_tokens=10, call_threshold=0.0, decline_disabled=False))
+    assert never.calls == [] and "[" not in never.text
+    assert always.calls and always.text.startswith(" [")
