@@ -99,6 +99,12 @@ def format_prompt(message: str, style: str = "paper") -> str:
     return LAMA_PREFIX + text.rstrip(".")
 
 
+def answer_stops(style: str = "paper") -> tuple[str, ...]:
+    """Stop strings that end the answer in the paper's formats: the end of the line, and the end of the
+    first sentence (". "), so "… The answer is 636." stops there instead of repeating "The answer is"."""
+    return ("\n", ". ") if style == "paper" else ("\n",)
+
+
 # -- events -----------------------------------------------------------------------------------------
 @dataclass
 class _Event:

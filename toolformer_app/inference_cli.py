@@ -53,6 +53,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--stop", action="append", default=[], help="stop string, escapes allowed (repeatable), e.g. --stop '\\n\\n'")
     p.add_argument("--chat-template", action="store_true", help="wrap the prompt in the model's chat template")
+    p.add_argument("--style", choices=("raw", "paper", "plain", "chat"), default="raw",
+                   help="the Chat tab's prompt styles: paper (the paper's zero-shot formats, stops at the end of "
+                        "the answer), plain, chat (the chat template); raw: the prompt as given (default)")
+    p.add_argument("--call-threshold", default=None,
+                   help="call when p(' [') reaches this instead of top-k; 'card': the model card's calibrated value")
+    p.add_argument("--free-names", action="store_true",
+                   help="decode tool names freely (a disabled tool can be written) instead of from the name trie")
+    p.add_argument("--no-decline", action="store_true",
+                   help="with constrained names, force an enabled tool even when the model prefers a disabled one")
     p.add_argument("--device", default=None, help="cpu or cuda (default: auto)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=run)
@@ -60,12 +69,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from toolformer_app import models
-    from toolformer_app.inference import CallExecuted, Done, InferenceConfig, TextChunk, generate_with_tools
+    from toolformer_app.inference import (
+        CallExecuted,
+        Done,
+        InferenceConfig,
+        TextChunk,
+        answer_stops,
+        format_prompt,
+        generate_with_tools,
+    )
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     if not prompt.strip():  # as the UI: nothing to continue from
         print("error: the prompt is empty", file=sys.stderr)
         return 2
+    stops = tuple(codecs.decode(x, "unicode_escape") for x in args.stop)
+    if args.style != "raw":  # exactly what the Chat tab sends for this style
+        prompt = format_prompt(prompt, args.style)
+        stops = stops or answer_stops(args.style)
+    threshold = None
+    if args.call_threshold == "card":
+        threshold = models.call_threshold(args.model or models.model_id())
+    elif args.call_threshold is not None:
+        try:
+            threshold = float(args.call_threshold)
+        except ValueError:
+            print(f"error: --call-threshold must be a number or 'card', got {args.call_threshold!r}", file=sys.stderr)
+            return 2
     try:
         model, tok = models.load(args.model, device=args.device)
     except models.ModelLoadError as exc:
@@ -75,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = InferenceConfig(
         max_new_tokens=args.max_new_tokens, top_k_call=args.top_k, max_calls=args.max_calls,
         disabled=args.disabled, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-        stop=tuple(codecs.decode(x, "unicode_escape") for x in args.stop), chat_template=args.chat_template,
+        stop=stops, chat_template=args.chat_template or args.style == "chat", call_threshold=threshold,
+        constrain_names=not args.free_names, decline_disabled=not args.no_decline,
     )
     color = sys.stdout.isatty() and not args.json
     done: Done | None = None

@@ -146,3 +146,14 @@ def test_missing_file_and_unknown_suite(tmp_path):
         load_suite_file(tmp_path / "nope.jsonl")
     with pytest.raises(SuiteError, match="unknown suite 'poetry'"):
         load_suite("poetry")
+
+
+def test_facts_plain_is_the_facts_suite_as_written() -> None:
+    from toolformer_app.evaluation import suites as S
+
+    facts, plain = S.load_suite("facts"), S.load_suite(S.FACTS_PLAIN)
+    assert len(plain) == len(facts) and [p.answers for p in plain] == [f.answers for f in facts]
+    assert all(f.prompt == S.FACTS_PREFIX + p.prompt for f, p in zip(facts, plain, strict=True))
+    assert not any(p.prompt.startswith("Please complete") for p in plain)
+    assert plain[0].id.startswith("facts_plain-") and len({p.id for p in plain}) == len(plain)
+    assert S.TOOLS_BY_KIND[plain[0].kind] == S.TOOLS_BY_KIND["facts"]  # no WikiSearch, as in the paper

@@ -97,3 +97,20 @@ def test_until_generate_runs_the_four_sources_prints_their_throughput_and_stops(
     assert not (tmp_path / "mix.jsonl").exists()
     printed = capsys.readouterr().out
     assert printed.count("Calculator 30.0 texts/min") == len(recipe.SOURCES)
+
+
+def test_the_call_threshold_is_read_from_the_model_card(tmp_path) -> None:
+    import json
+
+    from toolformer_app import models
+    from toolformer_app.ui.chat import threshold_default
+
+    d = tmp_path / "ft"
+    d.mkdir()
+    (d / "adapter_config.json").write_text("{}")
+    assert models.call_threshold(str(d)) is None and threshold_default(str(d)) == 0.0
+    (d / models.CARD_NAME).write_text(json.dumps({"calling": {"call_threshold": 0.042}}))
+    assert models.call_threshold(str(d)) == 0.042 and threshold_default(str(d)) == 0.042
+    (d / models.CARD_NAME).write_text("{broken")
+    assert models.call_threshold(str(d)) is None
+    assert models.call_threshold("no/such/model") is None

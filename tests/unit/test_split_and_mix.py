@@ -130,3 +130,37 @@ def test_the_mix_drops_calls_whose_result_is_not_borne_out(tmp_path: Path) -> No
     assert [r["id"] for r in rows if r["calls"]] == ["dated:0"]
     assert stats.texts_without_borne_out_call == 1
     assert [r["id"] for r in rows if not r["calls"]] == ["dated:1"]  # it joins the call-free pool
+
+
+def _call(tool: str, red: float, result: str = "42") -> dict:
+    return {"tool": tool, "input": "x", "result": result, "char_pos": 4, "token_pos": 1, "loss_reduction": red}
+
+
+def test_no_tool_holds_more_than_its_share_of_the_call_texts(tmp_path: Path) -> None:
+    from toolformer_app.pipeline.mix import cap_tool_share
+
+    cal = _gen_dir(tmp_path / "cal", {f"dated:{n}": [_call("Calendar", n / 10)] for n in range(20)},
+                   [f"dated:{n}" for n in range(20, 40)])
+    calc = _gen_dir(tmp_path / "calc", {f"arith:{n}": [_call("Calculator", 1.0)] for n in range(4)},
+                    [f"arith:{n}" for n in range(4, 12)])
+    wiki = _gen_dir(tmp_path / "wiki", {f"wiki:{n}": [_call("QA", 1.0)] for n in range(3)},
+                    [f"wiki:{n}" for n in range(3, 30)])
+    mt = _gen_dir(tmp_path / "mt", {f"foreign:{n}": [_call("MT", 1.0)] for n in range(2)}, ["foreign:9"])
+    rows, stats = build_mix([cal, calc, wiki, mt], plain_ratio=1.0, extra_wiki=False, borne_out_only=False)
+    shares = stats.calls_per_tool
+    assert max(shares.values()) <= 0.35 * stats.with_calls
+    assert shares["Calendar"] == 4 and stats.capped_per_tool == {"Calendar": 16}  # 4 <= 0.35 * (4 + 9)
+    kept = sorted(r["id"] for r in rows if r["calls"] and r["id"].startswith("dated"))
+    assert kept == [f"dated:{n}" for n in (16, 17, 18, 19)]  # the largest loss reductions
+    # call-free text per source, in proportion to its call texts; capped dated texts join the dated pool
+    assert stats.plain_per_source == {"dated": 4, "arith": 4, "wiki": 3, "foreign": 1}
+    assert cap_tool_share([{"calls": [_call("MT", 1)]}] * 3, 0.35) == ([{"calls": [_call("MT", 1)]}] * 3, [])
+
+
+def test_the_mix_never_keeps_a_call_that_copies_its_own_text(tmp_path: Path) -> None:
+    original = "Text wiki:0 has words enough to hold calls."
+    copy = _call("WikiSearch", 2.0, result="Text wiki:0 has words enough to hold calls. It is a text.")
+    d = _gen_dir(tmp_path / "w", {"wiki:0": [copy], "wiki:1": [_call("QA", 1.0)]}, [])
+    assert original in (d / "dataset.jsonl").read_text()
+    rows, stats = build_mix([d], plain_ratio=0.0, extra_wiki=False, borne_out_only=False)
+    assert [r["id"] for r in rows] == ["wiki:1"] and stats.self_retrieved_dropped == 1

@@ -24,6 +24,13 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "eval", help="zero-shot accuracy with/without tools, call rates and perplexity (paper, section 4)",
@@ -35,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--base-model", default=None,
                    help="the base model (default: base_model in the checkpoint's toolformer_card.json, else --model)")
     p.add_argument("--suites", default=None,
-                   help="comma-separated: math,facts,dates,perplexity (default: all four, or none with --suite-file)")
+                   help="comma-separated: math,facts,facts_plain,dates,perplexity,plain "
+                        "(default: math,facts,dates,perplexity, or none with --suite-file)")
     p.add_argument("--suite-file", action="append", default=[], metavar="FILE",
                    help="a custom JSONL suite (repeatable)")
     p.add_argument("--limit", type=int, default=None, help="the first N items of each suite / N held-out texts")
@@ -45,6 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--modes", default="base,tools,disabled", help="comma-separated subset of base,tools,disabled")
     p.add_argument("--max-new-tokens", type=int, default=32, help="tokens per answer (default 32)")
     p.add_argument("--ppl-tokens", type=int, default=128, help="tokens scored per held-out extract (default 128)")
+    p.add_argument("--thresholds", type=_floats, default=(),
+                   help="sweep a call threshold on p(' [') (Table 9 analogue), e.g. 0.01,0.05,0.1")
+    p.add_argument("--call-threshold", type=float, default=None,
+                   help="tools mode calls when p(' [') reaches this instead of top-k (Chat's calibrated mode)")
+    p.add_argument("--free-names", action="store_true",
+                   help="decode tool names freely (a suite's disallowed tool can be written; the old behaviour)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default: auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -66,6 +80,7 @@ def main(args: argparse.Namespace) -> int:
         suites=chosen, suite_files=tuple(args.suite_file), limit=args.limit,
         modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()), top_k_call=args.top_k, ks=args.ks,
         max_new_tokens=args.max_new_tokens, ppl_tokens=args.ppl_tokens, seed=args.seed,
+        thresholds=args.thresholds, call_threshold=args.call_threshold, constrain_names=not args.free_names,
     )
     name = args.model or models.model_id()
     out = Path(args.out) if args.out else config.data_dir() / "eval" / re.sub(r"[^\w.-]+", "_", name).strip("_")

@@ -56,12 +56,15 @@ class EvalConfig:
     ppl_batch_size: int = 8
     seed: int = 0
     clock: datetime.date = suite_lib.CLOCK  # "today" for the dates suite and the Calendar tool
+    constrain_names: bool = True  # only the suite's allowed tools can be written (False: free names)
+    call_threshold: float | None = None  # "tools" mode calls when p(" [") reaches this, instead of top-k
+    thresholds: tuple[float, ...] = ()  # Table 9 analogue: a sweep over call thresholds
 
     def validate(self) -> None:
-        unknown = [s for s in self.suites if s not in suite_lib.BUILTIN + (suite_lib.PERPLEXITY, suite_lib.PLAIN)]
+        known = suite_lib.BUILTIN + (suite_lib.FACTS_PLAIN, suite_lib.PERPLEXITY, suite_lib.PLAIN)
+        unknown = [s for s in self.suites if s not in known]
         if unknown:
-            raise SuiteError(f"unknown suite {unknown[0]!r} (expected {', '.join(suite_lib.BUILTIN)}, "
-                             "perplexity, plain)")
+            raise SuiteError(f"unknown suite {unknown[0]!r} (expected {', '.join(known)})")
         bad_modes = [m for m in self.modes if m not in MODES]
         if bad_modes:
             raise SuiteError(f"unknown mode {bad_modes[0]!r} (expected {', '.join(MODES)})")
@@ -71,6 +74,8 @@ class EvalConfig:
             raise SuiteError("--limit must be at least 1")
         if any(k < 0 for k in self.ks) or self.top_k_call < 0:
             raise SuiteError("k must be >= 0")
+        if any(not 0 <= t <= 1 for t in (*self.thresholds, self.call_threshold or 0.0)):
+            raise SuiteError("call thresholds must be in [0, 1]")
         if self.max_new_tokens < 1 or self.ppl_tokens < 2:
             raise SuiteError("max_new_tokens must be >= 1 and ppl_tokens >= 2")
 
@@ -407,10 +412,11 @@ def evaluate(
         "suites_version": suite_lib.SUITE_VERSION, "config": cfg.to_dict(), "suites": {}, "sweep": {},
     }
 
-    def run_mode(name: str, items: list[Item], mode: str, k: int) -> dict[str, Any]:
+    def run_mode(name: str, items: list[Item], mode: str, k: int, threshold: float | None = None) -> dict[str, Any]:
         from tqdm import tqdm
 
-        task = f"{name}/{mode}" + (f"/k={k}" if mode == "tools" else "")
+        task = f"{name}/{mode}" + (f"/k={k}" if mode == "tools" and threshold is None else "") + \
+            (f"/p>={threshold:g}" if mode == "tools" and threshold is not None else "")
         t0 = time.perf_counter()
         rows = []
         bar = tqdm(total=len(items), desc=task, unit="ex", disable=None if bars else True, leave=False)
@@ -422,7 +428,9 @@ def evaluate(
                 pred = Prediction(text, text)
             else:
                 icfg = InferenceConfig(max_new_tokens=cfg.max_new_tokens, top_k_call=k, max_calls=cfg.max_calls,
-                                       disabled=mode == "disabled", tools=suite_lib.TOOLS_BY_KIND[item.kind])
+                                       disabled=mode == "disabled", tools=suite_lib.TOOLS_BY_KIND[item.kind],
+                                       constrain_names=cfg.constrain_names,
+                                       call_threshold=threshold if mode == "tools" else None)
                 pred = predict_with_tools(model, tokenizer, item.prompt, registry, icfg, stop)
             row = score_prediction(item, pred)
             rows.append(row)
@@ -438,6 +446,8 @@ def evaluate(
             summary.update(correct=None, accuracy=None, ci_low=None, ci_high=None)
         if mode == "tools":
             summary["k"] = k
+            if threshold is not None:
+                summary["call_threshold"] = threshold
         return summary
 
     for name, items in accuracy_suites:
@@ -445,7 +455,8 @@ def evaluate(
         for mode in cfg.modes:
             if name == suite_lib.PLAIN and mode == "base":
                 continue  # plain decoding makes no call: nothing to count
-            entry[mode] = run_mode(name, items, mode, cfg.top_k_call if mode == "tools" else 0)
+            entry[mode] = run_mode(name, items, mode, cfg.top_k_call if mode == "tools" else 0,
+                                   cfg.call_threshold if mode == "tools" else None)
         if cfg.ks:
             sweep = results["sweep"][name] = {}
             for k in cfg.ks:
@@ -455,6 +466,10 @@ def evaluate(
                     sweep[str(k)] = entry["disabled"]
                 else:
                     sweep[str(k)] = run_mode(name, items, "tools", k)
+        if cfg.thresholds:
+            by_threshold = results.setdefault("threshold_sweep", {})[name] = {}
+            for t in cfg.thresholds:
+                by_threshold[f"{t:g}"] = run_mode(name, items, "tools", cfg.top_k_call, t)
 
     if held_out:
         results["suites"][suite_lib.PERPLEXITY] = _perplexity_entries(
@@ -530,7 +545,10 @@ def _acc(e: dict[str, Any] | None) -> str:
     return f"{_pct(e['accuracy'])} [{_pct(e['ci_low'])}, {_pct(e['ci_high'])}]"
 
 
-WRONG_TOOLS = {"facts": ("Calculator", "Calendar"), "math": ("QA", "WikiSearch")}
+# Tools that cannot help on a suite; WikiSearch is also disallowed on facts (paper, 4.2.1), so any call to
+# it there is wrong by definition (with constrained names it cannot be written).
+WRONG_TOOLS = {"facts": ("Calculator", "Calendar", "WikiSearch"), suite_lib.FACTS_PLAIN: ("Calculator", "Calendar",
+               "WikiSearch"), "math": ("QA", "WikiSearch")}
 
 
 def wrong_tool_rate(suite: str, entry: dict[str, Any] | None) -> float | None:
@@ -574,7 +592,8 @@ def format_table(results: dict[str, Any]) -> str:
         wrong = [(s, wrong_tool_rate(s, by_suite[s].get("tools"))) for s in acc_names if s in WRONG_TOOLS]
         wrong = [(s, r) for s, r in wrong if r is not None]
         if wrong:
-            lines += ["", "Wrong-tool rate in tools mode (Calculator or Calendar on facts, QA or WikiSearch on math): "
+            lines += ["", "Wrong-tool rate in tools mode (Calculator, Calendar or the disallowed WikiSearch on facts; "
+                      "QA or WikiSearch on math): "
                       + "; ".join(f"{s} {_pct(r)}%" for s, r in wrong)]
         lines += ["", "Calls in tools mode: made, returned a result, result right, result copied into the answer; "
                   "accuracy with and without a call:", "",
@@ -599,4 +618,11 @@ def format_table(results: dict[str, Any]) -> str:
         for s, by_k in sweep.items():
             for kk, e in sorted(by_k.items(), key=lambda kv: int(kv[0])):
                 lines.append(f"| {s} | {kk} | {_acc(e)} | {_pct(e['call_rate']['any'])} |")
+    by_threshold = results.get("threshold_sweep") or {}
+    if by_threshold:
+        lines += ["", "Effect of a call threshold on p(\" [\") (Table 9 analogue): accuracy (%, 95% CI) and share "
+                  "of examples with a call:", "", "| suite | threshold | accuracy | calls |", "|---|---|---|---|"]
+        for s, by_t in by_threshold.items():
+            for t, e in sorted(by_t.items(), key=lambda kv: float(kv[0])):
+                lines.append(f"| {s} | {t} | {_acc(e)} | {_pct(e['call_rate']['any'])} |")
     return "\n".join(lines)

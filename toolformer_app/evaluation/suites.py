@@ -41,6 +41,7 @@ CLOCK = datetime.date(2023, 1, 30)  # the paper's example date: "Today is Monday
 KINDS = ("math", "facts", "dates")
 BUILTIN = ("math", "facts", "dates")
 PERPLEXITY = "perplexity"
+FACTS_PLAIN = "facts_plain"  # the facts items as written, without the LAMA instruction (forgetting shows here)
 PLAIN = "plain"  # spurious calls: the first sentence of each held-out extract, decoded with tools
 HELD_OUT = 200  # extracts at the end of the wiki file, never annotated by `generate --wiki --limit N<=9833`
 SIZES = {"math": 200, "facts": 200, "dates": 200}
@@ -575,10 +576,23 @@ def load_suite_file(path: str | Path) -> list[Item]:
     return items
 
 
+def facts_as_written(items: list[Item]) -> list[Item]:
+    """The facts items without the LAMA instruction: "Buenos Aires is the capital of", as a plain completion.
+
+    A finetune on a small mix can keep (or raise) its accuracy on the prefixed prompts while it forgets
+    the facts on the same prompts as written (measured: 52% -> 28% with tools disabled), so both are
+    reported side by side. Same answers, ids "facts_plain-NNNN".
+    """
+    return [Item(it.id.replace("facts-", f"{FACTS_PLAIN}-", 1), it.kind, it.prompt.removeprefix(FACTS_PREFIX),
+                 it.answers, {**it.meta, "prompt_style": "as written"}) for it in items]
+
+
 def load_suite(name: str) -> list[Item]:
-    """A built-in suite from ``assets/eval`` (math, facts or dates)."""
+    """A built-in suite from ``assets/eval`` (math, facts or dates), or facts_plain (facts as written)."""
+    if name == FACTS_PLAIN:
+        return facts_as_written(load_suite("facts"))
     if name not in BUILTIN:
-        raise SuiteError(f"unknown suite {name!r} (expected {', '.join(BUILTIN + (PERPLEXITY,))})")
+        raise SuiteError(f"unknown suite {name!r} (expected {', '.join(BUILTIN + (FACTS_PLAIN, PERPLEXITY))})")
     path = ASSETS / f"{name}.jsonl"
     if not path.exists():
         raise SuiteError(f"{path} is missing: run `python -m toolformer_app.evaluation.suites --out {ASSETS}`")

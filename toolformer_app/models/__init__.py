@@ -188,6 +188,27 @@ def resolve(name: str | None = None) -> str:
     return name
 
 
+def card(name: str | None) -> dict[str, Any]:
+    """The ``toolformer_card.json`` of a shipped adapter or a finetune directory; {} when there is none."""
+    if not name:
+        return {}
+    path = shipped_adapter(name) if name in ADAPTER_PRESETS else Path(name).expanduser()
+    file = path / CARD_NAME if path is not None else None
+    if file is None or not file.is_file():
+        return {}
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def call_threshold(name: str | None) -> float | None:
+    """The call threshold on p(" [") calibrated for this model (``calibrate``), from its card; None: top-k."""
+    value = (card(name).get("calling") or {}).get("call_threshold")
+    return float(value) if isinstance(value, (int, float)) and 0 < value < 1 else None
+
+
 def load(name: str | None = None, device: str | None = None, dtype: str | None = None) -> tuple[Any, Any]:
     """(model, tokenizer) for a preset, hub id or local directory; cached per process.
 

@@ -18,6 +18,14 @@ prefix effect (a 135M model's MT inputs are mostly gibberish, "[MT(en_ofAMADE de
 ``max_calls_per_text`` keeps the calls with the largest loss reduction: at inference the model
 makes at most one call per input (paper, section 4), and adjacent duplicate calls
 ("Welcome to [Calendar()] the [Calendar()] May 2018") teach it to repeat calls.
+
+Teaching *when*: call-free texts come from each source in proportion to its call texts (dated text
+mostly without a Calendar call, encyclopedic text mostly without a search), so that no source is tied
+to calling; and no tool holds more than ``max_tool_share`` of the call texts (the templated dated
+corpus once made half of them, and the model then called the Calendar on short factual statements).
+A tool's texts over the cap are the ones with the smallest loss reduction; they join their source's
+call-free pool. A call whose result overlaps its own text (``filtering.self_overlap``: it copied the
+next sentence) is never kept.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from toolformer_app.files import atomic_write_json, atomic_write_jsonl, read_jso
 from toolformer_app.pipeline.filtering import borne_out
 
 DEFAULT_PLAIN_RATIO = 2.0
+DEFAULT_MAX_TOOL_SHARE = 0.35
 DEFAULT_SEED = 0
 
 
@@ -47,6 +56,9 @@ class MixStats:
     texts_per_source: dict[str, int]
     sha256: str
     texts_without_borne_out_call: int = 0
+    self_retrieved_dropped: int = 0
+    capped_per_tool: dict[str, int] | None = None  # call texts moved to the call-free pool by the share cap
+    plain_per_source: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -75,10 +87,34 @@ def _following(gen_dir: Path) -> dict[tuple[str, int, str, str], str]:
     return out
 
 
+def cap_tool_share(rows: list[dict[str, Any]], max_share: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(kept, dropped): no tool holds more than ``max_share`` of the rows (by each row's first call's tool);
+    a tool over the cap keeps its rows with the largest loss reduction."""
+    if not 0 < max_share <= 1:
+        raise ValueError(f"max_tool_share must be in (0, 1], got {max_share}")
+    by_tool: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_tool.setdefault(r["calls"][0]["tool"], []).append(r)
+    for group in by_tool.values():
+        group.sort(key=lambda r: -max(float(c.get("loss_reduction") or 0.0) for c in r["calls"]))
+    sizes = {t: len(g) for t, g in by_tool.items()}
+    if len(sizes) * max_share >= 1:  # feasible (with 2 tools, 35% each cannot fill the mix): water-fill
+        # the largest per-tool cap c with c <= max_share * sum(min(n_t, c)); tools under it keep all rows
+        cap = next((c for c in range(max(sizes.values()), -1, -1)
+                    if c <= max_share * sum(min(n, c) for n in sizes.values())), 0)
+        sizes = {t: min(n, cap) for t, n in sizes.items()}
+    kept = [r for t, g in by_tool.items() for r in g[: sizes[t]]]
+    dropped = [r for t, g in by_tool.items() for r in g[sizes[t] :]]
+    return kept, dropped
+
+
 def build_mix(gen_dirs: list[str | Path], plain_ratio: float = DEFAULT_PLAIN_RATIO, seed: int = DEFAULT_SEED,
               max_calls_per_text: int = 1, extra_wiki: bool = True,
-              borne_out_only: bool = True) -> tuple[list[dict[str, Any]], MixStats]:
+              borne_out_only: bool = True,
+              max_tool_share: float = DEFAULT_MAX_TOOL_SHARE) -> tuple[list[dict[str, Any]], MixStats]:
     """Rows for `finetune` (each {"id", "text", "calls"}) and their statistics, shuffled with ``seed``."""
+    from toolformer_app.pipeline.filtering import self_overlap
+
     if plain_ratio < 0:
         raise ValueError(f"plain_ratio must be >= 0, got {plain_ratio}")
     if max_calls_per_text < 1:
@@ -86,12 +122,19 @@ def build_mix(gen_dirs: list[str | Path], plain_ratio: float = DEFAULT_PLAIN_RAT
     annotated: dict[str, dict[str, Any]] = {}
     seen: dict[str, str] = {}  # every text a run read, by id
     dropped = 0  # texts whose calls were all dropped as not borne out (they join the call-free pool)
+    copies = 0  # calls whose result is their own text (self-retrieval), never kept
     for d in map(Path, gen_dirs):
         for name in ("dataset.jsonl", "records.jsonl"):
             if not (d / name).exists():
                 raise ValueError(f"{d} is not a finished generate run (no {name})")
         following = _following(d) if borne_out_only else {}
         for row in read_jsonl(d / "dataset.jsonl"):
+            honest = [c for c in row["calls"] if not self_overlap(c["result"], row["original"])]
+            copies += len(row["calls"]) - len(honest)
+            row = {**row, "calls": honest}
+            if not honest:
+                dropped += 1
+                continue
             if borne_out_only:
                 row = {**row, "calls": [c for c in row["calls"] if borne_out(
                     c["result"], following.get((row["id"], c["char_pos"], c["tool"], c["input"]), ""))]}
@@ -107,18 +150,32 @@ def build_mix(gen_dirs: list[str | Path], plain_ratio: float = DEFAULT_PLAIN_RAT
             seen.setdefault(rec["text_id"], rec["text"])
     rng = random.Random(seed)
     with_calls = [_best_calls(annotated[i], max_calls_per_text) for i in sorted(annotated)]
-    pool = [(i, t) for i, t in sorted(seen.items()) if i not in annotated]
-    rng.shuffle(pool)
+    with_calls, over_cap = cap_tool_share(with_calls, max_tool_share)
+    with_calls.sort(key=lambda r: r["id"])
+    capped = Counter(r["calls"][0]["tool"] for r in over_cap)
+    kept_ids = {r["id"] for r in with_calls}
+    # call-free texts per source, in proportion to the source's call texts (texts over the cap included)
+    pools: dict[str, list[tuple[str, str]]] = {}
+    for i, t in sorted(seen.items()):
+        if i not in kept_ids:
+            pools.setdefault(_source(i), []).append((i, t))
+    calls_per_source = Counter(_source(r["id"]) for r in with_calls)
+    plain_pairs: list[tuple[str, str]] = []
+    for source in sorted(pools):
+        rng.shuffle(pools[source])
+        plain_pairs += pools[source][: round(plain_ratio * calls_per_source.get(source, 0))]
     wanted = round(plain_ratio * len(with_calls))
-    if extra_wiki and len(pool) < wanted:
+    if extra_wiki and len(plain_pairs) < wanted:  # sources short of call-free text: encyclopedic passages
         from toolformer_app.pipeline.cli import _split_passage
         from toolformer_app.pipeline.split import training_wiki_items
 
+        taken = {i for i, _ in plain_pairs}
+        spare = [p for p in pools.get("wiki", []) if p[0] not in taken]
         extra = [(f"wiki:{n}", _split_passage(extract)[0]) for n, _, extract in training_wiki_items()
                  if f"wiki:{n}" not in seen and f"wiki:{n}" not in annotated]
         rng.shuffle(extra)
-        pool += extra[: wanted - len(pool)]
-    plain = [{"id": i, "text": t, "calls": []} for i, t in pool[:wanted]]
+        plain_pairs += (spare + extra)[: wanted - len(plain_pairs)]
+    plain = [{"id": i, "text": t, "calls": []} for i, t in plain_pairs[:wanted]]
     rows = with_calls + plain
     rng.shuffle(rows)
     digest = hashlib.sha256("\n".join(json.dumps(r, sort_keys=True) for r in rows).encode()).hexdigest()
@@ -127,7 +184,8 @@ def build_mix(gen_dirs: list[str | Path], plain_ratio: float = DEFAULT_PLAIN_RAT
         plain_ratio=round(len(plain) / len(with_calls), 3) if with_calls else 0.0,
         calls_per_tool=dict(Counter(c["tool"] for r in with_calls for c in r["calls"])),
         texts_per_source=dict(Counter(_source(r["id"]) for r in rows)), sha256=digest,
-        texts_without_borne_out_call=dropped,
+        texts_without_borne_out_call=dropped, self_retrieved_dropped=copies, capped_per_tool=dict(capped),
+        plain_per_source=dict(Counter(_source(r["id"]) for r in plain)),
     )
     return rows, stats
 

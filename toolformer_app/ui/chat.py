@@ -116,9 +116,12 @@ PROMPT_STYLES = [("the paper's zero-shot formats (math, QA and LAMA)", "paper"),
 
 
 def make_config(top_k: float, max_calls: float, tools: list[str] | None, max_new_tokens: float,
-                stop_at_newline: bool, style: str, disabled: bool = False):
+                stop_at_newline: bool, style: str, disabled: bool = False, call_threshold: float = 0.0,
+                constrain: bool = True):
+    """The decoding settings of the tab. ``call_threshold`` > 0 calls when p(" [") reaches it (the model
+    card's calibrated value is the default), else top-k; ``constrain``: only enabled tools can be written."""
     from toolformer_app.inference import PROMPT_STYLES as STYLES
-    from toolformer_app.inference import InferenceConfig
+    from toolformer_app.inference import InferenceConfig, answer_stops
 
     if style not in STYLES:
         raise gr.Error(f"Unknown prompt style {render.one_line(str(style))!r}: choose {', '.join(STYLES)}.")
@@ -126,8 +129,9 @@ def make_config(top_k: float, max_calls: float, tools: list[str] | None, max_new
     enabled = tuple(user_tools.known(tools))
     return InferenceConfig(
         max_new_tokens=int(max_new_tokens), top_k_call=int(top_k), max_calls=int(max_calls),
-        disabled=disabled or not enabled, tools=enabled, stop=("\n",) if stop_at_newline else (),
-        chat_template=style == "chat",
+        disabled=disabled or not enabled, tools=enabled, stop=answer_stops(style) if stop_at_newline else (),
+        chat_template=style == "chat", constrain_names=bool(constrain),
+        call_threshold=float(call_threshold) if call_threshold and float(call_threshold) > 0 else None,
     )
 
 
@@ -142,14 +146,15 @@ def _stats_line(done: dict[str, Any] | None, label: str) -> str:
 @runtime.gpu_bound
 def respond(message: str, history: list | None, history_plain: list | None, model_name: str, top_k: float,
             max_calls: float, tools: list[str] | None, max_new_tokens: float, stop_at_newline: bool,
-            style: str, compare: bool):
+            style: str, compare: bool, call_threshold: float = 0.0, constrain: bool = True):
     """Generator: (chat with tools, chat without tools, calls JSON, stats, cleared textbox)."""
     from toolformer_app.inference import format_prompt, generate_with_tools
     from toolformer_app.models import ModelLoadError
     from toolformer_app.tools import default_tools
 
     message = runtime.checked_input(message, "The message is empty: type a prompt or pick an example.")
-    cfg = make_config(top_k, max_calls, tools, max_new_tokens, stop_at_newline, style)
+    cfg = make_config(top_k, max_calls, tools, max_new_tokens, stop_at_newline, style,
+                      call_threshold=call_threshold, constrain=constrain)
     prompt = format_prompt(message, style)
     if cfg.disabled and not compare:
         gr.Warning("No tool is enabled: the model answers without tools.")
@@ -172,13 +177,24 @@ def respond(message: str, history: list | None, history_plain: list | None, mode
     if not compare:
         return
     plain = _Answer()
-    off = make_config(top_k, max_calls, tools, max_new_tokens, stop_at_newline, style, disabled=True)
+    off = make_config(top_k, max_calls, tools, max_new_tokens, stop_at_newline, style, disabled=True,
+                      constrain=constrain)
     for event in generate_with_tools(model, tok, prompt, registry, off):
         plain.feed(event)
         if event.kind == "text":
             yield history, history_plain + plain.messages(), answer.calls, stats, ""
     history_plain = history_plain + plain.messages()
     yield history, history_plain, answer.calls, stats + "  \n" + _stats_line(plain.done, "tools disabled"), ""
+
+
+def threshold_default(model_name: str | None) -> float:
+    """The call threshold in the model's card (calibrated on its training sources), else 0 (top-k)."""
+    from toolformer_app.models import call_threshold
+
+    try:
+        return call_threshold(model_name) or 0.0
+    except Exception:  # a name that is no model: top-k
+        return 0.0
 
 
 def model_choices(include_checkpoints: bool = True) -> list[tuple[str, str]]:
@@ -241,7 +257,13 @@ def build(shared) -> None:
         with gr.Row():
             tools = gr.CheckboxGroup(user_tools.choices(), value=list(TOOL_NAMES), label="Enabled tools",
                                      elem_id="chat-tools-enabled")
-            stop_nl = gr.Checkbox(True, label="Stop at the end of the line")
+            stop_nl = gr.Checkbox(True, label="Stop at the end of the answer (line; first sentence in the paper's style)")
+            constrain = gr.Checkbox(True, label="Only enabled tools can be written (name trie)",
+                                    elem_id="chat-constrain")
+        with gr.Row():
+            threshold = gr.Slider(0, 0.5, value=threshold_default(config.default_chat_model()), step=0.001,
+                                  label="Call threshold on p(\" [\") (0: use top-k; default: the model card's "
+                                        "calibrated value)", elem_id="chat-threshold")
         template = gr.Radio(PROMPT_STYLES, value="paper", label="Prompt style", elem_id="chat-style")
     with gr.Accordion("Calls (JSON)", open=False):
         calls = gr.JSON(label="Tool calls of the last answer", elem_id="chat-calls")
@@ -250,13 +272,15 @@ def build(shared) -> None:
                 example_labels=[example_label(p) for p in prompts], cache_examples=False)
 
     event = send.click(respond, [msg, chat, chat_plain, model, top_k, max_calls, tools, max_new, stop_nl, template,
-                                 compare], [chat, chat_plain, calls, stats, msg], api_name="chat",
+                                 compare, threshold, constrain], [chat, chat_plain, calls, stats, msg], api_name="chat",
                        concurrency_id=runtime.MODEL_CONCURRENCY, concurrency_limit=1)
     submit = msg.submit(respond, [msg, chat, chat_plain, model, top_k, max_calls, tools, max_new, stop_nl, template,
-                                  compare], [chat, chat_plain, calls, stats, msg], api_visibility="private",
+                                  compare, threshold, constrain], [chat, chat_plain, calls, stats, msg],
+                        api_visibility="private",
                         concurrency_id=runtime.MODEL_CONCURRENCY, concurrency_limit=1)
     stop.click(None, None, None, cancels=[event, submit], api_visibility="private")
     clear.click(lambda: ([], [], None, ""), None, [chat, chat_plain, calls, stats], api_visibility="private")
     compare.change(on_compare, compare, chat_plain, api_visibility="private")
     refresh.click(refresh_models, model, model, api_visibility="private")
+    model.change(threshold_default, model, threshold, api_visibility="private")
     shared.chat_model = model
