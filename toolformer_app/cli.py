@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "toolformer_app.training.cli",    # finetune, jobs
     "toolformer_app.inference_cli",   # chat
     "toolformer_app.evaluation.cli",  # eval
+    "toolformer_app.evaluation.calibrate",  # calibrate (Chat's call threshold)
     "toolformer_app.bench",           # bench pipeline|inference
     "toolformer_app.recipe",          # recipe (rebuild the shipped model)
 )

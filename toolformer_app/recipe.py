@@ -24,7 +24,8 @@ from pathlib import Path
 SHIPPED_NAME = "smollm2-135m-toolformer"
 CARD_MARK = "<!-- toolformer recipe card -->"
 GENERATION_KEYS = ("model", "scale", "seed")  # a rerun must match these; later stages can be redone by deleting them
-EVAL_SUITES = "math,facts,dates,perplexity,plain"
+EVAL_SUITES = "math,facts,facts_plain,dates,perplexity,plain"
+CALIBRATED_SUITES = "math,plain"  # Chat's calibrated default: calls on math, none on plain sentences
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,13 @@ class RecipeConfig:
     model: str = "smollm2-135m"
     out: str = "runs/recipe"
     scale: float = 1.0  # multiplies every source's limit (a quick smoke run: 0.05)
-    plain_ratio: float = 2.0
+    # More call-free text, fewer epochs and a lower rate than the first shipped model (ratio 2, 240 steps,
+    # 2e-4: ~3.9 epochs over its mix), which forgot facts on prompts without the LAMA prefix.
+    plain_ratio: float = 3.0
     max_calls_per_text: int = 1
-    max_steps: int = 240
+    max_steps: int = 150
     batch_size: int = 8
-    learning_rate: float = 2e-4
+    learning_rate: float = 1.5e-4
     lora_r: int = 16
     eval_limit: int = 100
     eval_suites: str = EVAL_SUITES
@@ -94,6 +97,27 @@ def eval_command(cfg: RecipeConfig) -> list[str]:
             "--limit", str(cfg.eval_limit), "--quiet", "--out", str(out / "eval")]
 
 
+def calibrate_command(cfg: RecipeConfig) -> list[str]:
+    out = Path(cfg.out)
+    return [*_python(), "calibrate", "--model", str(out / "adapter"), "--mix", str(out / "mix.jsonl"),
+            "--skip", str(cfg.limits()["calculator"]), "--write-card"]
+
+
+def calibrated_eval_command(cfg: RecipeConfig, threshold: float) -> list[str]:
+    out = Path(cfg.out)
+    return [*_python(), "eval", "--model", str(out / "adapter"), "--suites", CALIBRATED_SUITES, "--modes", "tools",
+            "--call-threshold", str(threshold), "--limit", str(cfg.eval_limit), "--quiet",
+            "--out", str(out / "eval_calibrated")]
+
+
+def _calling(out: Path) -> dict:
+    card = out / "adapter" / "toolformer_card.json"
+    try:
+        return json.loads(card.read_text()).get("calling") or {}
+    except (OSError, ValueError):
+        return {}
+
+
 def _generate_done(out: Path, limit: int) -> bool:
     stats = out / "stats.json"
     if not stats.exists():
@@ -121,7 +145,9 @@ def plan(cfg: RecipeConfig) -> list[tuple[str, bool]]:
     stages = [(f"generate {s.name}", _generate_done(out / "gen" / s.name, cfg.limits()[s.name])) for s in SOURCES]
     stages.append(("mix", (out / "mix.jsonl").exists()))
     stages.append(("finetune", (out / "adapter" / "adapter_config.json").exists()))
+    stages.append(("calibrate", "call_threshold" in _calling(out)))
     stages.append(("eval", (out / "eval" / "results.json").exists()))
+    stages.append(("eval calibrated", (out / "eval_calibrated" / "results.json").exists()))
     card = out / "adapter" / "README.md"  # peft writes a README.md of its own: look for ours
     stages.append(("card", card.exists() and CARD_MARK in card.read_text(encoding="utf-8", errors="replace")))
     return stages
@@ -176,14 +202,75 @@ def run_recipe(cfg: RecipeConfig) -> Path:
     stage(n + 2, "finetune", lambda: _finetune(cfg, job_id, log))
     if cfg.until == "finetune":
         return out / "adapter"
-    stage(n + 3, "eval", lambda: _run(eval_command(cfg), log))
+    stage(n + 3, "calibrate", lambda: _run(calibrate_command(cfg), log))
+    stage(n + 4, "eval", lambda: _run(eval_command(cfg), log))
+    stage(n + 5, "eval calibrated",
+          lambda: _run(calibrated_eval_command(cfg, _calling(out)["call_threshold"]), log))
     if cfg.until == "eval":
         return out / "adapter"
-    stage(n + 4, "card", lambda: write_card(cfg, timing))
+    stage(n + 6, "card", lambda: write_card(cfg, timing))
     if cfg.ship:
         ship(cfg)
         print(f"shipped to {cfg.ship}", flush=True)
     return out / "adapter"
+
+
+SWEEP_SUITES = "math,facts_plain,plain"  # calling, forgetting (as written), spurious calls
+
+
+def sweep(cfg: RecipeConfig, ratios: list[float], steps: int, eval_limit: int) -> Path:
+    """The call-free ratio swept on the recipe's finished generate runs, each point a short finetune and a small
+    eval (tools and disabled modes) into ``<out>/sweep/ratio-R``; the rows are appended to
+    ``<out>/experiments.md``, which the model card includes. Resumable like the recipe (done points are skipped)."""
+    from toolformer_app.files import atomic_write_text
+    from toolformer_app.pipeline.mix import write_mix
+
+    out = Path(cfg.out)
+    gen_dirs = [out / "gen" / s.name for s in SOURCES]
+    missing = [d.name for d in gen_dirs if not (d / "dataset.jsonl").exists()]
+    if missing:
+        raise ValueError(f"run the generate stages first (missing: {', '.join(missing)})")
+    log = out / "recipe.log"
+    rows = []
+    for ratio in ratios:
+        d = out / "sweep" / f"ratio-{ratio:g}"
+        d.mkdir(parents=True, exist_ok=True)
+        stats = write_mix(d / "mix.jsonl", gen_dirs, plain_ratio=ratio, max_calls_per_text=cfg.max_calls_per_text,
+                          seed=cfg.seed)
+        if not (d / "adapter" / "adapter_config.json").exists():
+            job_id = "sweep-" + hashlib.sha256(str(d.resolve()).encode()).hexdigest()[:10]
+            from toolformer_app.training import jobs
+
+            _run([*_python(), "finetune", "--data", str(d / "mix.jsonl"), "--model", cfg.model, "--lora",
+                  "--lora-r", str(cfg.lora_r), "--max-steps", str(steps), "--batch-size", str(cfg.batch_size),
+                  "--lr", str(cfg.learning_rate), "--seed", str(cfg.seed), "--out", str(d / "adapter"),
+                  "--job-id", job_id] + (["--resume"] if jobs._row(job_id) is not None else []), log)
+        if not (d / "eval" / "results.json").exists():
+            _run([*_python(), "eval", "--model", str(d / "adapter"), "--suites", SWEEP_SUITES, "--modes",
+                  "tools,disabled", "--limit", str(eval_limit), "--quiet", "--out", str(d / "eval")], log)
+        res = json.loads((d / "eval" / "results.json").read_text())["suites"]
+
+        def acc(suite: str, mode: str, res=res) -> str:
+            e = res.get(suite, {}).get(mode) or {}
+            return "—" if e.get("accuracy") is None else f"{100 * e['accuracy']:.0f}"
+
+        def calls(suite: str, res=res) -> str:
+            e = res.get(suite, {}).get("tools") or {}
+            return "—" if not e else f"{100 * e['call_rate']['any']:.0f}"
+
+        rows.append(f"| ratio {ratio:g} | {stats.with_calls} with calls + {stats.plain} call-free "
+                    f"({json.dumps(stats.calls_per_tool)}) | LoRA r={cfg.lora_r}, {steps} steps, lr "
+                    f"{cfg.learning_rate} | {acc('math', 'tools')} / {calls('math')} | "
+                    f"{acc('facts_plain', 'tools')} / {acc('facts_plain', 'disabled')} | {calls('plain')} |")
+    head = [f"Call-free ratio sweep (`recipe --sweep {','.join(f'{r:g}' for r in ratios)} --sweep-steps {steps} "
+            f"--sweep-eval-limit {eval_limit}`; eval on the first {eval_limit} items, k = 10):", "",
+            "| run | data (mix) | lever | math tools acc / calls % | facts as written tools / disabled | "
+            "plain calls % |", "|---|---|---|---|---|---|"]
+    path = out / "experiments.md"
+    previous = path.read_text() + "\n" if path.exists() else ""
+    atomic_write_text(path, previous + "\n".join(head + rows) + "\n")
+    print("\n".join(head + rows), flush=True)
+    return path
 
 
 def _finetune(cfg: RecipeConfig, job_id: str, log: Path) -> None:
@@ -206,6 +293,9 @@ def write_card(cfg: RecipeConfig, timing: dict[str, float]) -> None:
     mix_stats = json.loads((out / "mix.stats.json").read_text())
     train = json.loads((adapter / "toolformer_card.json").read_text())
     table = (out / "eval" / "table.md").read_text() if (out / "eval" / "table.md").exists() else "(not evaluated)"
+    calibrated = out / "eval_calibrated" / "table.md"
+    calling = _calling(out)
+    experiments = out / "experiments.md"
     gen = {}
     for s in SOURCES:
         st = json.loads((out / "gen" / s.name / "stats.json").read_text())
@@ -240,6 +330,18 @@ def write_card(cfg: RecipeConfig, timing: dict[str, float]) -> None:
         "",
         table,
         "",
+        "## Calibrated calling (Chat's default)",
+        "",
+        f"Call threshold on p(\" [\"): `{json.dumps(calling)}`, chosen by `calibrate` on the training sources "
+        "(held-out arithmetic texts vs training-split wiki passages outside the mix; never an evaluation suite). "
+        "With it, on the evaluation suites:",
+        "",
+        calibrated.read_text() if calibrated.exists() else "(not evaluated)",
+        "",
+        "## Experiments behind the choices",
+        "",
+        experiments.read_text() if experiments.exists() else "(none recorded in this run directory)",
+        "",
     ]
     (adapter / "README.md").write_text("\n".join(lines), encoding="utf-8")
 
@@ -260,6 +362,10 @@ def ship(cfg: RecipeConfig) -> None:
     for name in ("results.json", "table.md"):
         if (out / "eval" / name).exists():
             shutil.copy2(out / "eval" / name, data / f"eval_{name}")
+        if (out / "eval_calibrated" / name).exists():
+            shutil.copy2(out / "eval_calibrated" / name, data / f"eval_calibrated_{name}")
+    if (out / "experiments.md").exists():
+        shutil.copy2(out / "experiments.md", data / "experiments.md")
     if dest.exists():
         shutil.rmtree(dest)
     tmp.rename(dest)
@@ -284,6 +390,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--until", choices=["generate", "mix", "finetune", "eval"], default=None,
                    help="stop after this stage (rerun without it to go on)")
     p.add_argument("--dry-run", action="store_true", help="print the stages and what is done, run nothing")
+    p.add_argument("--sweep", default=None, metavar="RATIOS",
+                   help="instead of the recipe: sweep the call-free ratio (e.g. 1,2,4) on the finished generate runs")
+    p.add_argument("--sweep-steps", type=int, default=40, help="finetune steps per sweep point")
+    p.add_argument("--sweep-eval-limit", type=int, default=30, help="eval items per suite per sweep point")
     p.set_defaults(func=main)
 
 
@@ -294,6 +404,14 @@ def main(args: argparse.Namespace) -> int:
     if cfg.scale <= 0 or cfg.max_steps < 1 or cfg.eval_limit < 1 or cfg.plain_ratio < 0:
         print("error: --scale, --max-steps and --eval-limit must be positive, --plain-ratio >= 0", file=sys.stderr)
         return 2
+    if args.sweep:
+        try:
+            ratios = [float(x) for x in args.sweep.split(",") if x.strip()]
+            sweep(cfg, ratios, args.sweep_steps, args.sweep_eval_limit)
+        except (RuntimeError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
     if args.dry_run:
         for name, done in plan(cfg):
             print(f"{'done' if done else 'todo'}  {name}")

@@ -15,7 +15,7 @@ from toolformer_app.inference import LAMA_PREFIX, QA_PREFIX, format_prompt
 
 def test_the_plan_marks_stages_done_from_what_the_directory_holds(tmp_path: Path) -> None:
     cfg = recipe.RecipeConfig(out=str(tmp_path), scale=0.05)
-    assert [done for _, done in recipe.plan(cfg)] == [False] * 8
+    assert [done for _, done in recipe.plan(cfg)] == [False] * 10
     limits = cfg.limits()
     assert limits == {s.name: max(1, round(s.limit * 0.05)) for s in recipe.SOURCES}
     cal = tmp_path / "gen" / "calendar"

@@ -94,7 +94,7 @@ def first_words(text: str, n: int = FIRST_WORDS) -> list[str]:
     return [w for chunk in text.split()[:n] for w in normalize_words(chunk)]
 
 
-def _contains(haystack: Sequence[str], needle: Sequence[str]) -> bool:
+def contains_words(haystack: Sequence[str], needle: Sequence[str]) -> bool:
     if not needle:
         return False
     return any(list(haystack[i : i + len(needle)]) == list(needle) for i in range(len(haystack) - len(needle) + 1))
@@ -102,7 +102,7 @@ def _contains(haystack: Sequence[str], needle: Sequence[str]) -> bool:
 
 def in_first_words(answer: str, text: str, n: int = FIRST_WORDS) -> bool:
     """LAMA rule: the answer's words occur, in order and together, among the first ``n`` words."""
-    return _contains(first_words(text, n), normalize_words(answer))
+    return contains_words(first_words(text, n), normalize_words(answer))
 
 
 # -- dates ------------------------------------------------------------------------------------------
