@@ -216,3 +216,24 @@ def test_cli_bad_arguments(tmp_path, capsys):
     assert main(["eval", "--model", "x", "--suites", "math", "--limit", "0", "--out", str(tmp_path)]) == 2
     with pytest.raises(SystemExit):
         main(["eval", "--ks", "1,a"])
+
+
+def test_sweep_rows_and_plots_give_accuracy_and_calls_per_k_and_threshold(tmp_path) -> None:
+    import json
+
+    from toolformer_app.evaluation.runner import sweep_rows
+    from toolformer_app.ui.evaluate import sweep_plots
+
+    def e(acc, calls):
+        return {"accuracy": acc, "call_rate": {"any": calls}}
+
+    results = {"sweep": {"math": {"1": e(0.0, 0.0), "10": e(0.3, 0.95)}},
+               "threshold_sweep": {"plain": {"0.05": {"accuracy": None, "call_rate": {"any": 0.1}}}}}
+    rows = sweep_rows(results)
+    assert {"sweep": "k", "value": 10.0, "suite": "math", "metric": "calls", "percent": 95.0} in rows
+    assert [r["metric"] for r in rows if r["sweep"] == "threshold"] == ["calls"]  # plain has no accuracy
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    k_plot, t_plot = sweep_plots(str(path))
+    assert len(k_plot["value"]) == 4 and k_plot["visible"] and len(t_plot["value"]) == 1
+    assert not sweep_plots(None)[0]["visible"] and not sweep_plots(str(tmp_path / "nope.json"))[1]["visible"]

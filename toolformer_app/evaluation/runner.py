@@ -559,6 +559,21 @@ def wrong_tool_rate(suite: str, entry: dict[str, Any] | None) -> float | None:
     return sum(entry["call_rate"].get(t, 0.0) for t in tools)
 
 
+def sweep_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Table 9 analogue as long rows for a plot: {sweep ("k" or "threshold"), value, suite, metric
+    ("accuracy" or "calls"), percent}, from the k sweep and the threshold sweep of one run."""
+    rows = []
+    for sweep, key in (("k", "sweep"), ("threshold", "threshold_sweep")):
+        for suite, by_value in (results.get(key) or {}).items():
+            for value, e in by_value.items():
+                if e.get("accuracy") is not None:
+                    rows.append({"sweep": sweep, "value": float(value), "suite": suite, "metric": "accuracy",
+                                 "percent": round(100 * e["accuracy"], 1)})
+                rows.append({"sweep": sweep, "value": float(value), "suite": suite, "metric": "calls",
+                             "percent": round(100 * e["call_rate"]["any"], 1)})
+    return sorted(rows, key=lambda r: (r["sweep"], r["suite"], r["metric"], r["value"]))
+
+
 def format_table(results: dict[str, Any]) -> str:
     """Markdown tables: accuracy (%, 95% CI) and perplexity per mode; call rates; why calls helped or not."""
     by_suite = results.get("suites", {})

@@ -15,7 +15,7 @@ import gradio as gr
 from toolformer_app import config
 from toolformer_app.ui import render, runtime
 
-SUITES = ("math", "facts", "dates", "perplexity", "plain")
+SUITES = ("math", "facts", "facts_plain", "dates", "perplexity", "plain")
 MODES = ("base", "tools", "disabled")
 
 
@@ -23,8 +23,16 @@ HEARTBEAT_S = 10.0  # a run whose page stopped asking for updates (closed tab, l
 
 
 @runtime.gpu_bound
+def _numbers(text: str | None, kind: type, what: str) -> tuple:
+    try:
+        return tuple(kind(x) for x in (text or "").replace(" ", "").split(",") if x)
+    except ValueError:
+        raise gr.Error(f"{what}: comma-separated numbers, e.g. {'0,1,3,10' if kind is int else '0.01,0.05'}.") \
+            from None
+
+
 def run_evaluation(model_name: str, suites: list[str] | None, modes: list[str] | None, limit: float,
-                   top_k: float, progress=gr.Progress()):
+                   top_k: float, ks: str = "", thresholds: str = "", progress=gr.Progress()):
     """Generator: (Markdown table, results.json path) for the model on the chosen suites.
 
     The run goes on in a worker thread and this generator yields every second: Stop (or a client's
@@ -64,7 +72,8 @@ def run_evaluation(model_name: str, suites: list[str] | None, modes: list[str] |
         state.update(task=task, done=done, total=total)
 
     out = config.data_dir() / "evals" / time.strftime("%Y%m%d-%H%M%S")
-    cfg = runner.EvalConfig(suites=tuple(suites), modes=tuple(modes), limit=limit, top_k_call=int(top_k))
+    cfg = runner.EvalConfig(suites=tuple(suites), modes=tuple(modes), limit=limit, top_k_call=int(top_k),
+                            ks=_numbers(ks, int, "k sweep"), thresholds=_numbers(thresholds, float, "Thresholds"))
     outcome: dict = {}
 
     def work() -> None:
@@ -99,6 +108,29 @@ def run_evaluation(model_name: str, suites: list[str] | None, modes: list[str] |
     yield table + note, str(out / "results.json")
 
 
+def sweep_plots(results_path: str | None):
+    """(k plot, threshold plot): accuracy and call rate per k and per threshold (the Table 9 analogue)."""
+    import json
+
+    import pandas as pd
+
+    from toolformer_app.evaluation.runner import sweep_rows
+
+    columns = ["value", "percent", "series"]
+    rows: list[dict] = []
+    if results_path and Path(results_path).is_file():
+        try:
+            rows = sweep_rows(json.loads(Path(results_path).read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError):
+            rows = []
+    frames = []
+    for sweep in ("k", "threshold"):
+        mine = [{"value": r["value"], "percent": r["percent"], "series": f"{r['suite']} {r['metric']}"}
+                for r in rows if r["sweep"] == sweep]
+        frames.append(gr.update(value=pd.DataFrame(mine, columns=columns), visible=bool(mine)))
+    return frames[0], frames[1]
+
+
 def build(shared) -> None:
     gr.Markdown("Accuracy on the offline suites in three modes: the **base** model, the model **with tools** "
                 "(a call starts when \" [\" is in the top k) and **disabled** (p(\" [\") = 0), plus held-out "
@@ -113,10 +145,21 @@ def build(shared) -> None:
         suites = gr.CheckboxGroup(list(SUITES), value=["math", "dates"], label="Suites", elem_id="eval-suites")
         modes = gr.CheckboxGroup(list(MODES), value=list(MODES), label="Modes", elem_id="eval-modes")
     with gr.Row():
+        ks = gr.Textbox("", label="Table 9: sweep k (e.g. 0,1,3,10)", elem_id="eval-ks")
+        thresholds = gr.Textbox("", label="…and/or a call threshold on p(\" [\") (e.g. 0.005,0.02,0.05)",
+                                elem_id="eval-thresholds")
+    with gr.Row():
         go = gr.Button("Evaluate", variant="primary", elem_id="eval-run")
         stop = gr.Button("Stop", variant="stop")
     table = gr.Markdown(elem_id="eval-table")
     results = gr.File(label="results.json", interactive=False)
-    event = go.click(run_evaluation, [model, suites, modes, limit, top_k], [table, results], api_name="evaluate",
-                     concurrency_id=runtime.MODEL_CONCURRENCY, concurrency_limit=1)
+    with gr.Row():
+        plot_k = gr.LinePlot(x="value", y="percent", color="series", title="Accuracy and calls (%) per k",
+                             x_title="k", visible=False, elem_id="eval-plot-k")
+        plot_t = gr.LinePlot(x="value", y="percent", color="series", x_title="threshold on p(\" [\")",
+                             title="Accuracy and calls (%) per call threshold", visible=False,
+                             elem_id="eval-plot-threshold")
+    event = go.click(run_evaluation, [model, suites, modes, limit, top_k, ks, thresholds], [table, results],
+                     api_name="evaluate", concurrency_id=runtime.MODEL_CONCURRENCY, concurrency_limit=1)
+    event.then(sweep_plots, results, [plot_k, plot_t], api_visibility="private")
     stop.click(None, None, None, cancels=[event], api_visibility="private")
