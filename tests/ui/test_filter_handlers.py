@@ -88,3 +88,66 @@ def test_a_saved_run_in_the_data_dir_loads_with_its_texts(monkeypatch):
     assert listed and listed[0][0] == "my-run"
     r = loss_filter.load_saved_run(listed[0][1])
     assert len(r["candidates"]) == len(cands) and r["texts"][0]["text"] == TEXT
+
+
+def _records_file(tmp_path, records: list[str]) -> str:
+    path = tmp_path / "records.jsonl"
+    path.write_text("\n".join(records) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def test_a_lone_surrogate_in_an_uploaded_candidate_is_refused_by_line(tmp_path, monkeypatch):
+    """Gradio cannot encode "\\ud800" in a response: the line is refused, named, and the rest loads."""
+    warnings = []
+    monkeypatch.setattr(gr, "Warning", lambda msg, *a, **k: warnings.append(msg))
+    bad = json.dumps(candidate(inp="\ud800"))  # json.dumps writes the escape "\ud800"
+    path = _records_file(tmp_path, [json.dumps(candidate(reduction=1.0)), bad])
+    r = loss_filter.load_run_file(path)
+    assert len(r["candidates"]) == 1
+    assert "line 2: not valid text (a lone surrogate \\ud800" in warnings[0]
+    json.dumps(loss_filter.on_new_run(r, 0.3)[0]).encode("utf-8")  # every output encodes
+
+
+def test_a_lone_surrogate_in_a_text_never_reaches_export_and_leaves_no_folder(tmp_path, monkeypatch):
+    from toolformer_app import config
+
+    warnings = []
+    monkeypatch.setattr(gr, "Warning", lambda msg, *a, **k: warnings.append(msg))
+    monkeypatch.setattr(gr, "Info", lambda *a, **k: None)
+    good = json.dumps({"text_id": "1", "text": TEXT, "candidates": [candidate()]})
+    bad = json.dumps({"text_id": "2", "text": TEXT[:40] + "\ud800" + TEXT[41:], "candidates": [candidate(text_id="2")]})
+    r = loss_filter.load_run_file(_records_file(tmp_path, [good, bad]))
+    assert [t["text_id"] for t in r["texts"]] == ["1"] and "line 2: not valid text" in warnings[0]
+    # a run that holds one anyway (state built elsewhere): one line, and no datasets/ folder is left
+    r["texts"][0]["text"] = TEXT[:40] + "\ud800" + TEXT[41:]
+    with pytest.raises(gr.Error, match=r"C\* not written: 1: not valid text \(a lone surrogate .+ud800\)"):
+        loss_filter.export_dataset(r, 0.3)
+    datasets = config.data_dir() / "datasets"
+    assert not datasets.exists() or not any(datasets.iterdir())
+
+
+def test_duplicate_text_ids_are_reported_and_never_merged_into_one_text(tmp_path, monkeypatch):
+    warnings = []
+    monkeypatch.setattr(gr, "Warning", lambda msg, *a, **k: warnings.append(msg))
+    monkeypatch.setattr(gr, "Info", lambda *a, **k: None)
+    other = "Six times seven is here and long enough."
+    first = json.dumps({"text_id": "t1", "text": TEXT, "candidates": [candidate(text_id="t1")]})
+    second = json.dumps({"text_id": "t1", "text": other,
+                         "candidates": [candidate(text_id="t1", char_pos=22, inp="6*7", result="42")]})
+    again = json.dumps({"text_id": "t1", "text": TEXT, "candidates": [candidate(text_id="t1")]})
+    r = loss_filter.load_run_file(_records_file(tmp_path, [first, second, again]))
+    assert len(r["texts"]) == 1 and len(r["candidates"]) == 1
+    assert warnings and "line 2: text_id 't1' already holds another text (line 1); skipped" in warnings[0]
+    assert "line 3" not in warnings[0]  # the same text again (a resumed log): dropped silently
+    rows = [json.loads(line) for line in Path(loss_filter.export_dataset(r, 0.3)).read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["original"] == TEXT and "6*7" not in rows[0]["text"]
+
+
+def test_deeply_nested_json_in_an_upload_is_one_line_per_line(tmp_path, monkeypatch):
+    warnings = []
+    monkeypatch.setattr(gr, "Warning", lambda msg, *a, **k: warnings.append(msg))
+    r = loss_filter.load_run_file(_records_file(tmp_path, ["[" * 100_000 + "]" * 100_000,
+                                                           json.dumps(candidate())]))
+    assert len(r["candidates"]) == 1 and "line 1: not valid JSON (nested too deeply)" in warnings[0]
+    with pytest.raises(gr.Error, match=r"no candidates found \(line 1: not valid JSON \(nested too deeply\)\)"):
+        loss_filter.load_run_file(_records_file(tmp_path, ["[" * 100_000 + "]" * 100_000]))

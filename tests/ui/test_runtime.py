@@ -42,6 +42,21 @@ def test_a_failed_background_load_shows_in_the_status_line(monkeypatch):
     assert not runtime.loading() or "loading" in line
 
 
+@pytest.mark.parametrize("text", ["\x01\x02", "\x00\x00", " \u200b\t\n", "\ud800", "\ufffd\x7f"])
+def test_control_characters_or_a_lone_surrogate_alone_are_an_empty_message(text):
+    """As whitespace: nothing to continue from, so no model pass (chat $'\\x01\\x02' ran a 39 s generation)."""
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match="empty"):
+        runtime.checked_input(text, "The message is empty")
+
+
+def test_lone_surrogates_are_replaced_before_the_tokenizer_sees_them():
+    out = runtime.checked_input("2 + 2 = \ud800 and \udcff\x00", "empty")
+    assert out == "2 + 2 = \ufffd and \ufffd"
+    out.encode("utf-8")  # what the tokenizer and the response need
+
+
 @pytest.mark.slow
 def test_app_py_starts_offline_and_serves_the_page(tmp_path):
     """The thin entry point: served well before the model is loaded (target < 15 s on an idle laptop)."""

@@ -84,6 +84,23 @@ def test_some_malformed_lines_are_skipped_and_reported(tmp_path):
     assert loaded.summary()["skipped_malformed"] == 2 and len(loaded.sha256) == 64
 
 
+def test_u2028_inside_a_text_does_not_split_the_line(tmp_path):
+    """The app's writers leave U+2028 raw (ensure_ascii=False): the loader splits at "\\n" only."""
+    path = tmp_path / "d.jsonl"
+    rows = [json.dumps({"text": CALC + "\u2028second line"}, ensure_ascii=False), json.dumps({"original": CALC}),
+            json.dumps({"text": CALC}), "{broken"]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    loaded = tdata.load_texts(path)
+    assert loaded.texts == [CALC + "\u2028second line", CALC]
+    assert loaded.skipped_malformed == [4] and loaded.skipped_no_text == [2]
+
+
+def test_deeply_nested_and_lone_surrogate_lines_are_malformed_not_a_crash(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", ["[" * 100_000 + "]" * 100_000, '{"text": "x \\ud800 y"}', {"text": CALC}])
+    loaded = tdata.load_texts(path)
+    assert loaded.texts == [CALC] and loaded.skipped_malformed == [1, 2]
+
+
 def test_no_text_field(tmp_path):
     path = write_jsonl(tmp_path / "d.jsonl", [{"original": CALC}, {"text": 3}, {"text": "  "}, [CALC]])
     with pytest.raises(TrainingInputError, match='no line has a "text" string field'):

@@ -12,7 +12,6 @@ everything that it must emit: " [", the tool name, the input, "->" and the closi
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from toolformer_app.calls import ARROW, find_calls
+from toolformer_app.files import parse_json_line
 from toolformer_app.training.options import FinetuneConfig, TrainingInputError
 
 IGNORE_INDEX = -100  # the label value the HF loss skips
@@ -85,13 +85,14 @@ def load_texts(path: str | Path) -> LoadedData:
         raise TrainingInputError(f"data file {p} is not UTF-8 text (byte {exc.start})") from exc
     data = LoadedData(path=str(p.resolve()), texts=[], sha256=sha)
     tools: Counter[str] = Counter()
-    for number, line in enumerate(content.splitlines(), start=1):
+    # "\n" only: splitlines() also splits at U+2028, which the app's writers leave raw inside texts
+    for number, line in enumerate(content.split("\n"), start=1):
         if not line.strip():
             continue
         data.lines += 1
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
+        try:  # also refuses nesting too deep for the parser and lone surrogates (unencodable)
+            row = parse_json_line(line)
+        except ValueError:
             data.skipped_malformed.append(number)
             continue
         text = row.get("text") if isinstance(row, dict) else None

@@ -148,6 +148,7 @@ def run_from_rows(rows: list[tuple[int, dict[str, Any]]], source: str, errors: l
     from toolformer_app.pipeline import Candidate
 
     texts: dict[str, dict[str, Any]] = {}
+    first_line: dict[str, int] = {}
     cands: list[dict[str, Any]] = []
     for n, row in rows:
         text = None
@@ -155,8 +156,17 @@ def run_from_rows(rows: list[tuple[int, dict[str, Any]]], source: str, errors: l
             if not isinstance(row["text"], str) or not isinstance(row["candidates"], list):
                 errors.append(f"line {n}: \"text\" must be a string and \"candidates\" a list")
                 continue
-            text = texts.setdefault(str(row.get("text_id")), {"text_id": str(row.get("text_id")),
-                                                              "text": row["text"]})["text"]
+            text_id = str(row.get("text_id"))
+            if text_id in texts:
+                # C* keys texts by id: a second text under the same id would get the first one's calls
+                # mid-word (or lose its own). The first record wins, as in ``pipeline.run.finalize``;
+                # a repeat of the same text (a resumed work log) is dropped without a word.
+                if texts[text_id]["text"] != row["text"]:
+                    errors.append(f"line {n}: text_id {text_id[:40]!r} already holds another text "
+                                  f"(line {first_line[text_id]}); skipped")
+                continue
+            first_line[text_id] = n
+            text = texts.setdefault(text_id, {"text_id": text_id, "text": row["text"]})["text"]
             items = row["candidates"]
         else:
             items = [row]
@@ -177,9 +187,7 @@ def run_from_rows(rows: list[tuple[int, dict[str, Any]]], source: str, errors: l
 
 def _read_rows(path: Path, errors: list[str], max_bytes: int | None = None) -> list[tuple[int, dict[str, Any]]]:
     """(line number, object) for every JSON object line; other lines are reported by number in ``errors``."""
-    import json
-
-    from toolformer_app.files import read_text_file
+    from toolformer_app.files import parse_json_line, read_text_file
 
     if path.suffix.lower() != ".jsonl":
         raise gr.Error(f"{path.name}: load a candidates.jsonl or records.jsonl")
@@ -191,10 +199,10 @@ def _read_rows(path: Path, errors: list[str], max_bytes: int | None = None) -> l
     for n, line in enumerate(content.split("\n"), 1):  # file lines (splitlines also splits at U+2028)
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            errors.append(f"line {n}: not valid JSON ({exc.msg})")
+        try:  # nested too deeply or a lone surrogate: one line naming it, never a broken response
+            row = parse_json_line(line)
+        except ValueError as exc:
+            errors.append(f"line {n}: {exc}")
             continue
         if isinstance(row, dict):
             rows.append((n, row))
@@ -258,7 +266,9 @@ def _report(name: str, run: dict[str, Any], errors: list[str]) -> None:
 
 def export_dataset(run: dict[str, Any] | None, tau_f: float) -> str:
     """Write C* at τf to DATA_DIR/datasets/<time>-tau<τf>/dataset.jsonl (atomically); return its path."""
-    from toolformer_app.files import atomic_write_json, atomic_write_jsonl
+    import json
+
+    from toolformer_app.files import atomic_write_dir, jsonl_text
     from toolformer_app.pipeline import keep_if_helpful, merge_calls
 
     run = run or {}
@@ -272,15 +282,17 @@ def export_dataset(run: dict[str, Any] | None, tau_f: float) -> str:
     kept = keep_if_helpful(cands, float(tau_f))
     try:
         rows = merge_calls(texts, kept)
+        # encoded before any folder exists: a text UTF-8 cannot hold is one line, and nothing is left behind
+        dataset = jsonl_text(rows)
     except ValueError as exc:  # insert_calls refused a call: never write a garbled C*
         raise gr.Error(f"C* not written: {render.one_line(exc)}") from None
     if not rows:
         raise gr.Error(f"No call is kept at τf = {float(tau_f):.2f}: lower τf to export a dataset.")
+    meta = {"tau_f": float(tau_f), "texts": len(rows), "calls": len(kept),
+            "source": run.get("source", ""), "model": run.get("model", "")}
     out = config.data_dir() / "datasets" / f"{time.strftime('%Y%m%d-%H%M%S')}-tau{float(tau_f):.2f}"
-    out = _unique(out)
-    atomic_write_jsonl(out / "dataset.jsonl", rows)
-    atomic_write_json(out / "meta.json", {"tau_f": float(tau_f), "texts": len(rows), "calls": len(kept),
-                                          "source": run.get("source", ""), "model": run.get("model", "")})
+    out = atomic_write_dir(_unique(out), {"dataset.jsonl": dataset,
+                                          "meta.json": json.dumps(meta, indent=2, ensure_ascii=True) + "\n"})
     gr.Info(f"C* at τf = {float(tau_f):.2f}: {len(rows)} texts with {len(kept)} calls, "
             f"saved in {out.relative_to(config.data_dir())}/dataset.jsonl")
     return str(out / "dataset.jsonl")

@@ -99,13 +99,15 @@ def loading() -> bool:
 
 
 def checked_input(text: str | None, empty_message: str) -> str:
-    """User text with NULs removed, cut at TOOLFORMER_MAX_TEXT_CHARS (with a warning); gr.Error if empty."""
+    """User text with NULs removed and lone surrogates replaced (``files.clean_text``), cut at
+    TOOLFORMER_MAX_TEXT_CHARS (with a warning); gr.Error if nothing but whitespace or control characters."""
     import gradio as gr
 
+    from toolformer_app.files import clean_text, is_blank
     from toolformer_app.ui import render
 
-    text = (text or "").replace("\x00", "")
-    if not text.strip():
+    text = clean_text(text)
+    if is_blank(text):
         raise gr.Error(empty_message)
     text, note = render.cut_text(text, config.max_text_chars())
     if note:
