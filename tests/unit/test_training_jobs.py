@@ -221,3 +221,23 @@ def test_cli_jobs_list_and_show(cfg, capsys):
     assert cli.main(["jobs", "cancel", job.id]) == 0
     assert "cancelled" in capsys.readouterr().out
     assert cli.main(["jobs", "show", "nope"]) == 2
+
+
+def test_a_finished_job_process_is_reaped_without_being_polled(cfg):
+    """Nothing polls a succeeded job again: its process must not stay a zombie until the app exits."""
+    import psutil
+
+    job = jobs.create_job(cfg)
+    jobs._spawn(job, resume=False, launcher=[sys.executable, "-c", "pass"])  # exits at once
+    pid = jobs.get_job(job.id).pid
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            status = psutil.Process(pid).status()
+        except psutil.NoSuchProcess:
+            break
+        assert time.time() < deadline - 0.1 or status != psutil.STATUS_ZOMBIE
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"job process {pid} was never reaped (status {status})")
+    assert pid not in jobs._CHILDREN

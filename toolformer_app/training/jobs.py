@@ -262,6 +262,21 @@ def _reap(pid: int) -> bool:
     return False
 
 
+def _reap_when_done(proc: subprocess.Popen) -> None:
+    """Wait for ``proc`` in a daemon thread, so a finished job never lingers as a zombie (``<defunct>``)
+    while nothing polls it (a succeeded job is not looked at again)."""
+    def wait() -> None:
+        try:
+            proc.wait()
+        except Exception:  # reaping is best effort; pid_alive and group_alive also poll
+            return
+        with _CHILDREN_LOCK:
+            if _CHILDREN.get(proc.pid) is proc:
+                del _CHILDREN[proc.pid]
+
+    threading.Thread(target=wait, name=f"toolformer-reap-{proc.pid}", daemon=True).start()
+
+
 def pid_alive(pid: int | None, proc_start: float | None = None) -> bool:
     """Is this process still running (not a zombie, and not another process that reused the pid)?"""
     if not pid:
@@ -348,6 +363,7 @@ def _spawn(job: Job, resume: bool, launcher: list[str] | None) -> None:
         log.close()
     with _CHILDREN_LOCK:
         _CHILDREN[proc.pid] = proc
+    _reap_when_done(proc)
     # The job process overwrites pid with its own when it starts (it differs under a launcher);
     # pgid stays this new session's, which holds the launcher and every rank.
     _update(job.id, pid=proc.pid, pgid=proc.pid, proc_start=_proc_start(proc.pid), host=socket.gethostname())
