@@ -70,6 +70,14 @@ def atomic_write_dir(path: str | Path, files: dict[str, str]) -> Path:
     return path
 
 
+def prune_dirs(parent: str | Path, prefix: str, keep: int) -> None:
+    """Remove all but the newest ``keep`` folders named ``prefix*`` in ``parent`` (a quota; best effort)."""
+    dirs = sorted((d for d in Path(parent).glob(f"{prefix}*") if d.is_dir()), key=lambda d: d.stat().st_mtime,
+                  reverse=True)
+    for old in dirs[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def append_jsonl(path: str | Path, row: dict[str, Any]) -> None:
     """Append one complete line with a single write (a crash leaves at most a torn last line)."""
     with open(path, "a", encoding="utf-8") as f:

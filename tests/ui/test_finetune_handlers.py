@@ -52,7 +52,49 @@ def test_dataset_choices_list_the_current_run_the_example_and_earlier_datasets()
     earlier.parent.mkdir(parents=True)
     shutil.copyfile(finetune.EXAMPLE_DATASET, earlier)
     values = [v for _, v in finetune.dataset_choices()]
-    assert values[0] == finetune.CURRENT and str(earlier) in values and str(finetune.EXAMPLE_DATASET) in values
+    assert values[0] == finetune.CURRENT and "datasets/run-a/dataset.jsonl" in values
+    assert finetune.EXAMPLE_ID in values and not any(v.startswith("/") for v in values)  # ids, not server paths
+    assert finetune.resolve_dataset("datasets/run-a/dataset.jsonl", None, 0.3) == str(earlier.resolve())
+    assert finetune.resolve_dataset(finetune.EXAMPLE_ID, None, 0.3) == str(finetune.EXAMPLE_DATASET)
+
+
+def test_on_a_public_deployment_anonymous_uploads_are_not_stored(tmp_path, monkeypatch, quiet):
+    from toolformer_app import config
+
+    monkeypatch.setenv("SPACE_ID", "someone/toolformer")
+    monkeypatch.setenv("TOOLFORMER_ADMIN_TOKEN", "s3cret")
+    src = tmp_path / "mine.jsonl"
+    shutil.copyfile(finetune.EXAMPLE_DATASET, src)
+    with pytest.raises(gr.Error, match="admin token"):
+        finetune.upload_dataset(str(src), None)
+    assert not (config.data_dir() / "datasets").exists()
+    monkeypatch.delenv("TOOLFORMER_ADMIN_TOKEN")
+    with pytest.raises(gr.Error, match="disabled"):  # no token set: finetuning and its uploads are off
+        finetune.upload_dataset(str(src), "")
+    assert not (config.data_dir() / "datasets").exists()
+
+
+def test_public_uploads_with_the_token_are_capped_and_exports_of_others_are_not_listed(tmp_path, monkeypatch,
+                                                                                       quiet):
+    from tests.ui.helpers import run
+    from toolformer_app import config
+    from toolformer_app.ui import filter as loss_filter
+
+    monkeypatch.setenv("SPACE_ID", "someone/toolformer")
+    monkeypatch.setenv("TOOLFORMER_ADMIN_TOKEN", "s3cret")
+    monkeypatch.setattr(finetune, "MAX_PUBLIC_UPLOADS", 2)
+    src = tmp_path / "mine.jsonl"
+    shutil.copyfile(finetune.EXAMPLE_DATASET, src)
+    values = [finetune.upload_dataset(str(src), "s3cret")["value"] for _ in range(3)]
+    kept = sorted(p.parent.name for p in (config.data_dir() / "datasets").glob("upload-*/dataset.jsonl"))
+    assert len(kept) == 2 and all(not v.startswith("/") for v in values)
+    exported = Path(loss_filter.export_dataset(run(), 0.3))
+    listed = [v for _, v in finetune.dataset_choices()]
+    assert exported.parent.name.startswith("export-") and not any("export-" in v for v in listed)
+    with pytest.raises(gr.Error, match="from the list"):  # no server path is taken on a public deployment
+        finetune.resolve_dataset(str(exported), None, 0.3)
+    with pytest.raises(gr.Error, match="from the list"):
+        finetune.resolve_dataset("../../etc/dataset.jsonl", None, 0.3)
 
 
 def test_an_uploaded_dataset_is_checked_copied_and_its_bad_lines_reported(tmp_path, quiet):
@@ -60,7 +102,9 @@ def test_an_uploaded_dataset_is_checked_copied_and_its_bad_lines_reported(tmp_pa
     good = finetune.EXAMPLE_DATASET.read_text().splitlines()
     src.write_text("\n".join([good[0], "{oops", good[1]]) + "\n")
     update = finetune.upload_dataset(str(src))
-    assert Path(update["value"]).is_file() and update["value"] != str(src)
+    from toolformer_app import config
+
+    assert (config.data_dir() / update["value"]).is_file() and not Path(update["value"]).is_absolute()
     assert any("malformed" in s and "2" in s for s in quiet)
 
 

@@ -18,6 +18,7 @@ from toolformer_app.ui import render
 
 DEFAULT_TAU_F = 0.3  # every tool's default (tools/*.py); the slider starts here
 MAX_LISTED_RUNS = 50
+MAX_PUBLIC_EXPORTS = 20  # exports kept on a public deployment (the newest; older ones are removed)
 
 
 def _candidates(run: dict[str, Any] | None):
@@ -268,7 +269,7 @@ def export_dataset(run: dict[str, Any] | None, tau_f: float) -> str:
     """Write C* at τf to DATA_DIR/datasets/<time>-tau<τf>/dataset.jsonl (atomically); return its path."""
     import json
 
-    from toolformer_app.files import atomic_write_dir, jsonl_text
+    from toolformer_app.files import atomic_write_dir, jsonl_text, prune_dirs
     from toolformer_app.pipeline import keep_if_helpful, merge_calls
 
     run = run or {}
@@ -290,9 +291,12 @@ def export_dataset(run: dict[str, Any] | None, tau_f: float) -> str:
         raise gr.Error(f"No call is kept at τf = {float(tau_f):.2f}: lower τf to export a dataset.")
     meta = {"tau_f": float(tau_f), "texts": len(rows), "calls": len(kept),
             "source": run.get("source", ""), "model": run.get("model", "")}
-    out = config.data_dir() / "datasets" / f"{time.strftime('%Y%m%d-%H%M%S')}-tau{float(tau_f):.2f}"
+    datasets = config.data_dir() / "datasets"
+    out = datasets / f"export-{time.strftime('%Y%m%d-%H%M%S')}-tau{float(tau_f):.2f}"
     out = atomic_write_dir(_unique(out), {"dataset.jsonl": dataset,
                                           "meta.json": json.dumps(meta, indent=2, ensure_ascii=True) + "\n"})
+    if config.public():  # anyone may call /export_dataset: a bounded number of exports is kept
+        prune_dirs(datasets, "export-", MAX_PUBLIC_EXPORTS)
     gr.Info(f"C* at τf = {float(tau_f):.2f}: {len(rows)} texts with {len(kept)} calls, "
             f"saved in {out.relative_to(config.data_dir())}/dataset.jsonl")
     return str(out / "dataset.jsonl")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -119,37 +118,54 @@ def device_line_cached(model_name: str | None, batch_size: float, max_length: fl
 
 # -- datasets ---------------------------------------------------------------------------------------
 
+EXAMPLE_ID = "example/calculator_dataset.jsonl"  # the shipped example's choice value (no server path)
+MAX_PUBLIC_UPLOADS = 10  # on a public deployment the newest uploads are kept, older ones removed
+
+
 def dataset_choices() -> list[tuple[str, str]]:
-    """The current run, the shipped example, and every dataset.jsonl / upload in the data dir (newest first)."""
+    """The current run, the shipped example, and every dataset.jsonl in the data dir (newest first).
+
+    Values are ids, never server paths (they show in the API's Literal): a path relative to the data
+    dir, or EXAMPLE_ID. On a public deployment the Filter tab's exports (``export-*``: C* of another
+    session's texts) are not listed; a session reaches its own through CURRENT.
+    """
     root = config.data_dir()
     found = []
-    for path in root.rglob("*.jsonl"):
+    for path in root.rglob("dataset.jsonl"):
         rel = path.relative_to(root)
-        if rel.parts[0] in ("jobs", "finetuned", "models") or path.name != "dataset.jsonl":
+        if rel.parts[0] in ("jobs", "finetuned", "models") or any(p.startswith(".") for p in rel.parts):
+            continue
+        if config.public() and any(p.startswith("export-") for p in rel.parts):
             continue
         found.append(path)
     found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
     out = [("C* of the current run at the Filter tab's τf", CURRENT)]
-    out += [(f"data dir: {p.parent.relative_to(root)}/dataset.jsonl", str(p)) for p in found[:50]]
+    out += [(f"data dir: {p.relative_to(root).as_posix()}", p.relative_to(root).as_posix()) for p in found[:50]]
     if EXAMPLE_DATASET.exists():
-        out.append(("example: 12 Calculator texts (assets/examples/calculator_dataset.jsonl)", str(EXAMPLE_DATASET)))
+        out.append(("example: 12 Calculator texts (assets/examples/calculator_dataset.jsonl)", EXAMPLE_ID))
     return out
 
 
-def upload_dataset(path: str | None):
-    """Check an uploaded dataset (malformed lines reported by number) and keep a copy in the data dir."""
+def upload_dataset(path: str | None, token: str | None = None):
+    """Check an uploaded dataset (malformed lines reported by number) and keep a copy in the data dir.
+
+    Storing it needs what launching needs (``check_token``): an upload only feeds finetunes, and an
+    anonymous visitor of a public deployment must not fill the disk. On one, only the newest
+    MAX_PUBLIC_UPLOADS uploads are kept.
+    """
     from toolformer_app.training import TrainingInputError
     from toolformer_app.training.data import load_texts
 
     if not path:
         return gr.skip()
-    from toolformer_app.files import read_text_file
+    from toolformer_app.files import atomic_write_dir, prune_dirs, read_text_file
 
+    check_token(token)
     name = Path(path).name
     try:
         if Path(path).suffix.lower() != ".jsonl":
             raise ValueError(f"{name} is not a .jsonl file")
-        read_text_file(path, config.max_upload_bytes())  # every byte: binary and non-UTF-8 are refused
+        content = read_text_file(path, config.max_upload_bytes())  # every byte: binary and non-UTF-8 are refused
     except (ValueError, OSError) as exc:
         raise gr.Error(f"{render.one_line(exc)}: upload a .jsonl with a \"text\" field per line") from None
     try:
@@ -158,24 +174,37 @@ def upload_dataset(path: str | None):
         raise gr.Error(render.one_line(exc).replace(str(Path(path).resolve()), name).replace(str(path), name)) from None
     for note in data.warnings():
         gr.Warning(f"{name}: {note}")
-    out = config.data_dir() / "datasets" / f"upload-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, out / "dataset.jsonl")
+    root = config.data_dir()
+    out = root / "datasets" / f"upload-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    atomic_write_dir(out, {"dataset.jsonl": content})  # the checked bytes, all at once
+    if config.public():
+        prune_dirs(root / "datasets", "upload-", MAX_PUBLIC_UPLOADS)
     gr.Info(f"{name}: {len(data.texts)} texts, {data.texts_with_calls} with calls")
-    dest = str(out / "dataset.jsonl")
-    return gr.update(choices=dataset_choices(), value=dest)
+    return gr.update(choices=dataset_choices(), value=(out / "dataset.jsonl").relative_to(root).as_posix())
 
 
 def resolve_dataset(choice: str | None, run: dict[str, Any] | None, tau_f: float) -> str:
+    """The file for a dataset choice: CURRENT (exported now), EXAMPLE_ID, or a path relative to the data
+    dir (absolute paths only off a public deployment); the message never names a server path."""
     if not choice:
         raise gr.Error("Choose a dataset.")
     if choice == CURRENT:
         from toolformer_app.ui.filter import export_dataset
 
         return export_dataset(run, tau_f)
-    if not Path(choice).is_file():
-        raise gr.Error(f"{choice} no longer exists: refresh the list")
-    return choice
+    if choice == EXAMPLE_ID:
+        return str(EXAMPLE_DATASET)
+    root = config.data_dir().resolve()
+    given = Path(choice).expanduser()
+    if given.is_absolute() and not config.public():
+        path = given
+    else:
+        path = (root / given).resolve()
+        if given.is_absolute() or not path.is_relative_to(root) or path.name != "dataset.jsonl":
+            raise gr.Error("Choose a dataset from the list (or upload one).")
+    if not path.is_file():
+        raise gr.Error(f"{choice[:200]} no longer exists: refresh the list")
+    return str(path)
 
 
 # -- jobs -------------------------------------------------------------------------------------------
@@ -436,7 +465,7 @@ def build(shared) -> gr.Tab | None:
     for comp in (batch, max_len, accum, lora):
         comp.change(device_line_cached, settings, device, api_visibility="private", show_progress="hidden")
     refresh.click(lambda: gr.update(choices=dataset_choices()), None, dataset, api_visibility="private")
-    upload.upload(upload_dataset, upload, dataset, api_visibility="private")
+    upload.upload(upload_dataset, [upload, token], dataset, api_visibility="private")
     go.click(launch, [token, model, dataset, shared.run, shared.tau_f, lora, lr, batch, accum, epochs, steps,
                       max_len, eval_every, eval_frac], [job, message], api_name="finetune")
     cancel_btn.click(cancel, [token, job], message, api_name="cancel_finetune")
