@@ -31,6 +31,22 @@ def weighted_loss(logprobs: torch.Tensor) -> torch.Tensor:
     return -(lp * loss_weights(logprobs.device).to(lp.dtype)[:n]).sum(-1)
 
 
+def loss_reduction(plain, empty, result, placebo=None):
+    """L⁻ − L⁺ (paper, section 2): L⁻ = min(L_i(ε), L_i(e(c, ε))), the better of no call and a call
+    without its result (with the placebo control, also L_i(e(c, r')), an unrelated result); L⁺ = L_i(e(c, r)).
+
+    The one place this is computed: ``steps.score_candidates`` (floats) and the seed API's
+    ``filter_tokens_with_api_response`` (tensors, elementwise) both call it.
+    """
+    if isinstance(plain, torch.Tensor):
+        minus = torch.minimum(plain, empty)
+        if placebo is not None:
+            minus = torch.minimum(minus, placebo)
+    else:
+        minus = min(plain, empty) if placebo is None else min(plain, empty, placebo)
+    return minus - result
+
+
 def _logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, keep: int = 0):
     """(batch, seq or keep, vocab) logits from an HF model or any module that returns logits."""
     kwargs = {}
@@ -189,7 +205,7 @@ def filter_tokens_with_api_response(
         with_l.append(weighted_loss(lp[1]))
         without_l.append(weighted_loss(lp[2]))
     plain, with_r, without_r = torch.stack(plain_l), torch.stack(with_l), torch.stack(without_l)
-    reduction = torch.minimum(plain, without_r) - with_r
+    reduction = loss_reduction(plain, without_r, with_r)
     keep = reduction >= filter_threshold
     return FilterResult(tokens_with_api_response[keep.to(tokens_with_api_response.device)], keep, reduction,
                         with_r, without_r, plain)

@@ -25,7 +25,7 @@ from transformers.cache_utils import Cache, DynamicLayer
 
 from toolformer_app.calls import _CLOSE, API_END, linearize, parse_head
 from toolformer_app.pipeline.config import Candidate, PipelineConfig
-from toolformer_app.pipeline.scoring import SPAN, span_logprobs, weighted_loss
+from toolformer_app.pipeline.scoring import SPAN, loss_reduction, span_logprobs, weighted_loss
 from toolformer_app.tools.base import Tool, ToolResult
 
 
@@ -720,11 +720,11 @@ def score_candidates(model, tok, candidates: list[Candidate], texts: dict[str, E
         c.loss_plain = float(weighted_loss(lp_plain))
         c.loss_empty = float(weighted_loss(lp_empty))
         c.loss_result = float(weighted_loss(lp_result))
-        c.loss_reduction = min(c.loss_plain, c.loss_empty) - c.loss_result
         if ci in placebos:
             c.placebo_result = placebos[ci]
             c.loss_placebo = float(weighted_loss(results[(ci, "placebo")]))
-            c.loss_reduction = min(c.loss_plain, c.loss_empty, c.loss_placebo) - c.loss_result
+        c.loss_reduction = loss_reduction(c.loss_plain, c.loss_empty, c.loss_result,
+                                          c.loss_placebo if ci in placebos else None)
         c.next_tokens = [tok.decode([t]) for t in x[c.token_pos : end]]
         c.logprobs_plain = [round(float(v), 5) for v in lp_plain]
         c.logprobs_empty = [round(float(v), 5) for v in lp_empty]
