@@ -222,3 +222,15 @@ def test_a_megabyte_of_unclosed_calls_in_a_finetune_upload_is_handled_in_bounded
     with pytest.raises(gr.Error, match="API call"):
         finetune.upload_dataset(str(path))
     assert time.perf_counter() - t0 < 5.0  # was 33 s: the parser rescanned the text from every "["
+
+
+def test_with_the_allow_list_only_allowed_presets_are_offered(monkeypatch):
+    """gemma3-270m was in the model Literal of /finetune and /evaluate, then refused when chosen."""
+    from toolformer_app.ui.blocks import Shared
+
+    monkeypatch.setenv("SPACE_ID", "someone/toolformer")
+    monkeypatch.setenv("TOOLFORMER_ALLOWED_MODELS", "smollm2-135m")
+    values = [v for _, v in Shared.model_choices(include_checkpoints=True)]
+    assert "smollm2-135m" in values and "gemma3-270m" not in values
+    monkeypatch.delenv("TOOLFORMER_ALLOWED_MODELS")
+    assert "gemma3-270m" in [v for _, v in Shared.model_choices()]  # no allow-list: every preset

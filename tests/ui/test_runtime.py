@@ -57,6 +57,61 @@ def test_lone_surrogates_are_replaced_before_the_tokenizer_sees_them():
     out.encode("utf-8")  # what the tokenizer and the response need
 
 
+@pytest.fixture
+def fake_loads(monkeypatch):
+    """models.load with its real LRU cache, but a stand-in instead of the weights (no model pass)."""
+    from collections import OrderedDict
+
+    from toolformer_app import models
+
+    monkeypatch.setattr(runtime, "_status", {})
+    monkeypatch.setattr(runtime, "_labels", {})
+    monkeypatch.setattr(runtime, "_keys", {})
+    monkeypatch.setattr(models, "_CACHE", OrderedDict())
+    monkeypatch.setattr(models, "_load_uncached", lambda source, dev, dtype: (object(), object()))
+    monkeypatch.setattr(models, "resolve", lambda name=None: name)
+    return models
+
+
+def test_models_evicted_from_the_cache_are_not_shown_as_ready(fake_loads, monkeypatch):
+    monkeypatch.setenv("TOOLFORMER_MODEL_CACHE_SIZE", "2")
+    for name in ("org/a", "org/b", "org/c"):
+        runtime.get_model(name)
+    line = runtime.status_line()
+    assert "`org/a` unloaded" in line and "`org/b` ready" in line and "`org/c` ready" in line
+    runtime.get_model("org/a")  # loads again: b is the one evicted now
+    assert "`org/a` ready" in runtime.status_line() and "`org/b` unloaded" in runtime.status_line()
+
+
+def test_the_status_line_names_a_finetune_by_its_folder_never_its_server_path(fake_loads):
+    from toolformer_app import config
+
+    out = config.data_dir().resolve() / "finetuned" / "ft-abc"
+    out.mkdir(parents=True)
+    runtime.get_model(str(out))
+    line = runtime.status_line()
+    assert "`ft-abc` ready" in line and str(config.data_dir().resolve()) not in line
+
+
+def test_on_a_space_a_path_that_exists_and_one_that_does_not_get_one_message(monkeypatch):
+    """Without the allow-list, "toolformer_app/nope.py" looks like a hub id: its load failure must read
+    as the refusal of "toolformer_app/cli.py", and neither name reaches the shared status line."""
+    from toolformer_app import models
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("SPACE_ID", "someone/toolformer")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("TOOLFORMER_ALLOWED_MODELS", raising=False)
+    monkeypatch.setattr(runtime, "_status", {})
+    messages = []
+    for name in ("toolformer_app/cli.py", "toolformer_app/nope.py", "toolformer_app/ui", "/etc/passwd"):
+        with pytest.raises(models.ModelLoadError) as err:
+            runtime.get_model(name)
+        messages.append(str(err.value))
+    assert len(set(messages)) == 1 and "not available here" in messages[0]
+    assert "toolformer_app" not in runtime.status_line()
+
+
 @pytest.mark.slow
 def test_app_py_starts_offline_and_serves_the_page(tmp_path):
     """The thin entry point: served well before the model is loaded (target < 15 s on an idle laptop)."""

@@ -35,7 +35,20 @@ class Shared:
 
     @staticmethod
     def model_choices(include_checkpoints: bool = True) -> list[tuple[str, str]]:
-        return chat.model_choices(include_checkpoints)
+        return offered_models(chat.model_choices(include_checkpoints))
+
+
+def offered_models(choices: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Only what this deployment loads: on a public one with TOOLFORMER_ALLOWED_MODELS, the presets
+    listed there (and finetunes), so a name that would be refused is never offered in a dropdown
+    or in the API's Literal."""
+    from toolformer_app import config, models
+
+    allowed = config.allowed_models()
+    if not config.public() or allowed is None:
+        return choices
+    presets = set(models.PRESETS) | set(models.ADAPTER_PRESETS)
+    return [(label, value) for label, value in choices if value not in presets or value in allowed]
 
 
 def evaluation_available() -> bool:

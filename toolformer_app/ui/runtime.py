@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from toolformer_app import config
@@ -34,7 +35,13 @@ def gpu_bound(fn: F) -> F:
 
 
 def get_model(name: str | None) -> tuple[Any, Any]:
-    """(model, tokenizer) for a preset, hub id or directory; raises ModelLoadError with one line."""
+    """(model, tokenizer) for a preset, hub id or directory; raises ModelLoadError with one line.
+
+    On a public deployment a name that is not offered (a preset, an allowed name, a finetune in the
+    data dir) and fails to load gets check_allowed's one refusal message, whatever the reason: "not in
+    the hub cache" for a missing file but "not available" for an existing one would tell which server
+    paths exist. Such a name is never written to the shared status line either.
+    """
     from toolformer_app import models
 
     name = (name or config.default_model()).strip()
@@ -42,27 +49,89 @@ def get_model(name: str | None) -> tuple[Any, Any]:
     _set_status(name, "loading…")
     try:
         loaded = models.load(name)
-    except models.ModelLoadError as exc:
-        _set_status(name, f"failed: {exc}")
-        raise
-    except Exception as exc:  # anything else while loading is still a load failure, in one line
+    except Exception as exc:  # anything while loading is a load failure, in one line
         from toolformer_app.ui.render import one_line
 
-        _set_status(name, f"failed: {one_line(exc)}")
+        _set_status(name, "failed" if config.public() else f"failed: {one_line(exc)}")
+        if config.public() and not _offered(name):
+            raise _refusal() from None
+        if isinstance(exc, models.ModelLoadError):
+            raise
         raise models.ModelLoadError(f"could not load {name!r}: {one_line(exc)}") from exc
     _set_status(name, "ready")
+    with _status_lock:
+        _keys[name] = _cache_key(name)
     return loaded
 
 
+def _cache_key(name: str) -> str | None:
+    """The key ``models.load`` cached ``name`` under (to tell when it was evicted); None if unknown."""
+    from toolformer_app import models
+
+    try:
+        return models._cache_key(models.resolve(name))
+    except Exception:
+        return None
+
+
+def _offered(name: str) -> bool:
+    """A name this deployment offers: a preset (or an allowed name), or a model directory in the data dir."""
+    from toolformer_app import models
+
+    allowed = config.allowed_models()
+    if allowed is not None:
+        return name in allowed or _in_data_dir(name)
+    return name in models.PRESETS or name in models.ADAPTER_PRESETS or _in_data_dir(name)
+
+
+def _in_data_dir(name: str) -> bool:
+    try:
+        root = config.data_dir().resolve()
+        path = Path(name).expanduser().resolve()
+        return path != root and path.is_relative_to(root)
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
+def _refusal() -> Exception:
+    """check_allowed's own refusal (one message for every refused name), from a name it always refuses."""
+    from toolformer_app import models
+
+    try:
+        models.check_allowed("\x00")  # a NUL is never a preset, hub id or path
+    except models.ModelLoadError as exc:
+        return exc
+    return models.ModelLoadError("this model is not available here")
+
+
+def _shown(name: str) -> str | None:
+    """How the shared status line names a model: a directory by its folder name (never a server path);
+    on a public deployment, None (not shown) for a name it does not offer (another visitor typed it)."""
+    if config.public() and not _offered(name):
+        return None
+    path = Path(name).expanduser()
+    return path.name if (path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1) else name
+
+
 MAX_STATUS_MODELS = 4  # names typed by users must not grow the shared status line without bound
+_keys: dict[str, str | None] = {}  # model name -> its key in the model cache, once loaded
 
 
 def _set_status(name: str, text: str) -> None:
+    shown = _shown(name)
+    if shown is None:
+        return
     with _status_lock:
         _status.pop(name, None)
         _status[name] = text
+        _labels[name] = shown
         while len(_status) > MAX_STATUS_MODELS:
-            _status.pop(next(iter(_status)))
+            old = next(iter(_status))
+            _status.pop(old)
+            _labels.pop(old, None)
+
+
+_labels: dict[str, str] = {}
 
 
 def preload_in_background(name: str | None = None) -> threading.Thread:
@@ -85,11 +154,26 @@ def preload_in_background(name: str | None = None) -> threading.Thread:
 
 def status_line() -> str:
     """A one-line Markdown status of the models this process has touched."""
+    from toolformer_app import models
+
     with _status_lock:
         items = dict(_status)
+        labels = dict(_labels)
+        keys = dict(_keys)
     if not items:
         return f"**Model** loads on first use (default `{config.default_model()}`)"
-    parts = [f"`{name}` {text}" for name, text in items.items()]
+    cached: set[str] | None = None
+    if models._LOCK.acquire(timeout=0.1):  # held for a whole load: the line must not wait for one
+        try:
+            cached = set(models.cached_models())
+        finally:
+            models._LOCK.release()
+    parts = []
+    for name, text in items.items():
+        if (cached is not None and text.startswith("ready") and keys.get(name) is not None
+                and keys[name] not in cached):
+            text = "unloaded (loads again on use)"  # evicted by a newer model (TOOLFORMER_MODEL_CACHE_SIZE)
+        parts.append(f"`{labels.get(name, name)}` {text}")
     return "**Model** " + " · ".join(parts)
 
 
