@@ -69,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from toolformer_app import models
+    from toolformer_app.files import clean_text, is_blank
     from toolformer_app.inference import (
         CallExecuted,
         Done,
@@ -79,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
         generate_with_tools,
     )
 
-    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
-    if not prompt.strip():  # as the UI: nothing to continue from
+    prompt = clean_text(sys.stdin.read() if args.prompt == "-" else args.prompt)
+    if is_blank(prompt):  # as the UI: nothing to continue from (control characters alone included)
         print("error: the prompt is empty", file=sys.stderr)
         return 2
     stops = tuple(codecs.decode(x, "unicode_escape") for x in args.stop)

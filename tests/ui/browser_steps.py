@@ -83,6 +83,16 @@ def chat_example(page: Page, compare: bool = False, example: str = "The farm has
                                                         timeout=MODEL_TIMEOUT_MS)
 
 
+def chat_tools(page: Page, enabled: tuple[str, ...]) -> None:
+    """Tick exactly ``enabled`` among Chat's tools."""
+    open_tab(page, "Chat")
+    group = page.locator("#chat-tools-enabled")
+    for name in ("Calculator", "Calendar", "WikiSearch", "QA", "MT"):
+        box = group.get_by_label(name, exact=True)
+        if box.is_checked() != (name in enabled):
+            box.click()
+
+
 def chat_question(page: Page, question: str) -> None:
     """Type a plain question in Chat with the default settings (shipped model, paper prompt style), send it,
     and wait until the answer is complete."""

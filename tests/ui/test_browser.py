@@ -62,3 +62,11 @@ def test_a_plain_arithmetic_question_calls_the_calculator_and_a_capital_question
     expect(page.locator("#chat-stats")).not_to_contain_text("with tools")
     steps.chat_question(page, "What is the capital of Kenya?")
     expect(page.locator("#chat-tools mark.tool-Calculator")).to_have_count(0)
+
+
+def test_an_unticked_tool_cannot_be_written(page):
+    # WikiSearch unticked: its name is not in the trie the model decodes tool names from
+    steps.chat_tools(page, ("Calculator", "Calendar", "QA", "MT"))
+    steps.chat_question(page, "The capital of Kenya is")
+    expect(page.locator("#chat-tools")).not_to_contain_text("[WikiSearch(")
+    expect(page.locator("#chat-tools mark.tool-WikiSearch")).to_have_count(0)

@@ -25,8 +25,9 @@ def test_moving_tau_f_changes_kept_counts_without_a_model():
 def test_table2_counts_kept_calls_at_the_paper_thresholds():
     r = run(reductions=(2.5, 1.5, 0.7, 0.2, 1.1), tools=("Calculator", "Calendar"))
     t = loss_filter.table2_frame(r).set_index("tool")
-    assert t.loc["Calculator"].tolist() == [3, 2, 1]  # 2.5, 0.7, 1.1
-    assert t.loc["Calendar"].tolist() == [1, 1, 0]  # 1.5, 0.2
+    # the last column: kept calls (at 0.5) whose result copies their own text (none here)
+    assert t.loc["Calculator"].tolist() == [3, 2, 1, 0]  # 2.5, 0.7, 1.1
+    assert t.loc["Calendar"].tolist() == [1, 1, 0, 0]  # 1.5, 0.2
 
 
 def test_candidate_detail_shows_three_losses_and_a_token_heat_map():

@@ -17,7 +17,7 @@ def test_chat_refuses_an_empty_prompt_before_loading_a_model(capsys, monkeypatch
     from toolformer_app import models
 
     monkeypatch.setattr(models, "load", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded a model")))
-    for prompt in ("", "   \n"):
+    for prompt in ("", "   \n", "\x01\x02", "\ud800"):  # control characters or a lone surrogate alone: empty
         assert main(["chat", prompt]) == 2
         assert capsys.readouterr().err.strip() == "error: the prompt is empty"
 

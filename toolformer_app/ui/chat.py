@@ -212,7 +212,9 @@ def model_choices(include_checkpoints: bool = True) -> list[tuple[str, str]]:
                     out.append((f"finetune {j.id}" + (" (LoRA)" if j.config.get("lora") else ""), j.out_dir))
         except Exception:  # a broken job store must not break the model list
             pass
-    return out
+    from toolformer_app.ui.blocks import offered_models
+
+    return offered_models(out)  # on a public deployment, only what the allow-list loads
 
 
 def refresh_models(current: str | None):
