@@ -96,3 +96,49 @@ def test_annotation_streams_plain_data_and_renders_every_output(tiny_model, monk
     assert "6 positions over τs" in summary and text_pick["visible"] is True
     heat2, marked2 = annotate.show_text(run, "2", "Calculator")
     assert "".join(s for s, _ in heat2) == run["texts"][1]["text"]
+
+
+def _dated_upload(tmp_path):
+    path = tmp_path / "dated.jsonl"
+    rows = [{"id": "news:7", "text": "The shop opened 3 years ago.", "date": "2019-05-14"},
+            {"id": "news:8", "text": "We met again last week.", "date": "2021-11-02"},
+            {"text": "A text with no date."}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_an_uploaded_jsonl_keeps_its_ids_and_dates_and_the_calendar_returns_them(tmp_path, monkeypatch):
+    """Issue 19: the upload's ids and "date" fields reach the pipeline, so the Calendar answers with them."""
+    import toolformer_app.pipeline as pipeline
+    from toolformer_app.tools import get_tool
+
+    text, uploaded = annotate.on_upload(str(_dated_upload(tmp_path)))
+    assert text == annotate.load_upload(str(_dated_upload(tmp_path)))
+    assert text == "The shop opened 3 years ago.\n\nWe met again last week.\n\nA text with no date."
+    items = annotate.prepare_items(text, uploaded)
+    assert [(i, m) for i, _, m in items] == [("news:7", {"date": "2019-05-14"}), ("news:8", {"date": "2021-11-02"}),
+                                             ("line:3", None)]
+    # the annotate handler hands these items to run_pipeline (no model: both are stood in for)
+    seen = []
+
+    class Result:
+        texts: list = []
+
+    monkeypatch.setattr(runtime, "get_model", lambda name: (None, None))
+    monkeypatch.setattr(pipeline, "run_pipeline", lambda batch, *a, **k: seen.extend(batch) or Result())
+    list(annotate.run_annotation(text, ["Calendar"], "tiny", True, 0.0, 1, 1, 1.0, uploaded))
+    assert seen == items
+    calendar = get_tool("Calendar")
+    answers = [calendar.for_document(meta).run("").output for _, _, meta in seen[:2]]
+    assert "May 14, 2019" in answers[0] and "November 2, 2021" in answers[1]
+    # an edited box is the box's own texts, numbered as typed
+    edited = annotate.prepare_items(text + " More.", uploaded)
+    assert [i for i, _ in edited] == ["1", "2", "3"] and all(len(it) == 2 for it in edited)
+    assert annotate.prepare_items(text, None) == [("1", items[0][1]), ("2", items[1][1]), ("3", items[2][1])]
+
+
+def test_repeated_ids_in_an_upload_stay_separate_texts(tmp_path):
+    path = tmp_path / "twice.jsonl"
+    path.write_text(json.dumps({"id": "a", "text": "One."}) + "\n" + json.dumps({"id": "a", "text": "Two."}) + "\n")
+    text, uploaded = annotate.on_upload(str(path))
+    assert [i for i, _, _ in annotate.prepare_items(text, uploaded)] == ["a", "a~2"]

@@ -185,3 +185,53 @@ def test_the_device_line_says_cpu_with_a_measured_step_time(monkeypatch):
     expected = finetune.step_estimate(0.5, 4, 256, 1, False)
     assert line.startswith("**CPU: this will be slow (about") and f"about {expected:.0f} s per step" in line
     assert finetune.step_estimate(1.0, 2, 256, 1, False) == pytest.approx(finetune.step_estimate(1.0, 1, 512, 1, False))
+
+
+def _run_with_call_free_texts(n_plain: int) -> dict:
+    """The helpers' run (one text with kept calls) plus ``n_plain`` texts of the run that kept no call."""
+    from tests.ui.helpers import run
+
+    r = run()
+    r["texts"] += [{"text_id": f"p{i}", "text": f"Plain text number {i} has no call.", "tokens": [],
+                    "char_starts": [], "position_scores": {}, "counts": {}} for i in range(n_plain)]
+    return r
+
+
+def test_the_current_run_trains_on_c_star_mixed_with_its_call_free_texts_at_the_chosen_ratio(quiet):
+    """Issue 19: the Finetune tab's current run is the mix (as the recipe's), not C* alone."""
+    from toolformer_app.recipe import RecipeConfig
+
+    r = _run_with_call_free_texts(6)
+
+    def rows(path: str) -> list[dict]:
+        return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+    mixed = rows(finetune.resolve_dataset(finetune.CURRENT, r, 0.3, True, 2))
+    with_calls = [x for x in mixed if x["calls"]]
+    plain = [x for x in mixed if not x["calls"]]
+    assert len(with_calls) == 1 and len(plain) == 2  # 2 call-free texts per text with calls
+    assert all(x["text"] == x["original"] and x["id"].startswith("p") for x in plain)
+    meta = json.loads((Path(finetune.resolve_dataset(finetune.CURRENT, r, 0.3, True, 4)).parent
+                       / "meta.json").read_text())
+    assert (meta["with_calls"], meta["plain"], meta["plain_ratio"]) == (1, 4, 4.0)
+    # by default: mixed, at the recipe's ratio (3 of the 6 call-free texts)
+    assert finetune.default_plain_ratio() == RecipeConfig.plain_ratio
+    default = rows(finetune.resolve_dataset(finetune.CURRENT, r, 0.3))
+    assert sum(not x["calls"] for x in default) == min(6, round(RecipeConfig.plain_ratio))
+    # unticked: C* alone
+    assert all(x["calls"] for x in rows(finetune.resolve_dataset(finetune.CURRENT, r, 0.3, False, 2)))
+    with pytest.raises(gr.Error, match="0 or more"):
+        finetune.resolve_dataset(finetune.CURRENT, r, 0.3, True, -1)
+
+
+def test_launching_on_the_current_run_passes_the_mix_to_the_job(monkeypatch, quiet):
+    from toolformer_app import training
+
+    monkeypatch.delenv("TOOLFORMER_ADMIN_TOKEN", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    started = []
+    monkeypatch.setattr(training, "start_job", lambda cfg: started.append(cfg) or "ft-test")
+    monkeypatch.setattr(finetune, "job_choices", lambda: [("ft-test", "ft-test")])
+    _launch(finetune.CURRENT, run=_run_with_call_free_texts(5), mix=True, plain_ratio=3)
+    rows = [json.loads(line) for line in Path(started[0].data).read_text().splitlines()]
+    assert (sum(bool(x["calls"]) for x in rows), sum(not x["calls"] for x in rows)) == (1, 3)

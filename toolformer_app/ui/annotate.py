@@ -1,8 +1,9 @@
 """Annotate tab: sample API calls on a text and show where the model wants them (paper, 2: steps 1-2).
 
 Library calls: ``pipeline.run_pipeline`` (one text at a time, so the table fills in live and Stop
-works between texts), ``pipeline.cli.load_texts`` for uploads, ``tools.get_tool(...).thresholds``
-for the defaults. Everything shown comes from ``TextResult`` / ``Candidate`` via ``render``.
+works between texts), ``pipeline.cli.load_texts`` for uploads (with their ids and metadata, so the
+Calendar answers with an uploaded document's "date"), ``tools.get_tool(...).thresholds`` for the
+defaults. Everything shown comes from ``TextResult`` / ``Candidate`` via ``render``.
 """
 
 from __future__ import annotations
@@ -34,18 +35,19 @@ def load_example(name: str | None) -> str:
     return texts[name]
 
 
-def load_upload(path: str | None) -> str:
-    """A .txt or .jsonl upload as the text box content (texts separated by blank lines)."""
+def read_upload(path: str) -> dict[str, Any]:
+    """A .txt or .jsonl upload as {"text": the text box content (texts separated by blank lines),
+    "items": [{"id", "text", "meta"}]}: each text as the box shows it, with its id and metadata (a .jsonl
+    row's "id", "date" and "title"), kept in the tab's state while the box holds exactly these texts."""
     from toolformer_app.pipeline.cli import load_texts
 
-    if not path:
-        return gr.skip()
     name = Path(path).name
     if Path(path).suffix.lower() not in (".txt", ".jsonl"):
         raise gr.Error(f"{name}: upload a .txt or .jsonl file")
     errors: list[str] = []
+    metas: dict[str, dict] = {}
     try:
-        items = load_texts(path, errors=errors, max_bytes=config.max_upload_bytes())
+        items = load_texts(path, errors=errors, metas=metas, max_bytes=config.max_upload_bytes())
     except (ValueError, OSError, UnicodeError) as exc:
         message = render.one_line(exc).replace(str(path), name)
         raise gr.Error(message if message.startswith(name) else f"{name}: {message}") from None
@@ -57,7 +59,34 @@ def load_upload(path: str | None) -> str:
                    "(run `python -m toolformer_app generate` for a whole corpus)")
         items = items[: runtime.MAX_UI_TEXTS]
     # one text per paragraph: blank lines inside a text would split it
-    return "\n\n".join(" ".join(t.split("\n\n")) for _, t in items)
+    text = "\n\n".join(" ".join(t.split("\n\n")) for _, t in items)
+    shown = render.split_texts(text)  # each text as Annotate reads it back from the box
+    if len(shown) != len(items):  # a text the box cannot hold as one paragraph: the box's own numbering
+        return {"text": text, "items": []}
+    docs, seen = [], set()
+    for (text_id, _), body in zip(items, shown, strict=True):
+        unique, n = text_id, 1
+        while unique in seen:  # C* is keyed by id: a repeated id must not merge two texts
+            n += 1
+            unique = f"{text_id}~{n}"
+        seen.add(unique)
+        docs.append({"id": unique, "text": body, "meta": metas.get(text_id)})
+    return {"text": text, "items": docs}
+
+
+def load_upload(path: str | None) -> str:
+    """A .txt or .jsonl upload as the text box content (texts separated by blank lines)."""
+    if not path:
+        return gr.skip()
+    return read_upload(path)["text"]
+
+
+def on_upload(path: str | None):
+    """The upload event: (text box content, the uploaded texts with their ids and metadata for the state)."""
+    if not path:
+        return gr.skip(), gr.skip()
+    upload = read_upload(path)
+    return upload["text"], upload
 
 
 def tool_defaults(tools: list[str] | None) -> tuple[float, int, int, str]:
@@ -96,6 +125,16 @@ def prepare_texts(text: str | None) -> list[tuple[str, str]]:
                    "(use `python -m toolformer_app generate` for a corpus).")
         texts = texts[: runtime.MAX_UI_TEXTS]
     return [(str(n), t) for n, t in enumerate(texts, 1)]
+
+
+def prepare_items(text: str | None, uploaded: dict[str, Any] | None = None) -> list[tuple]:
+    """``prepare_texts(text)``, or the uploaded texts with their ids and metadata ((id, text, meta), as
+    ``run_pipeline`` takes them) when the box still holds exactly what the upload put there."""
+    items = prepare_texts(text)
+    docs = (uploaded or {}).get("items") or []
+    if docs and text == uploaded.get("text") and [t for _, t in items] == [d["text"] for d in docs]:
+        return [(d["id"], d["text"], d["meta"]) for d in docs]
+    return items
 
 
 def make_config(tools: list[str] | None, use_defaults: bool, tau_s: float, k: float, m: float,
@@ -195,12 +234,13 @@ def _outputs(run: dict[str, Any], text_id: str | None, tool: str | None, seconds
 
 @runtime.gpu_bound
 def run_annotation(text: str, tools: list[str], model_name: str, use_defaults: bool, tau_s: float, k: float,
-                   m: float, temperature: float, progress=gr.Progress()):
-    """Generator: (run, text selector, heat-map tool, heat map, highlights, table, summary) after each text."""
+                   m: float, temperature: float, uploaded: dict[str, Any] | None = None, progress=gr.Progress()):
+    """Generator: (run, text selector, heat-map tool, heat map, highlights, table, summary) after each text.
+    ``uploaded``: the state ``on_upload`` filled (ids and metadata of an uploaded file's texts)."""
     from toolformer_app.models import ModelLoadError
     from toolformer_app.pipeline import run_pipeline
 
-    items = prepare_texts(text)
+    items = prepare_items(text, uploaded)
     cfg = make_config(tools, use_defaults, tau_s, k, m, temperature)
     model_name = (model_name or config.default_model()).strip()
     progress(0.0, desc=f"loading {model_name}")
@@ -276,13 +316,14 @@ def build(shared) -> None:
                          value=render.candidates_table([]),
                          column_widths=["6%", "11%", "22%", "27%", "20%", "7%", "7%"])
 
+    uploaded = gr.State(None)  # the last upload's texts with ids and metadata (used while the box holds them)
     example.change(load_example, example, text, api_visibility="private")
-    upload.upload(load_upload, upload, text, api_visibility="private")
+    upload.upload(on_upload, upload, [text, uploaded], api_visibility="private")
     tools.change(on_tools_change, tools, [tau_s, k, m, defaults_note], api_visibility="private")
     for s in (tau_s, k, m):
         s.input(lambda: False, None, use_defaults, api_visibility="private")
     outputs = [shared.run, text_pick, heat_tool, heat, marked, table, summary]
-    event = go.click(run_annotation, [text, tools, model, use_defaults, tau_s, k, m, temperature], outputs,
+    event = go.click(run_annotation, [text, tools, model, use_defaults, tau_s, k, m, temperature, uploaded], outputs,
                      api_name="annotate", concurrency_id=runtime.MODEL_CONCURRENCY, concurrency_limit=1)
     shared.annotate_event = event  # blocks.py chains the Filter tab's refresh onto it
     stop.click(None, None, None, cancels=[event], api_visibility="private")

@@ -1,8 +1,8 @@
 """Loss reductions and filter tab: explore τf on the stored losses, with no model pass (paper, 2: step 3).
 
 Library calls: ``Candidate.kept`` / ``pipeline.keep_if_helpful`` (the filter), ``pipeline.kept_table``
-(Table 2), ``pipeline.merge_calls`` (C*), ``pipeline.load_candidates`` / ``files.read_jsonl`` for
-saved runs, ``files.atomic_write_jsonl`` for the export.
+(Table 2), ``pipeline.cstar.write_cstar`` (C*, also the Finetune tab's "current run"),
+``pipeline.load_candidates`` / ``files.read_jsonl`` for saved runs.
 """
 
 from __future__ import annotations
@@ -97,13 +97,14 @@ def refilter(run: dict[str, Any] | None, tau_f: float):
 def candidate_choices(run: dict[str, Any] | None, tau_f: float) -> list[tuple[str, int]]:
     """Dropdown choices for the detail view, best loss reduction first; the value is the index in the run."""
     cands = (run or {}).get("candidates", [])
+    kept = [c.kept(tau_f) for c in _candidates(run)]  # the keep rule lives on Candidate only
     order = sorted(range(len(cands)), key=lambda i: -(cands[i].get("loss_reduction") if
                                                        cands[i].get("loss_reduction") is not None else -1e9))
     out = []
     for i in order:
         c = cands[i]
         red = c.get("loss_reduction")
-        mark = "–" if red is None else ("✓" if red >= tau_f else "✗")
+        mark = "–" if red is None else ("✓" if kept[i] else "✗")
         value = "no result" if red is None else f"L⁻−L⁺ = {red:+.3f}"
         out.append((f"{mark} {render.call_text(c)} · {value} · text {c['text_id']}, token {c['token_pos']}", i))
     return out
@@ -265,12 +266,11 @@ def _report(name: str, run: dict[str, Any], errors: list[str]) -> None:
 
 # -- export ---------------------------------------------------------------------------------------
 
-def export_dataset(run: dict[str, Any] | None, tau_f: float) -> str:
-    """Write C* at τf to DATA_DIR/datasets/<time>-tau<τf>/dataset.jsonl (atomically); return its path."""
-    import json
-
-    from toolformer_app.files import atomic_write_dir, jsonl_text, prune_dirs
-    from toolformer_app.pipeline import keep_if_helpful, merge_calls
+def export_dataset(run: dict[str, Any] | None, tau_f: float, plain_ratio: float = 0.0) -> str:
+    """Write C* at τf (with ``plain_ratio`` of the run's call-free texts per text with calls; 0: none) to
+    DATA_DIR/datasets/export-<time>-tau<τf>/dataset.jsonl through ``pipeline.cstar.write_cstar``; its path."""
+    from toolformer_app.files import prune_dirs
+    from toolformer_app.pipeline.cstar import NoCallKept, write_cstar
 
     run = run or {}
     texts = {t["text_id"]: t["text"] for t in run.get("texts", [])}
@@ -280,24 +280,21 @@ def export_dataset(run: dict[str, Any] | None, tau_f: float) -> str:
     if not texts:
         raise gr.Error("This candidates file holds no texts, so C* cannot be built: load the run's "
                        "records.jsonl (or its directory from the data dir) instead.")
-    kept = keep_if_helpful(cands, float(tau_f))
-    try:
-        rows = merge_calls(texts, kept)
-        # encoded before any folder exists: a text UTF-8 cannot hold is one line, and nothing is left behind
-        dataset = jsonl_text(rows)
-    except ValueError as exc:  # insert_calls refused a call: never write a garbled C*
-        raise gr.Error(f"C* not written: {render.one_line(exc)}") from None
-    if not rows:
-        raise gr.Error(f"No call is kept at τf = {float(tau_f):.2f}: lower τf to export a dataset.")
-    meta = {"tau_f": float(tau_f), "texts": len(rows), "calls": len(kept),
-            "source": run.get("source", ""), "model": run.get("model", "")}
+    tau_f, plain_ratio = float(tau_f), float(plain_ratio or 0.0)
     datasets = config.data_dir() / "datasets"
-    out = datasets / f"export-{time.strftime('%Y%m%d-%H%M%S')}-tau{float(tau_f):.2f}"
-    out = atomic_write_dir(_unique(out), {"dataset.jsonl": dataset,
-                                          "meta.json": json.dumps(meta, indent=2, ensure_ascii=True) + "\n"})
+    name = f"export-{time.strftime('%Y%m%d-%H%M%S')}-tau{tau_f:.2f}" + (f"-mix{plain_ratio:g}" if plain_ratio else "")
+    out = _unique(datasets / name)
+    try:
+        cstar = write_cstar(out, texts, cands, tau_f, plain_ratio,
+                            meta={"source": run.get("source", ""), "model": run.get("model", "")})
+    except NoCallKept:
+        raise gr.Error(f"No call is kept at τf = {tau_f:.2f}: lower τf to export a dataset.") from None
+    except ValueError as exc:  # a call insert_calls refused, or a text UTF-8 cannot hold: nothing is written
+        raise gr.Error(f"C* not written: {render.one_line(exc)}") from None
     if config.public():  # anyone may call /export_dataset: a bounded number of exports is kept
         prune_dirs(datasets, "export-", MAX_PUBLIC_EXPORTS)
-    gr.Info(f"C* at τf = {float(tau_f):.2f}: {len(rows)} texts with {len(kept)} calls, "
+    mixed = f" and {cstar.plain} without (of {cstar.available_plain})" if plain_ratio else ""
+    gr.Info(f"C* at τf = {tau_f:.2f}: {cstar.with_calls} texts with {cstar.kept} calls{mixed}, "
             f"saved in {out.relative_to(config.data_dir())}/dataset.jsonl")
     return str(out / "dataset.jsonl")
 

@@ -3,7 +3,9 @@
 Library calls: ``training.FinetuneConfig`` + ``training.start_job`` (a separate process; one at a
 time, JobConflictError otherwise), ``list_jobs`` / ``get_job`` / ``read_events`` / ``log_tail`` /
 ``cancel_job`` / ``resume_job`` from the SQLite job store, ``training.data.load_texts`` to check an
-upload, ``training.trainer.memory_check`` for the measured CPU step time. A ``gr.Timer`` polls.
+upload, ``training.trainer.memory_check`` for the measured CPU step time, ``pipeline.cstar.write_cstar``
+(through the Filter tab's export) for the current run's C* mixed with its call-free texts. A
+``gr.Timer`` polls.
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ from toolformer_app import config
 from toolformer_app.ui import render, runtime
 
 CURRENT = "__current__"  # the dataset choice "C* of the current run at the Filter tab's τf"
+
+
+def default_plain_ratio() -> float:
+    """The recipe's call-free texts per text with calls: the app trains on the mix the recipe trains on."""
+    from toolformer_app.recipe import RecipeConfig
+
+    return RecipeConfig.plain_ratio
 EXAMPLE_DATASET = render.ASSETS / "examples" / "calculator_dataset.jsonl"
 PROBE_TOKENS = 128  # the CPU probe: one forward + backward of 1 x 128 tokens, scaled to the settings
 POLL_S = 1.0
@@ -139,7 +148,7 @@ def dataset_choices() -> list[tuple[str, str]]:
             continue
         found.append(path)
     found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-    out = [("C* of the current run at the Filter tab's τf", CURRENT)]
+    out = [("C* of the current run at the Filter tab's τf (mixed with its call-free texts, below)", CURRENT)]
     out += [(f"data dir: {p.relative_to(root).as_posix()}", p.relative_to(root).as_posix()) for p in found[:50]]
     if EXAMPLE_DATASET.exists():
         out.append(("example: 12 Calculator texts (assets/examples/calculator_dataset.jsonl)", EXAMPLE_ID))
@@ -183,15 +192,21 @@ def upload_dataset(path: str | None, token: str | None = None):
     return gr.update(choices=dataset_choices(), value=(out / "dataset.jsonl").relative_to(root).as_posix())
 
 
-def resolve_dataset(choice: str | None, run: dict[str, Any] | None, tau_f: float) -> str:
-    """The file for a dataset choice: CURRENT (exported now), EXAMPLE_ID, or a path relative to the data
-    dir (absolute paths only off a public deployment); the message never names a server path."""
+def resolve_dataset(choice: str | None, run: dict[str, Any] | None, tau_f: float, mix: bool = True,
+                    plain_ratio: float | None = None) -> str:
+    """The file for a dataset choice: CURRENT (exported now: C* at τf, with ``plain_ratio`` of the run's
+    call-free texts per text with calls when ``mix``, by default the recipe's ratio), EXAMPLE_ID, or a
+    path relative to the data dir (absolute paths only off a public deployment); the message never names
+    a server path."""
     if not choice:
         raise gr.Error("Choose a dataset.")
     if choice == CURRENT:
         from toolformer_app.ui.filter import export_dataset
 
-        return export_dataset(run, tau_f)
+        ratio = default_plain_ratio() if plain_ratio is None else float(plain_ratio)
+        if mix and ratio < 0:
+            raise gr.Error(f"Call-free texts per text with calls must be 0 or more, not {ratio:g}.")
+        return export_dataset(run, tau_f, ratio if mix else 0.0)
     if choice == EXAMPLE_ID:
         return str(EXAMPLE_DATASET)
     root = config.data_dir().resolve()
@@ -226,8 +241,9 @@ def make_config(model: str, data: str, lora: bool, learning_rate: float | None, 
 
 def launch(token: str, model: str, dataset: str, run: dict[str, Any] | None, tau_f: float, lora: bool,
            learning_rate: float | None, batch_size: float, grad_accum: float, epochs: float, max_steps: float,
-           max_length: float, eval_every: float, eval_fraction: float):
-    """Start a job; returns (job dropdown update, message)."""
+           max_length: float, eval_every: float, eval_fraction: float, mix: bool = True,
+           plain_ratio: float | None = None):
+    """Start a job; returns (job dropdown update, message). ``mix`` / ``plain_ratio``: see resolve_dataset."""
     from toolformer_app import training
     from toolformer_app.models import ModelLoadError, check_allowed
 
@@ -239,7 +255,7 @@ def launch(token: str, model: str, dataset: str, run: dict[str, Any] | None, tau
         raise gr.Error(f"Only one finetune runs at a time: {render.one_line(exc)}") from None
     except ModelLoadError as exc:
         raise gr.Error(f"Model: {render.one_line(exc)}") from None
-    data = resolve_dataset(dataset, run, tau_f)
+    data = resolve_dataset(dataset, run, tau_f, mix, plain_ratio)
     cfg = make_config(model, data, lora, learning_rate, batch_size, grad_accum, epochs, max_steps, max_length,
                       eval_every, eval_fraction)
     try:
@@ -418,6 +434,11 @@ def build(shared) -> gr.Tab | None:
                 dataset = gr.Dropdown(dataset_choices(), value=CURRENT, label="Dataset (C*)", scale=4,
                                       elem_id="finetune-dataset")
                 refresh = gr.Button("↻", size="sm", scale=0, min_width=40)
+            with gr.Row():  # only for the current run: the other datasets are used as they are
+                mix = gr.Checkbox(True, label="Mix in the run's call-free texts (as the recipe does)", scale=3,
+                                  elem_id="finetune-mix")
+                ratio = gr.Number(default_plain_ratio(), label="Call-free texts per text with calls", minimum=0,
+                                  scale=2, elem_id="finetune-ratio")
             upload = gr.File(label="Or upload a dataset.jsonl", file_types=[".jsonl"], type="filepath", height=120)
             token = gr.Textbox(label="Admin token", type="password", visible=bool(config.admin_token()),
                                elem_id="finetune-token")
@@ -466,8 +487,10 @@ def build(shared) -> gr.Tab | None:
         comp.change(device_line_cached, settings, device, api_visibility="private", show_progress="hidden")
     refresh.click(lambda: gr.update(choices=dataset_choices()), None, dataset, api_visibility="private")
     upload.upload(upload_dataset, [upload, token], dataset, api_visibility="private")
+    dataset.change(lambda choice: (gr.update(visible=choice == CURRENT),) * 2, dataset, [mix, ratio],
+                   api_visibility="private", show_progress="hidden")
     go.click(launch, [token, model, dataset, shared.run, shared.tau_f, lora, lr, batch, accum, epochs, steps,
-                      max_len, eval_every, eval_frac], [job, message], api_name="finetune")
+                      max_len, eval_every, eval_frac, mix, ratio], [job, message], api_name="finetune")
     cancel_btn.click(cancel, [token, job], message, api_name="cancel_finetune")
     resume_btn.click(resume, [token, job], message, api_name="resume_finetune")
     views = [status, bar, curve, ppl, log]

@@ -357,7 +357,9 @@ def losses_html(c: dict[str, Any], tau_f: float) -> str:
     if red is None:
         verdict = f"no result ({html.escape(c.get('reason') or 'unknown reason')}): never kept"
     else:
-        kept = red >= tau_f
+        from toolformer_app.pipeline import Candidate  # the keep rule lives on Candidate only
+
+        kept = Candidate.from_dict(c).kept(tau_f)
         verdict = (f"L⁻ − L⁺ = {red:.3f} {'≥' if kept else '<'} τf = {tau_f:.2f}: "
                    f"<b>{'kept' if kept else 'rejected'}</b>")
     return (f'<div class="tf-call"><span class="tf-chip tool-{html.escape(c["tool"])}">{html.escape(c["tool"])}</span> '
