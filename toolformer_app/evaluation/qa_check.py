@@ -24,8 +24,11 @@ from toolformer_app.evaluation import suites as suite_lib
 
 def dev_items() -> list[suite_lib.Item]:
     """Facts of the suite's kinds whose prompt is not in the suite (the suite was sampled from the same pool)."""
+    import random
+
     used = {it.prompt for it in suite_lib.load_suite("facts")}
     pool = [it for it in suite_lib.capital_facts() + suite_lib.wiki_facts() if it.prompt not in used]
+    random.Random(suite_lib.SEED).shuffle(pool)  # capitals and relations mixed, so --limit takes both
     return [suite_lib.Item(f"qa-dev-{n:04d}", it.kind, it.prompt, it.answers, it.meta) for n, it in enumerate(pool)]
 
 
