@@ -73,15 +73,16 @@ def test_a_model_that_fails_to_load_gives_a_reason(monkeypatch):
 
 @pytest.mark.parametrize(
     "raw, answer",
-    [(" Paris.\nQuestion: x", "Paris"), (" 3.5 metres tall.", "3.5 metres tall"), (' "Canberra"', "Canberra")],
+    [(" Paris.\nQuestion: x", "Paris"), (" 3.5 metres tall.", "3.5 metres tall"), (' "Canberra"', "Canberra"),
+     ("\n Lima\nQuestion: x", "Lima")],  # an answer on the next line (the reader after a completion)
 )
 def test_clean_answer_cuts_at_newline_or_period(raw, answer):
     assert clean_answer(raw) == answer
 
 
-def test_prompt_has_two_solved_examples_then_the_question():
+def test_prompt_has_three_solved_examples_then_the_question():
     prompt = build_prompt("Q?", ["P1.", "P2."])
-    assert prompt.count("Short answer:") == 3
+    assert prompt.count("Short answer:") == 4
     assert prompt.endswith("Context: P1. P2.\nQuestion: Q?\nShort answer:")
 
 

@@ -26,11 +26,11 @@ def _ex(before: str, question: str, answer: str, after: str) -> tuple[str, str]:
 
 EXAMPLES: tuple[tuple[str, str], ...] = (
     _ex("The capital city of Australia is", "What is the capital of Australia?", "Canberra", " Canberra."),
-    _ex(
-        "The novel Pride and Prejudice was written by",
-        "Who wrote Pride and Prejudice?",
-        "Jane Austen",
-        " Jane Austen and first published in 1813.",
+    _ex(  # never a facts-suite fact (the suite once asked "Pride and Prejudice is a novel by")
+        "The Starry Night was painted in 1889 by",
+        "Who painted The Starry Night?",
+        "Vincent van Gogh",
+        " Vincent van Gogh, in Saint-Rémy.",
     ),
     _ex(
         "At sea level, water boils at",
@@ -53,25 +53,28 @@ _QA_MODELS: dict[str, tuple[Any, Any]] = {}
 _QA_LOCK = threading.Lock()
 
 
-# Two short shots: without them a small instruct model starts its answer with a newline or a
-# whole sentence; with them it answers on the same line, in a few words.
+# Short shots: without them a small instruct model starts its answer with a newline or a whole
+# sentence; with them it answers on the same line, in a few words. The last one is a completion, as the
+# model's own calls often are ("[QA(The capital of Peru is)]"). None is a facts-suite fact.
 _SHOTS = (
     ("The Amazon is a river in South America. It carries more water than any other river.",
      "On which continent is the Amazon?", "South America"),
-    ("Jane Austen was an English novelist. Her novel Pride and Prejudice was published in 1813.",
-     "Who wrote Pride and Prejudice?", "Jane Austen"),
+    ("Vincent van Gogh was a Dutch painter. He painted The Starry Night in 1889 in Saint-Rémy.",
+     "Who painted The Starry Night?", "Vincent van Gogh"),
+    ("Mount Kilimanjaro is a dormant volcano in Tanzania. It is the highest mountain in Africa.",
+     "The highest mountain in Africa is", "Mount Kilimanjaro"),
 )
 
 
 def build_prompt(question: str, passages: list[str]) -> str:
-    """The reader's prompt: two solved examples, then "Context: ...\nQuestion: ...\nShort answer:"."""
+    """The reader's prompt: the solved examples, then "Context: ...\nQuestion: ...\nShort answer:"."""
     shots = "".join(f"Context: {c}\nQuestion: {q}\nShort answer: {a}\n\n" for c, q, a in _SHOTS)
     return f"{shots}Context: {' '.join(passages)}\nQuestion: {question}\nShort answer:"
 
 
 def clean_answer(text: str) -> str:
     """The answer up to the first newline or sentence-ending period, without quotes."""
-    answer = _ANSWER_END.split(text, 1)[0]
+    answer = _ANSWER_END.split(text.lstrip(), 1)[0]  # an answer that starts on the next line is still one
     return answer.strip().strip("\"'").strip()
 
 
