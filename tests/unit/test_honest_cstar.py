@@ -89,3 +89,21 @@ def test_self_overlap_counts_copies_per_tool():
     a = Candidate("t", "WikiSearch", 3, 10, 0.1, "Beowulf", result=copy)
     b = Candidate("t", "QA", 3, 10, 0.1, "What?", result="an epic")
     assert self_retrieved_table([a, b], {"t": text}) == {"QA": 0, "WikiSearch": 1}
+
+
+def test_stats_json_counts_self_retrieved_kept_calls_per_tool():
+    from toolformer_app.pipeline.config import Candidate
+    from toolformer_app.pipeline.filtering import build_stats
+
+    text = "Beowulf is an Old English poem, an epic in the tradition of Germanic heroic legend."
+
+    def cand(tool, result, red):
+        return Candidate("t", tool, 3, 10, 0.1, "q", result=result, loss_plain=2.0, loss_empty=2.0,
+                         loss_result=2.0 - red, loss_reduction=red, next_tokens=[" Old"])
+
+    cands = [cand("WikiSearch", text + " It survives in one manuscript.", 1.0),
+             cand("WikiSearch", "The Nowell Codex holds it.", 0.5), cand("QA", "Old English", 0.4),
+             cand("WikiSearch", text, 0.1)]  # a copy, but not kept at tau_f = 0.3
+    stats = build_stats([{"text_id": "t", "text": text}], cands, {"WikiSearch": 0.3, "QA": 0.3}, 1)
+    assert stats["self_retrieved"] == {"QA": 0, "WikiSearch": 1}
+    assert stats["per_tool"]["WikiSearch"]["self_retrieved"] == 1
