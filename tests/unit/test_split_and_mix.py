@@ -136,7 +136,7 @@ def _call(tool: str, red: float, result: str = "42") -> dict:
     return {"tool": tool, "input": "x", "result": result, "char_pos": 4, "token_pos": 1, "loss_reduction": red}
 
 
-def test_no_tool_holds_more_than_its_share_of_the_call_texts(tmp_path: Path) -> None:
+def test_the_largest_tool_holds_at_most_its_share_of_the_call_texts(tmp_path: Path) -> None:
     from toolformer_app.pipeline.mix import cap_tool_share
 
     cal = _gen_dir(tmp_path / "cal", {f"dated:{n}": [_call("Calendar", n / 10)] for n in range(20)},
@@ -155,6 +155,12 @@ def test_no_tool_holds_more_than_its_share_of_the_call_texts(tmp_path: Path) -> 
     # call-free text per source, in proportion to its call texts; capped dated texts join the dated pool
     assert stats.plain_per_source == {"dated": 4, "arith": 4, "wiki": 3, "foreign": 1}
     assert cap_tool_share([{"calls": [_call("MT", 1)]}] * 3, 0.35) == ([{"calls": [_call("MT", 1)]}] * 3, [])
+    # only the largest tool is capped: a few calls of the small tools never shrink the second one
+    many = [{"calls": [_call("Calendar", 1)]}] * 142 + [{"calls": [_call("Calculator", 1)]}] * 49 + \
+        [{"calls": [_call("QA", 1)]}] * 9
+    kept_rows, _ = cap_tool_share(many, 0.35)
+    tools = [r["calls"][0]["tool"] for r in kept_rows]
+    assert tools.count("Calendar") == 31 and tools.count("Calculator") == 49
 
 
 def test_the_mix_never_keeps_a_call_that_copies_its_own_text(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ makes at most one call per input (paper, section 4), and adjacent duplicate call
 
 Teaching *when*: call-free texts come from each source in proportion to its call texts (dated text
 mostly without a Calendar call, encyclopedic text mostly without a search), so that no source is tied
-to calling; and no tool holds more than ``max_tool_share`` of the call texts (the templated dated
+to calling; and the largest tool holds at most ``max_tool_share`` of the call texts (the templated dated
 corpus once made half of them, and the model then called the Calendar on short factual statements).
 A tool's texts over the cap are the ones with the smallest loss reduction; they join their source's
 call-free pool. A call whose result overlaps its own text (``filtering.self_overlap``: it copied the
@@ -44,6 +44,11 @@ from toolformer_app.pipeline.filtering import borne_out
 
 DEFAULT_PLAIN_RATIO = 2.0
 DEFAULT_MAX_TOOL_SHARE = 0.35
+# Seeded corpora written from templates: at most one call-free text per call text from each (their
+# call-free texts taught a finetune "is 101,300 inhabitants" after "The capital of X is"); the rest of
+# the call-free texts are encyclopedic (wiki), the closest to what the model is asked about facts.
+TEMPLATED_SOURCES = ("arith", "dated", "mt-fr", "mt-es")
+TEMPLATED_RATIO = 1.0
 DEFAULT_SEED = 0
 
 
@@ -88,8 +93,14 @@ def _following(gen_dir: Path) -> dict[tuple[str, int, str, str], str]:
 
 
 def cap_tool_share(rows: list[dict[str, Any]], max_share: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(kept, dropped): no tool holds more than ``max_share`` of the rows (by each row's first call's tool);
-    a tool over the cap keeps its rows with the largest loss reduction."""
+    """(kept, dropped): the largest tool (by each row's first call) holds at most ``max_share`` of the rows,
+    keeping its rows with the largest loss reduction.
+
+    Only the largest tool is capped: capping every tool at once would cut the mix to a few times the
+    smallest tools' counts (measured: 5 WikiSearch, 1 QA and 3 MT texts would cap the Calculator and the
+    Calendar at 10 each, 29 call texts in all), so the second tool may still hold more than ``max_share``
+    (``MixStats.calls_per_tool`` says so).
+    """
     if not 0 < max_share <= 1:
         raise ValueError(f"max_tool_share must be in (0, 1], got {max_share}")
     by_tool: dict[str, list[dict[str, Any]]] = {}
@@ -98,11 +109,10 @@ def cap_tool_share(rows: list[dict[str, Any]], max_share: float) -> tuple[list[d
     for group in by_tool.values():
         group.sort(key=lambda r: -max(float(c.get("loss_reduction") or 0.0) for c in r["calls"]))
     sizes = {t: len(g) for t, g in by_tool.items()}
-    if len(sizes) * max_share >= 1:  # feasible (with 2 tools, 35% each cannot fill the mix): water-fill
-        # the largest per-tool cap c with c <= max_share * sum(min(n_t, c)); tools under it keep all rows
-        cap = next((c for c in range(max(sizes.values()), -1, -1)
-                    if c <= max_share * sum(min(n, c) for n in sizes.values())), 0)
-        sizes = {t: min(n, cap) for t, n in sizes.items()}
+    if len(sizes) > 1 and max_share < 1:
+        top = max(sizes, key=lambda t: sizes[t])
+        others = sum(sizes.values()) - sizes[top]  # n <= share * (n + others)  <=>  n <= share * others / (1 - share)
+        sizes[top] = min(sizes[top], int(max_share * others / (1 - max_share)))
     kept = [r for t, g in by_tool.items() for r in g[: sizes[t]]]
     dropped = [r for t, g in by_tool.items() for r in g[sizes[t] :]]
     return kept, dropped
@@ -163,7 +173,8 @@ def build_mix(gen_dirs: list[str | Path], plain_ratio: float = DEFAULT_PLAIN_RAT
     plain_pairs: list[tuple[str, str]] = []
     for source in sorted(pools):
         rng.shuffle(pools[source])
-        plain_pairs += pools[source][: round(plain_ratio * calls_per_source.get(source, 0))]
+        ratio = min(plain_ratio, TEMPLATED_RATIO) if source in TEMPLATED_SOURCES else plain_ratio
+        plain_pairs += pools[source][: round(ratio * calls_per_source.get(source, 0))]
     wanted = round(plain_ratio * len(with_calls))
     if extra_wiki and len(plain_pairs) < wanted:  # sources short of call-free text: encyclopedic passages
         from toolformer_app.pipeline.cli import _split_passage
