@@ -87,16 +87,34 @@ def pick_device(device: str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX); False on x86 CPUs without it.
+
+    Measured on an AVX2-only AMD EPYC: a bf16 forward pass of the default model ran at 65 tokens/s and
+    forward + backward at 4, against 339 and 106 in fp32; on a CPU with AVX512-BF16, bf16 was 2-3x faster
+    than fp32. Non-Linux systems (no /proc/cpuinfo) keep bf16.
+    """
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return True
+    if "flags" not in flags:  # an ARM /proc/cpuinfo ("Features"): bf16 if the CPU lists it
+        return "bf16" in flags
+    return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
+
+
 def pick_dtype(device: str, dtype: str | None = None):
-    """bf16 on CPU (2-3x faster than fp32 here); on a GPU bf16 if supported, else fp16."""
+    """bf16 on a CPU with native bf16 (2-3x faster than fp32 there), else fp32 (bf16 is emulated and
+    5x slower); on a GPU bf16 if supported, else fp16. ``TOOLFORMER_DTYPE`` or ``dtype`` overrides."""
     import torch
 
+    dtype = dtype or os.environ.get("TOOLFORMER_DTYPE") or None
     if dtype:
         return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
                 "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[dtype]
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
 
 
 def _package_dir(preset: Preset) -> Path:
