@@ -305,7 +305,8 @@ def write_card(cfg: RecipeConfig, timing: dict[str, float]) -> None:
                        for t, v in st["per_tool"].items()}
     command = (f"python -m toolformer_app recipe --model {cfg.model} --out {cfg.out}"
                + (f" --scale {cfg.scale}" if cfg.scale != 1.0 else "")
-               + (f" --max-steps {cfg.max_steps}" if cfg.max_steps != RecipeConfig.max_steps else ""))
+               + (f" --max-steps {cfg.max_steps}" if cfg.max_steps != RecipeConfig.max_steps else "")
+               + (f" --eval-limit {cfg.eval_limit}" if cfg.eval_limit != RecipeConfig.eval_limit else ""))
     lines = [
         CARD_MARK,
         f"# {SHIPPED_NAME if cfg.model == 'smollm2-135m' else Path(cfg.out).name}: a Toolformer LoRA adapter",
@@ -318,7 +319,9 @@ def write_card(cfg: RecipeConfig, timing: dict[str, float]) -> None:
         f"{json.dumps(mix_stats['calls_per_tool'])}, texts per source {json.dumps(mix_stats['texts_per_source'])}.",
         f"- **C\\* per source (kept calls at tau_f, precision):** `{json.dumps(gen)}`.",
         f"- **Finetune:** LoRA r={cfg.lora_r} on every linear layer, {cfg.max_steps} steps, batch {cfg.batch_size}, "
-        f"lr {cfg.learning_rate}, tool results masked in the loss; metrics "
+        f"lr {cfg.learning_rate}, precision {train.get('hyperparameters', {}).get('precision', 'auto')} (fp32 on a "
+        "CPU without native bf16, `models.cpu_has_native_bf16`), "
+        "tool results masked in the loss; metrics "
         f"`{json.dumps({k: v for k, v in train.get('metrics', {}).items() if k != 'path'})}`.",
         "- **Split:** no evaluation article is annotated or trained on: the last 200 wiki extracts (perplexity, "
         "plain) and the articles of every facts-suite subject and answer are excluded by title "
