@@ -149,7 +149,8 @@ def plan(cfg: RecipeConfig) -> list[tuple[str, bool]]:
     stages.append(("finetune", (out / "adapter" / "adapter_config.json").exists()))
     stages.append(("calibrate", "call_threshold" in _calling(out)))
     stages.append(("eval", (out / "eval" / "results.json").exists()))
-    stages.append(("eval calibrated", (out / "eval_calibrated" / "results.json").exists()))
+    stages.append(("eval calibrated", (out / "eval_calibrated" / "results.json").exists()
+                    or ("call_threshold" in _calling(out) and _calling(out)["call_threshold"] is None)))
     card = out / "adapter" / "README.md"  # peft writes a README.md of its own: look for ours
     stages.append(("card", card.exists() and CARD_MARK in card.read_text(encoding="utf-8", errors="replace")))
     return stages

@@ -5,13 +5,15 @@ calls, since p(" [") is never its top token. Chat instead calls when p(" [") rea
 chosen here, never on an evaluation suite:
 
 - positives: arithmetic-corpus texts the recipe never read (ids after its ``--limit``), cut right
-  before the number that the calculation gives ("… reaching" | "44073"): p(" [") at that position;
+  before the number that the calculation gives ("… reaching" | "44073"): the largest p(" [") over the
+  prompt's positions (the same statistic as the negatives: a call may start anywhere);
 - negatives: training-split wiki passages that no mix row holds: the largest p(" [") over all of a
   passage's positions, teacher-forced (a continuation with tools calls if it crosses the threshold
   anywhere).
 
-The threshold maximises TPR - FPR among those with FPR <= ``max_fpr``; it is written to the model
-card (``toolformer_card.json``, key "calling"), where Chat and ``chat --call-threshold card`` read it.
+The threshold maximises TPR - FPR among those with FPR <= ``max_fpr``; when no threshold under that FPR
+calls on any positive, there is none (``call_threshold`` null: Chat keeps the paper's top-k). It is written
+to the model card (``toolformer_card.json``, key "calling"), where Chat and ``chat --call-threshold card`` read it.
 
     python -m toolformer_app calibrate --model runs/recipe/adapter --mix runs/recipe/mix.jsonl --write-card
 """
@@ -84,8 +86,9 @@ def choose_threshold(pos: list[float], neg: list[float], max_fpr: float = DEFAUL
         top = max(neg)
         best = (top * 1.0001, sum(p > top for p in pos) / len(pos), 0.0)
     t, tpr, fpr = best
-    return {"call_threshold": round(t, 6), "tpr": round(tpr, 4), "fpr": round(fpr, 4), "max_fpr": max_fpr,
-            "n_positive": len(pos), "n_negative": len(neg)}
+    return {"call_threshold": round(t, 6) if tpr > 0 else None, "tpr": round(tpr, 4), "fpr": round(fpr, 4),
+            "max_fpr": max_fpr, "n_positive": len(pos), "n_negative": len(neg),
+            "positive_p_max": round(max(pos), 6), "negative_p_quantile_90": round(sorted(neg)[int(0.9 * len(neg))], 6)}
 
 
 def calibrate(model_name: str, mix: str | Path | None = None, skip: int = 160, n: int = 100,
@@ -97,7 +100,7 @@ def calibrate(model_name: str, mix: str | Path | None = None, skip: int = 160, n
     model, tok = models.load(model_name)
     exclude = {r["id"] for r in read_jsonl(mix)} if mix else set()
     exclude |= {i.split(".", 1)[0] for i in exclude}
-    pos = api_probabilities(model, tok, positive_prompts(skip, n), last_only=True)
+    pos = api_probabilities(model, tok, positive_prompts(skip, n), last_only=False)
     neg = api_probabilities(model, tok, negative_texts(exclude, n), last_only=False)
     return {**choose_threshold(pos, neg, max_fpr), "source": {
         "positives": f"arithmetic corpus texts {skip}..{skip + n} cut before the result",
