@@ -314,11 +314,12 @@ class _Session:
         """After " [" has been fed (``logits``: the next-token logits), the greedy path through the name trie.
 
         Returns (name, its ids, logits after all but its last id), with every id but the last fed.
-        The trie holds the enabled names only (at least one), or every known name with
-        ``decline_disabled``; then the name may be a disabled one, which the caller declines.
+        The trie holds the enabled names. With ``decline_disabled`` each name token is the model's own
+        greedy choice, and a token that spells no enabled name gives the name "" (a disabled tool, or
+        something else: the caller declines the call); without it, the best enabled continuation is forced.
         """
         decline = self.cfg.decline_disabled and hasattr(self.cache, "crop")  # a declined call is cropped away
-        paths = [(n, ids) for n, ids, on in self.name_trie if on or decline]
+        paths = [(n, ids) for n, ids, on in self.name_trie if on]
         chosen: list[int] = []
         while True:
             live = [(n, ids) for n, ids in paths if ids[: len(chosen)] == chosen]
@@ -326,7 +327,12 @@ class _Session:
             if done is not None:
                 return done, chosen, logits
             options = sorted({ids[len(chosen)] for _, ids in live})
-            tok = options[int(logits[options].argmax())]
+            if decline:  # the model's own next token must spell an enabled name, else no call here
+                tok = int(logits.argmax())
+                if tok not in options:
+                    return "", chosen, logits
+            else:
+                tok = options[int(logits[options].argmax())]
             chosen.append(tok)
             if any(ids == chosen for _, ids in live):  # the last id is fed later, with the call's text
                 continue

@@ -350,7 +350,7 @@ def test_disabled_tool_cannot_be_written_the_call_is_declined(tiny_model):
                          InferenceConfig(max_new_tokens=8, ignore_eos=True, disabled=True))
     assert res.calls == [] and calc.inputs == [] and "[" not in res.text
     assert res.text == off.text and res.token_ids == off.token_ids
-    assert res.stats.calls_declined >= 1 and res.stats.lookahead_tokens >= 2
+    assert res.stats.calls_declined >= 1 and res.stats.lookahead_tokens >= 1  # " [" read, then cropped
     assert res.stats.prefix_tokens_reencoded == 0
 
 
