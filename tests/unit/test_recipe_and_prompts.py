@@ -35,7 +35,7 @@ def test_the_commands_are_the_clis_own(tmp_path: Path) -> None:
     ft = recipe.finetune_command(cfg, "recipe-x", resume=True)
     assert "--lora" in ft and ft[ft.index("--max-steps") + 1] == "7" and ft[-1] == "--resume"
     ev = recipe.eval_command(cfg)
-    assert ev[ev.index("--suites") + 1] == "math,facts,dates,perplexity,plain"
+    assert ev[ev.index("--suites") + 1] == "math,facts,facts_plain,dates,perplexity,plain"
 
 
 def test_a_rerun_with_another_model_is_refused(tmp_path: Path) -> None:
