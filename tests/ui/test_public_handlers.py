@@ -143,7 +143,7 @@ def test_export_refuses_candidates_outside_their_text_and_keeps_text_byte_identi
 
 
 def test_jsonl_line_numbers_count_file_lines_in_the_annotate_warning(tmp_path, warnings):
-    from toolformer_app.pipeline.cli import load_texts
+    from toolformer_app.pipeline.corpus import load_texts
     from toolformer_app.ui import annotate
 
     rows = [{"text": "one"}, {"text": "two"}, {"text": ""}, {"text": "four"}, {"text": "five"}, {}, {"text": " "},

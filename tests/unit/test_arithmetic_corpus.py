@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from toolformer_app.pipeline.arithmetic import TEMPLATES, arithmetic_texts
-from toolformer_app.pipeline.cli import load_texts
+from toolformer_app.pipeline.corpus import load_texts
 from toolformer_app.tools.calculator import Calculator, evaluate
 
 EVAL_MATH = Path(__file__).resolve().parents[2] / "assets" / "eval" / "math.jsonl"

@@ -14,7 +14,7 @@ import pytest
 datasets = pytest.importorskip("datasets")
 
 from tests.unit.helpers import stats_without_timings  # noqa: E402
-from toolformer_app.pipeline.datasets_source import load_dataset_texts  # noqa: E402
+from toolformer_app.pipeline.corpus import load_dataset_texts  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 TEXTS = [f"Row {n}: {n} plus {n + 1} makes {2 * n + 1} in total." for n in range(6)]

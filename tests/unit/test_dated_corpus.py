@@ -8,8 +8,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from toolformer_app.pipeline.cli import load_texts
 from toolformer_app.pipeline.config import Candidate
+from toolformer_app.pipeline.corpus import load_texts
 from toolformer_app.pipeline.dated import TEMPLATES, dated_texts
 from toolformer_app.pipeline.steps import execute_calls
 from toolformer_app.tools.calendar import Calendar, document_date, today_sentence

@@ -88,7 +88,7 @@ def test_tools_follow_the_paper():
 
 def test_held_out_texts_are_never_annotated():
     """`generate --wiki --limit N` reads extracts from the start: up to 9,833 texts never reach the tail."""
-    from toolformer_app.pipeline.cli import load_texts
+    from toolformer_app.pipeline.corpus import load_texts
     from toolformer_app.tools.corpus import wiki_passages
 
     held = suites.held_out_texts()

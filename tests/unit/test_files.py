@@ -24,7 +24,7 @@ def test_a_lone_surrogate_escape_is_refused_but_a_pair_is_a_character():
 
 def test_generate_input_reports_nested_and_surrogate_lines_by_number(tmp_path):
     """`generate --input` reads .jsonl through read_jsonl_numbered: no traceback, the line is named."""
-    from toolformer_app.pipeline.cli import load_texts
+    from toolformer_app.pipeline.corpus import load_texts
 
     path = tmp_path / "in.jsonl"
     path.write_text("\n".join([NESTED, '{"text": "a \\ud800"}', json.dumps({"text": "2 + 2 = 4"})]) + "\n")

@@ -49,7 +49,7 @@ def test_qa_retrieval_leaves_out_the_article(corpus_file):
 
 
 def test_wiki_texts_carry_their_article_for_leave_one_out():
-    from toolformer_app.pipeline.cli import load_texts
+    from toolformer_app.pipeline.corpus import load_texts
     from toolformer_app.tools.corpus import wiki_corpus
 
     metas: dict = {}

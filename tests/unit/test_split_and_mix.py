@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from toolformer_app.evaluation import suites
-from toolformer_app.pipeline.cli import load_texts
 from toolformer_app.pipeline.config import Candidate
+from toolformer_app.pipeline.corpus import load_texts
 from toolformer_app.pipeline.filtering import borne_out, build_stats, precision
 from toolformer_app.pipeline.foreign import foreign_texts
 from toolformer_app.pipeline.mix import build_mix

@@ -49,7 +49,7 @@ def negative_texts(exclude_ids: set[str], n: int, seed: int = 0) -> list[str]:
     """``n`` training-split wiki passages (first passage of an extract) that no mix row holds."""
     import random
 
-    from toolformer_app.pipeline.cli import _split_passage
+    from toolformer_app.pipeline.corpus import split_passage as _split_passage
     from toolformer_app.pipeline.split import training_wiki_items
 
     items = [(f"wiki:{i}", extract) for i, _, extract in training_wiki_items() if f"wiki:{i}" not in exclude_ids]

@@ -12,96 +12,24 @@ import os
 import sys
 from pathlib import Path
 
-from toolformer_app.pipeline import datasets_source
+from toolformer_app.pipeline import corpus
 from toolformer_app.pipeline.config import PipelineConfig
+from toolformer_app.pipeline.corpus import load_texts  # re-exported: the bench and older code read texts here
 
-MAX_PASSAGE_WORDS = 120
-
-
-def _split_passage(text: str, max_words: int = MAX_PASSAGE_WORDS) -> list[str]:
-    """Split a long extract into passages of whole sentences, each at most ~max_words words."""
-    import re
-
-    sentences = re.split(r"(?<=[.!?])\s+", text.strip())
-    out, cur = [], []
-    for s in sentences:
-        if cur and len(" ".join(cur + [s]).split()) > max_words:
-            out.append(" ".join(cur))
-            cur = []
-        cur.append(s)
-    if cur:
-        out.append(" ".join(cur))
-    return [p for p in out if p.strip()]
+__all__ = ["load_texts", "main", "register"]
 
 
-def load_texts(input_path: str | None = None, wiki: bool = False, limit: int | None = None,
-               errors: list[str] | None = None, arithmetic: bool = False, dated: bool = False,
-               foreign: bool = False, metas: dict[str, dict] | None = None,
-               max_bytes: int | None = None) -> list[tuple[str, str]]:
-    """(id, text) pairs from a .txt (paragraphs split by blank lines, else one per line), a .jsonl
-    (field "text", optional "date" = the text's creation date), the shipped wiki extracts split into
-    passages (training articles only: ``pipeline.split``), or a seeded corpus (arithmetic, dated, foreign).
-
-    ``metas`` (optional) receives each text's metadata: {"date": ISO date or None (unknown)}.
-    Texts without an entry are taken as written now (the Calendar answers with today's date).
-    ``max_bytes`` bounds an input file (uploads).
-    """
-    from toolformer_app.files import read_jsonl_numbered, read_text_file
-
-    items: list[tuple[str, str]] = []
-    meta_out = metas if metas is not None else {}
-    if arithmetic or foreign:
-        from toolformer_app.pipeline.arithmetic import arithmetic_texts
-        from toolformer_app.pipeline.foreign import foreign_texts
-
-        items = arithmetic_texts(limit or 1000) if arithmetic else foreign_texts(limit or 1000)
-        meta_out.update({i: {"date": None} for i, _ in items})
-        return items
-    if dated:
-        from toolformer_app.pipeline.dated import dated_texts
-
-        docs = dated_texts(limit or 1000)
-        meta_out.update({d.id: {"date": d.date.isoformat()} for d in docs})
-        return [(d.id, d.text) for d in docs]
-    if wiki:
-        from toolformer_app.pipeline.split import training_wiki_items
-
-        for n, title, extract in training_wiki_items():  # ids keep the extract's index in the file
-            for j, passage in enumerate(_split_passage(extract)):
-                text_id = f"wiki:{n}.{j}" if j else f"wiki:{n}"
-                items.append((text_id, passage))
-                # the article, so that WikiSearch and QA never retrieve it while annotating (leave-one-out)
-                meta_out[text_id] = {"date": None, "article": n, "title": title}
-                if limit and len(items) >= limit:
-                    return items
-        return items
-    if not input_path:
-        raise ValueError("give --input FILE, --wiki or --arithmetic")
-    path = Path(input_path)
-    if not path.is_file():
-        raise ValueError(f"{path} does not exist")
-    content = read_text_file(path, max_bytes)  # every byte checked: binary or non-UTF-8 files are refused
-    if path.suffix.lower() == ".jsonl":
-        for n, row in read_jsonl_numbered(path, errors):  # n: the line in the file, for ids and messages
-            text = row.get("text")
-            if isinstance(text, str) and text.strip():
-                items.append((str(row.get("id", f"line:{n}")), text))
-                meta = {k: row[k] for k in ("date", "title") if k in row}
-                if meta:
-                    meta_out[items[-1][0]] = meta
-            elif errors is not None:
-                errors.append(f"line {n}: no non-empty \"text\" field")
-    elif "\n\n" in content:  # paragraphs; each id names the file line where its paragraph starts
-        line = 1
-        for block in content.split("\n\n"):
-            if block.strip():
-                items.append((f"line:{line + block[: len(block) - len(block.lstrip())].count(chr(10))}", block.strip()))
-            line += block.count("\n") + 2
-    else:
-        items = [(f"line:{n}", b.strip()) for n, b in enumerate(content.splitlines(), 1) if b.strip()]
-    if not items:
-        raise ValueError(f"{path} holds no text")
-    return items[:limit] if limit else items
+def add_dataset_arguments(parser: argparse.ArgumentParser, sources: argparse._MutuallyExclusiveGroup) -> None:
+    """--dataset (one of generate's sources), --split, --text-field, --id-field, --streaming."""
+    sources.add_argument("--dataset", metavar="PATH_OR_ID",
+                         help="a `datasets` corpus: a .parquet/.arrow/.jsonl/.csv file, a folder of them, a "
+                              "save_to_disk folder, or a hub id (online only)")
+    parser.add_argument("--split", default="train", help="--dataset: the split to read (default: train)")
+    parser.add_argument("--text-field", default="text", help="--dataset: the column holding the text (default: text)")
+    parser.add_argument("--id-field", default="id",
+                        help="--dataset: a column of text ids, used when present (default: id; else row:N)")
+    parser.add_argument("--streaming", action="store_true",
+                        help="--dataset: read rows lazily (corpora larger than memory)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -121,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="a seeded corpus of dated notices, diaries and logs; the Calendar returns each one's date")
     src.add_argument("--foreign", action="store_true",
                      help="English paragraphs quoting a French or Spanish sentence (the MT corpus)")
-    datasets_source.add_arguments(p, src)
+    add_dataset_arguments(p, src)
     p.add_argument("--tools", default="Calculator,Calendar", help="comma-separated tool names")
     p.add_argument("--limit", type=int, default=None, help="read at most N texts")
     p.add_argument("--out", required=True, help="output directory (resumable)")
@@ -168,9 +96,8 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError(f"--limit must be at least 1, got {args.limit}")
         metas: dict[str, dict] = {}
         if args.dataset:  # already this rank's own rows
-            items = datasets_source.load_dataset_texts(args.dataset, args.split, args.text_field, args.id_field,
-                                                       args.streaming, args.limit, *datasets_source.rank_and_world(),
-                                                       errors)
+            items = corpus.load_dataset_texts(args.dataset, args.split, args.text_field, args.id_field,
+                                              args.streaming, args.limit, *corpus.rank_and_world(), errors)
         else:
             items = load_texts(args.input, args.wiki, args.limit, errors, args.arithmetic, args.dated, args.foreign,
                                metas)

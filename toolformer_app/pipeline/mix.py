@@ -177,13 +177,11 @@ def build_mix(gen_dirs: list[str | Path], plain_ratio: float = DEFAULT_PLAIN_RAT
         plain_pairs += pools[source][: round(ratio * calls_per_source.get(source, 0))]
     wanted = round(plain_ratio * len(with_calls))
     if extra_wiki and len(plain_pairs) < wanted:  # sources short of call-free text: encyclopedic passages
-        from toolformer_app.pipeline.cli import _split_passage
-        from toolformer_app.pipeline.split import training_wiki_items
+        from toolformer_app.pipeline.corpus import first_wiki_passages
 
         taken = {i for i, _ in plain_pairs}
         spare = [p for p in pools.get("wiki", []) if p[0] not in taken]
-        extra = [(f"wiki:{n}", _split_passage(extract)[0]) for n, _, extract in training_wiki_items()
-                 if f"wiki:{n}" not in seen and f"wiki:{n}" not in annotated]
+        extra = [(i, t) for i, t in first_wiki_passages() if i not in seen and i not in annotated]
         rng.shuffle(extra)
         plain_pairs += (spare + extra)[: wanted - len(plain_pairs)]
     plain = [{"id": i, "text": t, "calls": []} for i, t in plain_pairs[:wanted]]

@@ -1,7 +1,7 @@
 """Annotate tab: sample API calls on a text and show where the model wants them (paper, 2: steps 1-2).
 
 Library calls: ``pipeline.run_pipeline`` (one text at a time, so the table fills in live and Stop
-works between texts), ``pipeline.cli.load_texts`` for uploads (with their ids and metadata, so the
+works between texts), ``pipeline.corpus`` for uploads and typed texts (with their ids and metadata, so the
 Calendar answers with an uploaded document's "date"), ``tools.get_tool(...).thresholds`` for the
 defaults. Everything shown comes from ``TextResult`` / ``Candidate`` via ``render``.
 """
@@ -15,6 +15,7 @@ from typing import Any
 import gradio as gr
 
 from toolformer_app import config
+from toolformer_app.pipeline.corpus import split_paragraphs, typed_texts
 from toolformer_app.tools import get_tool
 from toolformer_app.ui import annotate_intro, render, runtime, user_tools
 
@@ -39,7 +40,7 @@ def read_upload(path: str) -> dict[str, Any]:
     """A .txt or .jsonl upload as {"text": the text box content (texts separated by blank lines),
     "items": [{"id", "text", "meta"}]}: each text as the box shows it, with its id and metadata (a .jsonl
     row's "id", "date" and "title"), kept in the tab's state while the box holds exactly these texts."""
-    from toolformer_app.pipeline.cli import load_texts
+    from toolformer_app.pipeline.corpus import load_texts
 
     name = Path(path).name
     if Path(path).suffix.lower() not in (".txt", ".jsonl"):
@@ -60,7 +61,7 @@ def read_upload(path: str) -> dict[str, Any]:
         items = items[: runtime.MAX_UI_TEXTS]
     # one text per paragraph: blank lines inside a text would split it
     text = "\n\n".join(" ".join(t.split("\n\n")) for _, t in items)
-    shown = render.split_texts(text)  # each text as Annotate reads it back from the box
+    shown = split_paragraphs(text)  # each text as Annotate reads it back from the box
     if len(shown) != len(items):  # a text the box cannot hold as one paragraph: the box's own numbering
         return {"text": text, "items": []}
     docs, seen = [], set()
@@ -119,12 +120,12 @@ def empty_run() -> dict[str, Any]:
 def prepare_texts(text: str | None) -> list[tuple[str, str]]:
     """The text box as (id, text) pairs: cut at the configured limit, at most MAX_UI_TEXTS texts."""
     text = runtime.checked_input(text, "The text is empty: type a text, pick an example or upload a .txt / .jsonl file.")
-    texts = render.split_texts(text)
-    if len(texts) > runtime.MAX_UI_TEXTS:
-        gr.Warning(f"{len(texts)} texts given; only the first {runtime.MAX_UI_TEXTS} are annotated here "
+    items = typed_texts(text)
+    if len(items) > runtime.MAX_UI_TEXTS:
+        gr.Warning(f"{len(items)} texts given; only the first {runtime.MAX_UI_TEXTS} are annotated here "
                    "(use `python -m toolformer_app generate` for a corpus).")
-        texts = texts[: runtime.MAX_UI_TEXTS]
-    return [(str(n), t) for n, t in enumerate(texts, 1)]
+        items = items[: runtime.MAX_UI_TEXTS]
+    return items
 
 
 def prepare_items(text: str | None, uploaded: dict[str, Any] | None = None) -> list[tuple]:

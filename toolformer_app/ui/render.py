@@ -79,12 +79,6 @@ def cut_text(text: str, limit: int) -> tuple[str, str | None]:
     return text[:cut], note
 
 
-def split_texts(text: str) -> list[str]:
-    """Paragraphs separated by blank lines are separate texts (as the CLI reads a .txt)."""
-    blocks = [b.strip() for b in text.replace("\r\n", "\n").split("\n\n")]
-    return [b for b in blocks if b]
-
-
 # -- Annotate: heat map and highlighted candidates ------------------------------------------------
 
 P_FLOOR = 1e-4  # the heat map's log scale runs from p = 1e-4 (blank) to p = 1 (full colour)
