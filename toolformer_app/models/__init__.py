@@ -68,6 +68,22 @@ def shipped_adapter(name: str) -> Path | None:
     return path if (path / "adapter_config.json").exists() else None
 
 
+def finetune_dir(name: str | None) -> Path | None:
+    """The model directory of a finetune in the data dir named by its job id (``ft-…``), or None.
+
+    The UI offers finetunes by id, never by server path (a dropdown's values show in the API's Literal
+    and in every session's page); the id has no path separator, so it cannot reach outside
+    ``<data dir>/finetuned``."""
+    name = (name or "").strip()
+    if not _FINETUNE_ID.fullmatch(name):
+        return None
+    path = config.data_dir() / "finetuned" / name
+    return path if (path / "config.json").is_file() or (path / "adapter_config.json").is_file() else None
+
+
+_FINETUNE_ID = re.compile(r"ft-[A-Za-z0-9_-]{1,80}")
+
+
 def preset_names() -> list[str]:
     """Every preset a user can pick: base models, then shipped adapters that are present."""
     return list(PRESETS) + [n for n in ADAPTER_PRESETS if shipped_adapter(n) is not None]
@@ -185,6 +201,9 @@ def resolve(name: str | None = None) -> str:
                 if not (cache / "config.json").exists():
                     _convert_gguf(preset, cache)
         return str(cache)
+    finetuned = finetune_dir(name)
+    if finetuned is not None:
+        return str(finetuned)
     path = Path(name).expanduser()
     if not path.exists() and (name.startswith(("/", ".", "~")) or name.count("/") > 1):
         raise ModelLoadError(f"{name} does not exist (not a preset, hub id or model directory)")
@@ -210,7 +229,7 @@ def card(name: str | None) -> dict[str, Any]:
     """The ``toolformer_card.json`` of a shipped adapter or a finetune directory; {} when there is none."""
     if not name:
         return {}
-    path = shipped_adapter(name) if name in ADAPTER_PRESETS else Path(name).expanduser()
+    path = shipped_adapter(name) if name in ADAPTER_PRESETS else finetune_dir(name) or Path(name).expanduser()
     file = path / CARD_NAME if path is not None else None
     if file is None or not file.is_file():
         return {}
@@ -312,6 +331,8 @@ def check_allowed(name: str | None) -> str:
     refused = ModelLoadError(f"this model is not available here: choose {offer}, or a finetune from the list")
     presets = set(PRESETS) | set(ADAPTER_PRESETS)
     if (name in presets and allowed is None) or (allowed is not None and name in allowed):
+        return name
+    if finetune_dir(name) is not None:  # a finetune in the data dir, by its job id
         return name
     try:
         root = config.data_dir().resolve()

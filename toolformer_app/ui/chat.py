@@ -199,7 +199,7 @@ def threshold_default(model_name: str | None) -> float:
 
 def model_choices(include_checkpoints: bool = True) -> list[tuple[str, str]]:
     """Presets (base models, then shipped adapters), then finished finetunes from the job store (newest first)."""
-    from toolformer_app.models import ADAPTER_PRESETS, preset_names
+    from toolformer_app.models import ADAPTER_PRESETS, finetune_dir, preset_names
 
     out = [(f"{name} ({'shipped Toolformer' if name in ADAPTER_PRESETS else 'preset'})", name)
            for name in preset_names()]
@@ -209,7 +209,11 @@ def model_choices(include_checkpoints: bool = True) -> list[tuple[str, str]]:
 
             for j in training.list_jobs(limit=50):
                 if j.status == "succeeded" and j.out_dir and Path(j.out_dir).exists():
-                    out.append((f"finetune {j.id}" + (" (LoRA)" if j.config.get("lora") else ""), j.out_dir))
+                    # by job id, never the server path (values show in the API and every page)
+                    value = j.id if finetune_dir(j.id) is not None else j.out_dir
+                    if value != j.id and config.public():
+                        continue  # a finetune written outside the data dir (CLI --out): not loadable there
+                    out.append((f"finetune {j.id}" + (" (LoRA)" if j.config.get("lora") else ""), value))
         except Exception:  # a broken job store must not break the model list
             pass
     from toolformer_app.ui.blocks import offered_models

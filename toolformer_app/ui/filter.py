@@ -234,16 +234,19 @@ def saved_runs() -> list[tuple[str, str]]:
             continue
         found.append(path)
     found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-    return [(str(p.parent.relative_to(root)) or ".", str(p)) for p in found[:MAX_LISTED_RUNS]]
+    # values relative to the data dir: a server path would show in every session's page
+    return [(p.parent.relative_to(root).as_posix(), p.relative_to(root).as_posix()) for p in found[:MAX_LISTED_RUNS]]
 
 
 def load_saved_run(path: str | None):
-    """A run directory from the data dir: its candidates, and its texts from the work log."""
+    """A run directory from the data dir (a saved_runs value: relative to it): its candidates, and its
+    texts from the work log."""
     if not path:
         return gr.skip()
-    p = Path(path)
-    if not p.is_file():
-        raise gr.Error(f"{p} no longer exists")
+    root = config.data_dir().resolve()
+    p = (root / path).resolve()  # an absolute path stays absolute: accepted only inside the data dir
+    if not p.is_relative_to(root) or p.name != "candidates.jsonl" or not p.is_file():
+        raise gr.Error(f"{Path(path).name}: no such run in the data dir")
     errors: list[str] = []
     records = sorted(p.parent.glob("records*.jsonl"))
     if records:  # the work log holds the texts and the same candidates

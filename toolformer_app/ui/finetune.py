@@ -301,6 +301,15 @@ def job_choices() -> list[tuple[str, str]]:
     return [(f"{j.id} · {j.status}", j.id) for j in training.list_jobs(limit=50)]
 
 
+def _saved_as(job) -> str:
+    """Where a finished job's model is, without the server path: its place in the data dir."""
+    from toolformer_app.models import finetune_dir
+
+    if finetune_dir(job.id) is not None:
+        return f"finetuned/{job.id}"
+    return Path(job.out_dir or "").name  # written elsewhere (CLI --out): its folder name only
+
+
 def jobs_frame():
     import pandas as pd
 
@@ -309,7 +318,7 @@ def jobs_frame():
     rows = []
     for j in training.list_jobs(limit=50):
         total = (j.metrics or {}).get("total_steps") or j.config.get("max_steps")
-        note = j.error or (j.out_dir if j.status == "succeeded" else "")
+        note = j.error or (_saved_as(j) if j.status == "succeeded" else "")
         rows.append({"job": j.id, "status": j.status, "model": j.config.get("model", ""),
                      "data": Path(j.config.get("data", "")).parent.name + "/" + Path(j.config.get("data", "")).name,
                      "step": f"{j.last_step or 0}" + (f"/{total}" if total else ""),
@@ -390,7 +399,7 @@ def job_view(job_id: str | None):
             ppl += f" → {last['perplexity']:.1f} (step {last['step']})"
         lines.append(ppl)
     if job.status == "succeeded":
-        lines.append(f"Done: the model is saved in `{job.out_dir}`; choose it in the **Chat** tab.")
+        lines.append(f"Done: the model is saved as `{_saved_as(job)}` in the data dir; choose it in the **Chat** tab.")
     elif job.error:
         lines.append(f"Error: {render.one_line(job.error)}")
     elif job.active and status_msg:

@@ -79,9 +79,10 @@ def _offered(name: str) -> bool:
     from toolformer_app import models
 
     allowed = config.allowed_models()
+    local = _in_data_dir(name) or models.finetune_dir(name) is not None
     if allowed is not None:
-        return name in allowed or _in_data_dir(name)
-    return name in models.PRESETS or name in models.ADAPTER_PRESETS or _in_data_dir(name)
+        return name in allowed or local
+    return name in models.PRESETS or name in models.ADAPTER_PRESETS or local
 
 
 def _in_data_dir(name: str) -> bool:
