@@ -1,6 +1,9 @@
 """Decoding with tools (paper, section 4.2): pause at "->", run the tool, resume from the KV cache.
 
-The loop, one token at a time, batch 1, with the model's KV cache:
+The loop is a coroutine (``RowDecoder.steps``) that asks its driver for forward passes (``Feed``,
+``Crop``): ``drive`` answers them at batch 1 with the model's KV cache (``generate_with_tools``), and
+``batched.BatchDecoder`` answers many rows in one pass, so both make the very same decisions. One token
+at a time:
 - Outside a call: when a call is allowed and " [" is among the ``top_k_call`` most likely next
   tokens, " [" is forced (k=1 is plain greedy, k=0 never calls). When no call is allowed
   (``disabled``, ``top_k_call=0`` or ``max_calls`` reached) the logit of " [" is set to -inf:
@@ -30,7 +33,7 @@ from __future__ import annotations
 import inspect
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -260,32 +263,77 @@ class _Detok:
 
 
 # -- the loop -------------------------------------------------------------------------------------------
-class _Session:
-    """One generation: the cache, the ids and the counters. Not shared between threads."""
+@dataclass
+class Feed:
+    """A decoder's request to its driver: feed ``ids`` after its cache; the reply is the next-token logits
+    (fp32, shape (vocab,)) after them."""
 
-    def __init__(self, model: Any, tokenizer: Any, tools: Mapping[str, Any], cfg: InferenceConfig):
-        self.model, self.tok, self.cfg = model, tokenizer, cfg
+    ids: list[int]
+
+
+@dataclass
+class Crop:
+    """A decoder's request: remove its last ``n`` cached tokens. The reply is True, or False when the
+    cache could not roll back (the driver then dropped it, and the decoder feeds everything again)."""
+
+    n: int
+
+
+# What a decoding coroutine yields: requests for its driver, and events for the caller.
+Steps = Generator["Feed | Crop | Event", Any, None]
+
+
+def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """The ids that end a generation: the tokenizer's eos and the model's generation_config eos."""
+    eos: set[int] = set()
+    for src in (getattr(tokenizer, "eos_token_id", None),
+                getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
+        if isinstance(src, int):
+            eos.add(src)
+        elif src:
+            eos.update(int(x) for x in src)
+    return sorted(eos)
+
+
+def model_keeps_last(model: Any) -> bool:
+    """Whether ``model.forward`` takes ``logits_to_keep`` (then only the last position's logits are computed)."""
+    params = inspect.signature(model.forward).parameters
+    return "logits_to_keep" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+
+
+class RowDecoder:
+    """One generation as a coroutine (``steps``), with its ids and counters, but no model and no cache.
+
+    ``steps`` yields ``Feed``/``Crop`` requests and events; a driver owns the model and the KV cache and
+    answers the requests: ``drive`` at batch 1 (``generate_with_tools``), ``batched.BatchDecoder`` with
+    many rows in one forward pass. Every decision (top-k, threshold, names, calls, stops) is made here
+    only, so both drivers give the same text and calls. Not shared between threads.
+    """
+
+    def __init__(self, tokenizer: Any, tools: Mapping[str, Any], cfg: InferenceConfig, eos_ids: list[int]):
+        self.tok, self.cfg = tokenizer, cfg
         self.tools = {n: t for n, t in tools.items() if cfg.tools is None or n in cfg.tools}
-        self.device = getattr(model, "device", None) or next(model.parameters()).device
-        self.cache: Any = None
         self.stats = GenerationStats()
-        params = inspect.signature(model.forward).parameters
-        self.keep_last = "logits_to_keep" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
         self.api_ids: list[int] = tokenizer.encode(API_START, add_special_tokens=False)
         self.api_id = self.api_ids[0]
-        eos: set[int] = set()
-        for src in (getattr(tokenizer, "eos_token_id", None), getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
-            if isinstance(src, int):
-                eos.add(src)
-            elif src:
-                eos.update(int(x) for x in src)
-        self.eos_ids = sorted(eos)
-        self.cache_len = 0  # tokens in the KV cache
+        self.eos_ids = eos_ids
+        self.cache_len = 0  # tokens in the driver's KV cache for this generation
         self.name_trie = self._name_sequences(tools)
         self.rng = None
         if cfg.temperature > 0:
             self.rng = torch.Generator(device="cpu")
             self.rng.manual_seed(cfg.seed if cfg.seed is not None else int(time.time_ns() % (2**31)))
+
+    def can_crop(self) -> bool:
+        """Whether the driver's cache can drop its last tokens (a declined call's lookahead is cropped)."""
+        return True
+
+    def fed(self, ids: list[int]) -> Generator[Feed, Any, torch.Tensor]:
+        """Ask the driver to feed ``ids``; returns the next-token logits (fp32)."""
+        self.cache_len += len(ids)
+        self.stats.forward_passes += 1
+        self.stats.tokens_fed += len(ids)
+        return (yield Feed(list(ids)))
 
     def decode(self, ids: list[int]) -> str:
         return self.tok.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
@@ -309,8 +357,7 @@ class _Session:
                 out.append((name, ids, name in self.tools))
         return out
 
-    @torch.inference_mode()
-    def read_name(self, logits: torch.Tensor) -> tuple[str, list[int], torch.Tensor]:
+    def read_name(self, logits: torch.Tensor) -> Generator[Feed, Any, tuple[str, list[int], torch.Tensor]]:
         """After " [" has been fed (``logits``: the next-token logits), the greedy path through the name trie.
 
         Returns (name, its ids, logits after all but its last id), with every id but the last fed.
@@ -318,7 +365,7 @@ class _Session:
         greedy choice, and a token that spells no enabled name gives the name "" (a disabled tool, or
         something else: the caller declines the call); without it, the best enabled continuation is forced.
         """
-        decline = self.cfg.decline_disabled and hasattr(self.cache, "crop")  # a declined call is cropped away
+        decline = self.cfg.decline_disabled and self.can_crop()  # a declined call is cropped away
         paths = [(n, ids) for n, ids, on in self.name_trie if on]
         chosen: list[int] = []
         while True:
@@ -336,7 +383,7 @@ class _Session:
             chosen.append(tok)
             if any(ids == chosen for _, ids in live):  # the last id is fed later, with the call's text
                 continue
-            logits = self.forward([tok])
+            logits = yield from self.fed([tok])
 
     def encode_prompt(self, prompt: str) -> list[int]:
         if self.cfg.chat_template and getattr(self.tok, "chat_template", None):
@@ -344,18 +391,6 @@ class _Session:
                                                tokenize=True, return_dict=False)
             return list(ids["input_ids"] if isinstance(ids, Mapping) else ids)
         return self.tok.encode(prompt)  # special tokens as the model expects (Gemma's <bos>)
-
-    @torch.inference_mode()
-    def forward(self, ids: list[int]) -> torch.Tensor:
-        """Feed ``ids`` after the cache; the next-token logits (fp32)."""
-        kwargs: dict[str, Any] = {"logits_to_keep": 1} if self.keep_last else {}
-        out = self.model(input_ids=torch.tensor([ids], device=self.device), cache=self.cache,
-                         use_cache=True, **kwargs)
-        self.cache = out.cache
-        self.cache_len += len(ids)
-        self.stats.forward_passes += 1
-        self.stats.tokens_fed += len(ids)
-        return out.logits[0, -1].float()
 
     @torch.inference_mode()
     def choose(self, logits: torch.Tensor, may_call: bool, in_call: bool) -> int:
@@ -383,7 +418,8 @@ class _Session:
             probs = torch.zeros_like(probs).scatter_(0, order, sorted_p)
         return int(torch.multinomial(probs.cpu(), 1, generator=self.rng))
 
-    def run(self, prompt: str) -> Iterator[Event]:
+    def steps(self, prompt: str) -> Steps:
+        """The generation of ``prompt``: yields requests (``Feed``, ``Crop``) and events, the last one ``Done``."""
         cfg, stats = self.cfg, self.stats
         t0 = time.perf_counter()
         prompt_ids = self.encode_prompt(prompt)
@@ -449,7 +485,7 @@ class _Session:
 
         while stats.tokens_generated < cfg.max_new_tokens and stop_reason != "stop":
             if unfed:
-                logits = self.forward(unfed)
+                logits = yield from self.fed(unfed)
                 unfed.clear()
             may_call = not cfg.disabled and cfg.top_k_call > 0 and len(calls) < cfg.max_calls
             tok = self.choose(logits, may_call, in_call)
@@ -462,15 +498,15 @@ class _Session:
                     name_ids: list[int] = []
                     if not unfed and any(on for _, _, on in self.name_trie):
                         before_call = self.cache_len
-                        name, name_ids, after = self.read_name(self.forward(self.api_ids))
+                        first = yield from self.fed(self.api_ids)
+                        name, name_ids, after = yield from self.read_name(first)
                         if name not in self.tools:  # the preferred tool is disabled: no call here
                             stats.lookahead_tokens += self.cache_len - before_call
                             stats.calls_declined += 1
-                            try:  # transformers' crop takes the (negative) number of tokens to remove
-                                self.cache.crop(before_call - self.cache_len)
+                            if (yield Crop(self.cache_len - before_call)):
                                 self.cache_len = before_call
-                            except Exception:  # a cache that cannot roll back (a full sliding window): rebuild
-                                self.cache, self.cache_len = None, 0
+                            else:  # a cache that cannot roll back (a full sliding window): rebuild
+                                self.cache_len = 0
                                 unfed[:0] = prompt_ids + out_ids
                             tok = self.choose(logits, False, False)  # " [" masked: the next best token
                             if tok in self.eos_ids:
@@ -551,6 +587,53 @@ class _Session:
                                          - (len(out_ids) - len(unfed)))
         stats.elapsed_s = time.perf_counter() - t0
         yield Done("".join(emitted), calls, stop_reason, stats, out_ids)
+
+
+class _Session(RowDecoder):
+    """A generation at batch 1, with the model's own KV cache (``generate_with_tools``)."""
+
+    def __init__(self, model: Any, tokenizer: Any, tools: Mapping[str, Any], cfg: InferenceConfig):
+        super().__init__(tokenizer, tools, cfg, eos_token_ids(model, tokenizer))
+        self.model = model
+        self.cache: Any = None
+
+    def can_crop(self) -> bool:
+        return hasattr(self.cache, "crop")
+
+    def run(self, prompt: str) -> Iterator[Event]:
+        return drive(self.model, self.steps(prompt), self)
+
+
+def drive(model: Any, steps: Steps, holder: Any = None) -> Iterator[Event]:
+    """Run a decoding coroutine at batch 1: answer its requests with ``model`` and its own KV cache, and
+    pass its events on. ``holder`` (optional) gets the cache as ``holder.cache`` after each request."""
+    device = getattr(model, "device", None) or next(model.parameters()).device
+    kwargs: dict[str, Any] = {"logits_to_keep": 1} if model_keeps_last(model) else {}
+    cache: Any = None
+    reply: Any = None
+    while True:
+        try:
+            item = steps.send(reply)
+        except StopIteration:
+            return
+        reply = None
+        if isinstance(item, Feed):
+            with torch.inference_mode():
+                out = model(input_ids=torch.tensor([item.ids], device=device), cache=cache, use_cache=True,
+                            **kwargs)
+            cache = out.cache
+            reply = out.logits[0, -1].float()
+        elif isinstance(item, Crop):
+            try:  # transformers' crop takes the (negative) number of tokens to remove
+                cache.crop(-item.n)
+                reply = True
+            except Exception:  # a cache that cannot roll back: start again without one
+                cache, reply = None, False
+        else:
+            yield item
+            continue
+        if holder is not None:
+            holder.cache = cache
 
 
 def generate_with_tools(
