@@ -81,7 +81,7 @@ class Toolformer:
 
     def __call__(self, data: Sequence[str]) -> dict[str, Any]:
         """Run the pipeline on ``data``; returns {"stats", "dataset", "candidates"} (and "finetune" if on)."""
-        from toolformer_app.files import atomic_write_jsonl
+        from toolformer_app.pipeline.cstar import write_cstar
         from toolformer_app.pipeline.filtering import build_stats
         from toolformer_app.pipeline.run import PipelineResult, annotate_batch
         from toolformer_app.pipeline.steps import TokenCounter
@@ -93,11 +93,12 @@ class Toolformer:
                                     self.config, counter)
         self.result = PipelineResult(texts, self.config, counter, time.perf_counter() - start)
         tau_f = {t.name: self.config.thresholds(t).tau_f for t in self.tools}
-        dataset = self.result.dataset(tau_f)
+        # C* through the one writer: out_dir/dataset.jsonl and meta.json (empty when no call is kept)
+        cstar = write_cstar(self.out_dir, {t.text_id: t.text for t in texts}, self.result.candidates, tau_f,
+                            allow_empty=True)
+        dataset = cstar.rows
         out = {"stats": build_stats([t.record() for t in texts], self.result.candidates, tau_f, len(dataset)),
                "dataset": dataset, "candidates": [c.to_dict() for c in self.result.candidates]}
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_jsonl(self.out_dir / "dataset.jsonl", dataset)
         if self.finetune:
             out["finetune"] = self._finetune(dataset)
         return out

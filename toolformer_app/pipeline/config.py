@@ -89,6 +89,12 @@ class PipelineConfig:
         return cls(**kwargs)
 
 
+def is_kept(loss_reduction: float | None, tau_f: float) -> bool:
+    """The paper's keep rule, the one place it is written: L- - L+ >= tau_f (a call without a result,
+    hence without a loss reduction, is never kept)."""
+    return loss_reduction is not None and loss_reduction >= tau_f
+
+
 @dataclass
 class Candidate:
     """One sampled call c at position i of a text, with every number needed to re-filter it.
@@ -126,7 +132,7 @@ class Candidate:
         return linearize(self.tool, self.input, self.result, leading_space=False)
 
     def kept(self, tau_f: float) -> bool:
-        return self.loss_reduction is not None and self.loss_reduction >= tau_f
+        return is_kept(self.loss_reduction, tau_f)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

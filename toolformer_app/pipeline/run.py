@@ -4,7 +4,8 @@
 Output directory layout (``generate --out DIR``):
     records[.rankN].jsonl  one line per processed text (its counts and all its candidates): the work log
     candidates.jsonl       every candidate with all its numbers, kept or not
-    dataset.jsonl          C*: {"id", "original", "text" (augmented), "calls"}
+    dataset.jsonl          C*: {"id", "original", "text" (augmented), "calls"}, written by ``cstar.write_cstar``
+    meta.json              C*'s numbers (tau_f, texts, calls, sha256)
     stats.json             counts for every stage, and Table 2
 Interrupting and rerunning with the same directory skips the texts already in the work log.
 """
@@ -27,7 +28,8 @@ from toolformer_app.files import (
     repair_jsonl,
 )
 from toolformer_app.pipeline.config import Candidate, PipelineConfig
-from toolformer_app.pipeline.filtering import build_stats, keep_if_helpful, merge_calls
+from toolformer_app.pipeline.cstar import build_cstar, write_cstar
+from toolformer_app.pipeline.filtering import build_stats, keep_if_helpful
 from toolformer_app.pipeline.scoring import SPAN
 from toolformer_app.pipeline.steps import (
     TokenCounter,
@@ -87,7 +89,9 @@ class PipelineResult:
         return keep_if_helpful(self.candidates, self.tau_f() if tau_f is None else tau_f)
 
     def dataset(self, tau_f: float | dict[str, float] | None = None) -> list[dict[str, Any]]:
-        return merge_calls({t.text_id: t.text for t in self.texts}, self.kept(tau_f))
+        """C* at ``tau_f`` (each tool's default when None): the texts with kept calls (``cstar.build_cstar``)."""
+        tau = self.tau_f() if tau_f is None else tau_f
+        return build_cstar({t.text_id: t.text for t in self.texts}, self.candidates, tau).rows
 
     def stats(self) -> dict[str, Any]:
         return build_stats([t.record() for t in self.texts], self.candidates, self.tau_f(), len(self.dataset()))
@@ -270,10 +274,10 @@ def finalize(out: Path, cfg: PipelineConfig) -> dict[str, Any]:
     ordered = sorted(records.values(), key=lambda r: _sort_key(r["text_id"]))
     candidates = [Candidate.from_dict(c) for r in ordered for c in r["candidates"]]
     tau_f = tau_f_per_tool(cfg)
-    dataset = merge_calls({r["text_id"]: r["text"] for r in ordered}, keep_if_helpful(candidates, tau_f))
     atomic_write_jsonl(out / "candidates.jsonl", (c.to_dict() for c in candidates))
-    atomic_write_jsonl(out / "dataset.jsonl", dataset)
-    stats = build_stats(ordered, candidates, tau_f, len(dataset))
+    # C* through the one writer (dataset.jsonl and meta.json); a run that kept no call writes an empty one
+    cstar = write_cstar(out, {r["text_id"]: r["text"] for r in ordered}, candidates, tau_f, allow_empty=True)
+    stats = build_stats(ordered, candidates, tau_f, cstar.with_calls)
     stats["config"] = cfg.to_dict()
     atomic_write_json(out / "stats.json", stats)
     return stats

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from toolformer_app.pipeline.config import is_kept  # the paper's keep rule, written once
 from toolformer_app.tools import TOOL_NAMES
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -188,8 +189,8 @@ def histogram_bins(values: Sequence[float], tau_f: float, bins: int = 24) -> dic
     for i in range(n):
         a, b = start + i * width, start + (i + 1) * width
         inside = [v for v in values if a <= v < b or (i == n - 1 and v == b)]
-        rows.append({"left": a, "right": b, "kept": sum(v >= tau_f for v in inside),
-                     "rejected": sum(v < tau_f for v in inside)})
+        kept = sum(is_kept(v, tau_f) for v in inside)
+        rows.append({"left": a, "right": b, "kept": kept, "rejected": len(inside) - kept})
     return {"bins": rows, "lo": start, "hi": start + n * width, "width": width}
 
 
@@ -239,7 +240,7 @@ def histogram_svg(tool: str, values: Sequence[float], tau_f: float, width: int =
     col = tool_color(tool)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
              f'role="img" aria-label="histogram of loss reductions for {html.escape(tool)}" class="tf-hist">']
-    kept = sum(v >= tau_f for v in values)
+    kept = sum(is_kept(v, tau_f) for v in values)
     parts.append(f'<text x="{pad_l}" y="14" font-size="12" font-weight="600" fill="currentColor">'
                  f'{html.escape(tool)}: {kept} kept, {len(values) - kept} rejected of {len(values)} scored</text>')
     # axes and ticks
@@ -351,9 +352,7 @@ def losses_html(c: dict[str, Any], tau_f: float) -> str:
     if red is None:
         verdict = f"no result ({html.escape(c.get('reason') or 'unknown reason')}): never kept"
     else:
-        from toolformer_app.pipeline import Candidate  # the keep rule lives on Candidate only
-
-        kept = Candidate.from_dict(c).kept(tau_f)
+        kept = is_kept(red, tau_f)
         verdict = (f"L⁻ − L⁺ = {red:.3f} {'≥' if kept else '<'} τf = {tau_f:.2f}: "
                    f"<b>{'kept' if kept else 'rejected'}</b>")
     return (f'<div class="tf-call"><span class="tf-chip tool-{html.escape(c["tool"])}">{html.escape(c["tool"])}</span> '
