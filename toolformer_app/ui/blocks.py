@@ -73,7 +73,9 @@ def build_demo() -> gr.Blocks:
         pass
     user_tools.load()  # <data dir>/tools/*.py only: loading runs the file's code
     shared = Shared()
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+    # Gradio keeps every file posted to /gradio_api/upload (anyone's, on a public Space) and every file an
+    # output serves in its cache: hourly, files older than a day are deleted (and all at shutdown).
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=CACHE_CLEANUP) as demo:
         shared.run = gr.State(annotate.empty_run())
         with gr.Row(elem_id="tf-header"):
             gr.Markdown(f"# {TITLE}\n{INTRO}", elem_id="tf-intro")
@@ -115,6 +117,9 @@ def build_demo() -> gr.Blocks:
         load_fn, load_in, load_out = shared.finetune_load
         demo.load(load_fn, load_in, load_out, api_visibility="private")
     return demo
+
+
+CACHE_CLEANUP = (3600, 86400)  # (every s, older than s): Gradio's upload and output cache
 
 
 def launch_kwargs() -> dict[str, Any]:

@@ -19,6 +19,7 @@ SUITES = ("math", "facts", "facts_plain", "dates", "perplexity", "plain")
 MODES = ("base", "tools", "disabled")
 
 
+MAX_PUBLIC_EVALS = 20  # on a public deployment the newest evaluation folders are kept, older ones removed
 HEARTBEAT_S = 10.0  # a run whose page stopped asking for updates (closed tab, lost client) stops too
 
 
@@ -102,6 +103,10 @@ def run_evaluation(model_name: str, suites: list[str] | None, modes: list[str] |
     if exc is not None:
         raise exc
     results = outcome["results"]
+    if config.public():  # anyone may call /evaluate: its folders must not grow without bound
+        from toolformer_app.files import prune_dirs
+
+        prune_dirs(config.data_dir() / "evals", "", MAX_PUBLIC_EVALS)
     table = runner.format_table(results)
     secs = results.get("timing_s", {}).get("total")
     note = f"\n\n{secs:.0f} s · saved in `{Path(out).relative_to(config.data_dir())}/`" if secs is not None else ""
