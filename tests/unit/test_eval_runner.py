@@ -85,13 +85,14 @@ def forced(tiny_model):
 
 def _run(forced, path, **cfg):
     model, tok = forced
-    config = EvalConfig(suites=(), suite_files=(str(path),), max_new_tokens=24, **cfg)
+    # ForcedCalculator reads one row's history: items one at a time
+    config = EvalConfig(suites=(), suite_files=(str(path),), max_new_tokens=24, batch_size=1, **cfg)
     return evaluate(config=config, model=model, tokenizer=tok, tools={"Calculator": Calculator()}, progress=False)
 
 
 def test_forced_calculator_scores_100_with_tools_and_0_disabled(forced, math_suite, tmp_path):
     model, tok = forced
-    results = evaluate(config=EvalConfig(suites=(), suite_files=(str(math_suite),), max_new_tokens=24),
+    results = evaluate(config=EvalConfig(suites=(), suite_files=(str(math_suite),), max_new_tokens=24, batch_size=1),
                        model=model, tokenizer=tok, tools={"Calculator": Calculator()}, progress=False,
                        out_dir=tmp_path / "out")
     five = results["suites"]["five"]
@@ -237,3 +238,27 @@ def test_sweep_rows_and_plots_give_accuracy_and_calls_per_k_and_threshold(tmp_pa
     k_plot, t_plot = sweep_plots(str(path))
     assert len(k_plot["value"]) == 4 and k_plot["visible"] and len(t_plot["value"]) == 1
     assert not sweep_plots(None)[0]["visible"] and not sweep_plots(str(tmp_path / "nope.json"))[1]["visible"]
+
+
+def test_batched_eval_equals_one_item_at_a_time(tiny_model, tmp_path):
+    """Every mode decoded in batches gives the predictions of one item at a time (float32): calls at
+    different steps, rows stopped early when their score is decided, rows joining as others end."""
+    from tests.unit.test_batched import PositionScripted, scripts
+
+    model, tok = tiny_model
+    items = [(f"{x} {q} {ANSWER_IS}", a) for x, q, _, a in MATH]
+    calls = [" [Calculator(12 + 7) -> 19] 19", "", " about [Calculator(7 / 3) ->", " 50 dollars.",
+             " so we have [Calculator(58 + 17 - 9) ->"]
+    scripted = PositionScripted(model, scripts(tok, [(p, c) for (p, _), c in zip(items, calls, strict=True)]))
+    path = tmp_path / "five.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p, "answer": a, "kind": "math"}) + "\n" for p, a in items),
+                    encoding="utf-8")
+    runs = {}
+    for batch_size in (1, 2, 16):
+        cfg = EvalConfig(suites=(), suite_files=(str(path),), max_new_tokens=20, batch_size=batch_size)
+        evaluate(config=cfg, model=scripted, tokenizer=tok, tools={"Calculator": Calculator()}, progress=False,
+                 out_dir=tmp_path / str(batch_size))
+        runs[batch_size] = (tmp_path / str(batch_size) / "predictions.jsonl").read_text()
+    rows = [json.loads(line) for line in runs[1].splitlines()]
+    assert sum(bool(r["calls"]) for r in rows if r["mode"] == "tools") >= 3
+    assert runs[2] == runs[1] and runs[16] == runs[1]

@@ -59,6 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="tools mode calls when p(' [') reaches this instead of top-k (Chat's calibrated mode)")
     p.add_argument("--free-names", action="store_true",
                    help="decode tool names freely (a suite's disallowed tool can be written; the old behaviour)")
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="items decoded together in each mode (default 16; 1: one at a time, the same outputs in fp32)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default: auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -81,6 +83,7 @@ def main(args: argparse.Namespace) -> int:
         modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()), top_k_call=args.top_k, ks=args.ks,
         max_new_tokens=args.max_new_tokens, ppl_tokens=args.ppl_tokens, seed=args.seed,
         thresholds=args.thresholds, call_threshold=args.call_threshold, constrain_names=not args.free_names,
+        batch_size=args.batch_size,
     )
     name = args.model or models.model_id()
     out = Path(args.out) if args.out else config.data_dir() / "eval" / re.sub(r"[^\w.-]+", "_", name).strip("_")

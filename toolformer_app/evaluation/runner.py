@@ -9,7 +9,8 @@
 
 Decoding stops as soon as the score of a prediction is decided (``scoring.decided``), or after
 ``max_new_tokens`` tokens chosen by the model: stopping early never changes a score, and keeps CPU
-runs short. Perplexity is measured on held-out wiki extracts (first ``ppl_tokens`` tokens of each):
+runs short. A suite's items are decoded ``batch_size`` at a time in each mode (``batched.BatchDecoder``,
+each row with its own calls and stops); in float32 the outputs equal one item at a time (batch_size=1). Perplexity is measured on held-out wiki extracts (first ``ppl_tokens`` tokens of each):
 the base model plainly, the model with " [" masked (its probability renormalised away).
 """
 
@@ -18,18 +19,20 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
-import inspect
 import json
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toolformer_app.evaluation import scoring
 from toolformer_app.evaluation import suites as suite_lib
 from toolformer_app.evaluation.suites import Item, SuiteError
+
+if TYPE_CHECKING:
+    from toolformer_app.inference import Steps
 
 MODES = ("base", "tools", "disabled")
 TOOL_COLUMNS = suite_lib.ALL_TOOLS
@@ -59,6 +62,7 @@ class EvalConfig:
     constrain_names: bool = True  # only the suite's allowed tools can be written (False: free names)
     call_threshold: float | None = None  # "tools" mode calls when p(" [") reaches this, instead of top-k
     thresholds: tuple[float, ...] = ()  # Table 9 analogue: a sweep over call thresholds
+    batch_size: int = 16  # items decoded together in each mode (1: one at a time; same outputs in float32)
 
     def validate(self) -> None:
         known = suite_lib.BUILTIN + (suite_lib.FACTS_PLAIN, suite_lib.PERPLEXITY, suite_lib.PLAIN)
@@ -76,6 +80,8 @@ class EvalConfig:
             raise SuiteError("k must be >= 0")
         if any(not 0 <= t <= 1 for t in (*self.thresholds, self.call_threshold or 0.0)):
             raise SuiteError("call thresholds must be in [0, 1]")
+        if self.batch_size < 1:
+            raise SuiteError("--batch-size must be at least 1")
         if self.max_new_tokens < 1 or self.ppl_tokens < 2:
             raise SuiteError("max_new_tokens must be >= 1 and ppl_tokens >= 2")
 
@@ -86,15 +92,24 @@ class EvalConfig:
 
 
 # -- decoding ---------------------------------------------------------------------------------------
-def _eos_ids(model: Any, tok: Any) -> set[int]:
-    eos: set[int] = set()
-    for src in (getattr(tok, "eos_token_id", None), getattr(getattr(model, "generation_config", None),
-                                                             "eos_token_id", None)):
-        if isinstance(src, int):
-            eos.add(src)
-        elif src:
-            eos.update(int(x) for x in src)
-    return eos
+def plain_greedy_steps(tok: Any, prompt: str, max_new_tokens: int, eos: Sequence[int],
+                       stop: Callable[[str], bool] | None = None) -> Steps:
+    """Plain greedy continuation as a decoding coroutine (no tools, no mask): ``Feed`` requests, then one
+    TextChunk with the whole text. Stops at eos, after ``max_new_tokens`` tokens, or once ``stop(text)``."""
+    from toolformer_app.inference import Feed, TextChunk
+
+    feed: list[int] = tok.encode(prompt)
+    out: list[int] = []
+    for _ in range(max_new_tokens):
+        logits = yield Feed(feed)
+        nxt = int(logits.argmax())
+        if nxt in eos:
+            break
+        out.append(nxt)
+        feed = [nxt]
+        if stop is not None and stop(tok.decode(out, skip_special_tokens=True)):
+            break
+    yield TextChunk(tok.decode(out, skip_special_tokens=True))
 
 
 def plain_greedy(model: Any, tok: Any, prompt: str, max_new_tokens: int,
@@ -103,30 +118,10 @@ def plain_greedy(model: Any, tok: Any, prompt: str, max_new_tokens: int,
 
     Stops at eos, after ``max_new_tokens`` tokens, or once ``stop(text so far)`` holds.
     """
-    import torch
+    from toolformer_app.inference import drive, eos_token_ids
 
-    device = getattr(model, "device", None) or next(model.parameters()).device
-    params = inspect.signature(model.forward).parameters
-    kwargs: dict[str, Any] = {}
-    if "logits_to_keep" in params or any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        kwargs["logits_to_keep"] = 1
-    eos = _eos_ids(model, tok)
-    feed: list[int] = tok.encode(prompt)
-    out: list[int] = []
-    cache = None
-    with torch.inference_mode():
-        for _ in range(max_new_tokens):
-            res = model(input_ids=torch.tensor([feed], device=device), cache=cache, use_cache=True,
-                        **kwargs)
-            cache = res.cache
-            nxt = int(res.logits[0, -1].float().argmax())
-            if nxt in eos:
-                break
-            out.append(nxt)
-            feed = [nxt]
-            if stop is not None and stop(tok.decode(out, skip_special_tokens=True)):
-                break
-    return tok.decode(out, skip_special_tokens=True)
+    steps = plain_greedy_steps(tok, prompt, max_new_tokens, eos_token_ids(model, tok), stop)
+    return "".join(event.text for event in drive(model, steps))
 
 
 @dataclass
@@ -138,29 +133,83 @@ class Prediction:
     calls: list[dict[str, Any]] = field(default_factory=list)
 
 
+class _Collector:
+    """Builds a Prediction from a generation's events; ``add`` says when the score is decided (stop there)."""
+
+    def __init__(self, stop: Callable[[str], bool] | None = None):
+        self.stop = stop
+        self.parts: list[str] = []
+        self.plain: list[str] = []
+        self.calls: list[dict[str, Any]] = []
+
+    def add(self, event: Any) -> bool:
+        from toolformer_app.inference import CallExecuted, TextChunk
+
+        if isinstance(event, TextChunk):
+            self.parts.append(event.text)
+            if not event.in_call:
+                self.plain.append(event.text)
+                return self.stop is not None and self.stop("".join(self.plain))
+        elif isinstance(event, CallExecuted):
+            self.calls.append({"tool": event.tool, "input": event.input, "output": event.output, "ok": event.ok,
+                               "reason": event.reason, "text": event.text})
+        return False
+
+    def prediction(self) -> Prediction:
+        return Prediction("".join(self.parts), "".join(self.plain), self.calls)
+
+
 def predict_with_tools(model: Any, tok: Any, prompt: str, tools: Mapping[str, Any], config: Any,
                        stop: Callable[[str], bool] | None = None) -> Prediction:
     """Decode with ``inference.generate_with_tools``; the prediction is the text outside calls."""
-    from toolformer_app.inference import CallExecuted, TextChunk, generate_with_tools
+    from toolformer_app.inference import generate_with_tools
 
-    parts: list[str] = []
-    plain: list[str] = []
-    calls: list[dict[str, Any]] = []
+    collector = _Collector(stop)
     events = generate_with_tools(model, tok, prompt, tools, config)
     try:
         for event in events:
-            if isinstance(event, TextChunk):
-                parts.append(event.text)
-                if not event.in_call:
-                    plain.append(event.text)
-                    if stop is not None and stop("".join(plain)):
-                        break
-            elif isinstance(event, CallExecuted):
-                calls.append({"tool": event.tool, "input": event.input, "output": event.output, "ok": event.ok,
-                              "reason": event.reason, "text": event.text})
+            if collector.add(event):
+                break
     finally:
         events.close()  # type: ignore[attr-defined]  # a generator: stopping early is fine
-    return Prediction("".join(parts), "".join(plain), calls)
+    return collector.prediction()
+
+
+def predict_batch(jobs: Sequence[tuple[Any, ...]], model: Any, tok: Any, batch_size: int,
+                  on_done: Callable[[int, Prediction], None] | None = None) -> list[Prediction]:
+    """Decode many items together (``batched.BatchDecoder``), ``batch_size`` rows at a time.
+
+    A job is ``("plain", prompt, max_new_tokens, stop)`` (``plain_greedy``) or ``("tools", prompt, tools,
+    InferenceConfig, stop)`` (``predict_with_tools``); each gives what its batch-1 function gives (float32).
+    ``on_done(index, prediction)`` is called as each item ends, in the order they end.
+    """
+    from toolformer_app.batched import BatchDecoder
+    from toolformer_app.inference import eos_token_ids
+
+    decoder = BatchDecoder(model, tok, max_rows=batch_size)
+    eos = eos_token_ids(model, tok)
+    collectors: dict[int, _Collector] = {}
+    index: dict[int, int] = {}
+    for i, job in enumerate(jobs):
+        if job[0] == "plain":
+            _, prompt, max_new_tokens, stop = job
+            collector = _Collector()  # the coroutine stops itself; its one chunk is the whole text
+            rid = decoder.submit_steps(plain_greedy_steps(tok, prompt, max_new_tokens, eos, stop), collector.add)
+        else:
+            _, prompt, tools, config, stop = job
+            collector = _Collector(stop)
+            rid = decoder.submit(prompt, tools, config, sink=collector.add)
+        collectors[rid], index[rid] = collector, i
+    out: list[Prediction | None] = [None] * len(jobs)
+    pending = set(collectors)
+    while pending:
+        decoder.step()
+        for rid in sorted(r for r in pending if r not in decoder.by_id):
+            pending.discard(rid)
+            out[index[rid]] = collectors[rid].prediction()
+            if on_done is not None:
+                on_done(index[rid], out[index[rid]])  # type: ignore[arg-type]
+    return out  # type: ignore[return-value]
 
 
 def _canonical_tool(name: str) -> str:
@@ -249,7 +298,7 @@ def perplexity(model: Any, tok: Any, texts: Sequence[str], max_tokens: int = 128
     """
     import torch
 
-    from toolformer_app.pipeline.scoring import _logits
+    from toolformer_app.models.forward import logits as _logits
 
     device = getattr(model, "device", None) or next(model.parameters()).device
     encoded = [ids[:max_tokens] for ids in (tok.encode(t) for t in texts)]
@@ -418,27 +467,41 @@ def evaluate(
         task = f"{name}/{mode}" + (f"/k={k}" if mode == "tools" and threshold is None else "") + \
             (f"/p>={threshold:g}" if mode == "tools" and threshold is not None else "")
         t0 = time.perf_counter()
-        rows = []
         bar = tqdm(total=len(items), desc=task, unit="ex", disable=None if bars else True, leave=False)
-        for i, item in enumerate(items):
+        by_index: dict[int, dict[str, Any]] = {}
+
+        def finished(i: int, pred: Prediction) -> None:
+            by_index[i] = score_prediction(items[i], pred)
+            bar.update(1)
+            bar.set_postfix(acc=f"{sum(r['correct'] for r in by_index.values()) / len(by_index):.2f}")
+            if callback:
+                callback(task, len(by_index), len(items))
+
+        jobs: list[tuple[Any, ...]] = []
+        for item in items:
             # stop once the score is decided (plain continuations run their whole budget)
             stop = None if item.kind == suite_lib.PLAIN else functools.partial(scoring.decided, item.answer_type)
             if mode == "base":
-                text = plain_greedy(base[0], base[1], item.prompt, cfg.max_new_tokens, stop)
-                pred = Prediction(text, text)
+                jobs.append(("plain", item.prompt, cfg.max_new_tokens, stop))
             else:
                 icfg = InferenceConfig(max_new_tokens=cfg.max_new_tokens, top_k_call=k, max_calls=cfg.max_calls,
                                        disabled=mode == "disabled", tools=suite_lib.TOOLS_BY_KIND[item.kind],
                                        constrain_names=cfg.constrain_names,
                                        call_threshold=threshold if mode == "tools" else None)
-                pred = predict_with_tools(model, tokenizer, item.prompt, registry, icfg, stop)
-            row = score_prediction(item, pred)
-            rows.append(row)
+                jobs.append(("tools", item.prompt, registry, icfg, stop))
+        pair = base if mode == "base" else (model, tokenizer)
+        if cfg.batch_size > 1:
+            predict_batch(jobs, pair[0], pair[1], cfg.batch_size, finished)
+        else:
+            for i, job in enumerate(jobs):
+                if job[0] == "plain":
+                    text = plain_greedy(pair[0], pair[1], *job[1:])
+                    finished(i, Prediction(text, text))
+                else:
+                    finished(i, predict_with_tools(pair[0], pair[1], *job[1:]))
+        rows = [by_index[i] for i in range(len(items))]
+        for row in rows:
             predictions.append({"suite": name, "mode": mode, "k": k if mode == "tools" else None, **row})
-            bar.update(1)
-            bar.set_postfix(acc=f"{sum(r['correct'] for r in rows) / len(rows):.2f}")
-            if callback:
-                callback(task, i + 1, len(items))
         bar.close()
         timing[task] = round(time.perf_counter() - t0, 2)
         summary = summarize(rows)
