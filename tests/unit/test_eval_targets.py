@@ -1,0 +1,30 @@
+"""Issue 18's target table: met rows, shortfalls in points, and the calibrated rows."""
+from toolformer_app.evaluation.targets import check, markdown
+
+
+def _entry(acc, calls=None, right=0, n=100):
+    rate = {"Calculator": 0.0, "Calendar": 0.0, "WikiSearch": 0.0, "QA": 0.0, "MT": 0.0, "other": 0.0, "any": 0.0}
+    rate.update(calls or {})
+    return {"n": n, "accuracy": acc, "call_rate": rate, "diagnostics": {"call_result_correct": right}}
+
+
+def test_targets_report_met_and_missed_rows():
+    results = {"suites": {
+        "math": {"base": _entry(0.02), "tools": _entry(0.30, {"Calculator": 0.9, "any": 0.9}, right=55)},
+        "facts": {"base": _entry(0.40), "tools": _entry(0.46, {"Calendar": 0.1, "any": 0.1}),
+                  "disabled": _entry(0.36)},
+        "perplexity": {"base": {"perplexity": 10.0}, "disabled": {"perplexity": 10.4}},
+    }}
+    calibrated = {"suites": {"plain": {"tools": _entry(None, {"any": 0.2})},
+                             "math": {"tools": _entry(0.3, {"any": 0.85})}}}
+    rows = {r["target"]: r["verdict"] for r in check(results, calibrated)}
+    assert rows["math with tools >= base + 35"] == "**missed by 7.0**"
+    assert rows["Calculator result right on >= 50% of math items"] == "met"
+    assert rows["facts with tools >= base + 5"] == "met"
+    assert rows["facts with tools disabled >= base - 3"] == "**missed by 1.0**"
+    assert rows["wrong-tool rate on facts <= 5%"] == "**missed by 5.0**"
+    assert rows["perplexity (disabled) <= base x 1.05"] == "met"
+    assert rows["calibrated: calls on <= 10% of plain"] == "**missed by 10.0**"
+    assert rows["calibrated: calls on >= 80% of math"] == "met"
+    assert "facts_plain with tools >= base + 5" not in rows  # not evaluated: no row
+    assert markdown(check(results)).startswith("| target | result | |")

@@ -1,0 +1,96 @@
+"""Issue 18's targets checked against an `eval` results.json (the README's target table comes from here).
+
+    python -m toolformer_app.evaluation.targets runs/recipe/eval/results.json \
+        --calibrated runs/recipe/eval_calibrated/results.json
+
+Each row says the figure, the target and whether it is met, or by how many points it is missed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from toolformer_app.evaluation.runner import WRONG_TOOLS, wrong_tool_rate
+
+
+def _acc(res: dict[str, Any], suite: str, mode: str) -> float | None:
+    e = (res.get(suite) or {}).get(mode) or {}
+    return None if e.get("accuracy") is None else 100 * e["accuracy"]
+
+
+def _row(name: str, figure: str, gap: float | None) -> dict[str, Any]:
+    """``gap`` >= 0 means met; < 0 is the shortfall in the target's unit."""
+    if gap is None:
+        return {"target": name, "result": figure, "verdict": "not measured"}
+    verdict = "met" if gap >= 0 else f"**missed by {-gap:.1f}**"
+    return {"target": name, "result": figure, "verdict": verdict}
+
+
+def check(results: dict[str, Any], calibrated: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Rows {target, result, verdict} for the issue's targets (accuracies in points)."""
+    res = results["suites"]
+    rows = []
+
+    base, tools = _acc(res, "math", "base"), _acc(res, "math", "tools")
+    if base is not None and tools is not None:
+        rows.append(_row("math with tools >= base + 35", f"{base:.0f}% -> {tools:.0f}%", tools - base - 35))
+    diag = ((res.get("math") or {}).get("tools") or {}).get("diagnostics") or {}
+    n = ((res.get("math") or {}).get("tools") or {}).get("n") or 0
+    if n:
+        right = 100 * diag.get("call_result_correct", 0) / n
+        rows.append(_row("Calculator result right on >= 50% of math items", f"{right:.0f}%", right - 50))
+    for suite in ("facts", "facts_plain"):
+        base, tools, off = (_acc(res, suite, m) for m in ("base", "tools", "disabled"))
+        if base is None:
+            continue
+        rows.append(_row(f"{suite} with tools >= base + 5", f"{base:.0f}% -> {tools:.0f}%",
+                         None if tools is None else tools - base - 5))
+        rows.append(_row(f"{suite} with tools disabled >= base - 3", f"{base:.0f}% -> {off:.0f}%",
+                         None if off is None else off - base + 3))
+    for suite in WRONG_TOOLS:
+        rate = wrong_tool_rate(suite, (res.get(suite) or {}).get("tools"))
+        if rate is not None:
+            rows.append(_row(f"wrong-tool rate on {suite} <= 5%", f"{100 * rate:.0f}%", 5 - 100 * rate))
+    base, tools = _acc(res, "dates", "base"), _acc(res, "dates", "tools")
+    if base is not None and tools is not None:
+        rows.append(_row("dates with tools >= base + 10", f"{base:.0f}% -> {tools:.0f}%", tools - base - 10))
+    ppl = res.get("perplexity") or {}
+    b, d = ((ppl.get(m) or {}).get("perplexity") for m in ("base", "disabled"))
+    if b and d:
+        rows.append(_row("perplexity (disabled) <= base x 1.05", f"{b:.2f} -> {d:.2f}",
+                         100 * (1.05 * b - d) / b))
+    if calibrated is not None:
+        cal = calibrated["suites"]
+        plain = ((cal.get("plain") or {}).get("tools") or {}).get("call_rate", {}).get("any")
+        math_ = ((cal.get("math") or {}).get("tools") or {}).get("call_rate", {}).get("any")
+        if plain is not None:
+            rows.append(_row("calibrated: calls on <= 10% of plain", f"{100 * plain:.0f}%", 10 - 100 * plain))
+        if math_ is not None:
+            rows.append(_row("calibrated: calls on >= 80% of math", f"{100 * math_:.0f}%", 100 * math_ - 80))
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| target | result | |", "|---|---|---|"]
+    lines += [f"| {r['target']} | {r['result']} | {r['verdict']} |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m toolformer_app.evaluation.targets", description=__doc__.split("\n")[0])
+    p.add_argument("results", help="an eval results.json (paper mode, k = 10)")
+    p.add_argument("--calibrated", default=None, help="results.json of the eval with the card's call threshold")
+    args = p.parse_args(argv)
+    try:
+        results = json.loads(Path(args.results).read_text(encoding="utf-8"))
+        calibrated = json.loads(Path(args.calibrated).read_text(encoding="utf-8")) if args.calibrated else None
+    except (OSError, ValueError) as e:
+        p.exit(2, f"error: cannot read results: {e}\n")
+    print(markdown(check(results, calibrated)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
