@@ -92,3 +92,19 @@ def test_the_api_description_and_the_page_config_hold_no_server_path(tmp_path, m
     assert "ft-" in api  # the finetune is offered (by id)
     for where, text in (("view_api", api), ("/config", page)):
         assert root not in text and str(tmp_path) not in text, where
+
+
+def test_the_user_tools_notice_names_the_folder_inside_the_data_dir(monkeypatch):
+    from toolformer_app import config
+    from toolformer_app.ui import user_tools
+
+    tools = config.data_dir() / "tools"
+    tools.mkdir()
+    (tools / "broken.py").write_text("raise ValueError('no tool here')\n")
+    monkeypatch.setattr(user_tools, "_errors", [])  # load() fills these in place: other tests keep theirs
+    monkeypatch.setattr(user_tools, "_loaded", [])
+    user_tools.load()
+    user_tools._loaded[:] = ["Units"]
+    notice = user_tools.notice()
+    assert "`tools/` in the data dir: Units" in notice and "broken.py" in notice
+    assert str(config.data_dir().resolve()) not in notice and str(config.data_dir()) not in notice

@@ -25,8 +25,9 @@ def load() -> tuple[list[str], list[str]]:
     from toolformer_app.tools.loader import load_data_dir_tools
 
     names, errors = load_data_dir_tools()
-    prefix = str(config.data_dir()) + "/"
-    errors = [e.replace(prefix, "", 1) for e in errors]  # "tools/broken.py:3: ..." reads better than a long path
+    prefixes = {str(config.data_dir()) + "/", str(config.data_dir().resolve()) + "/"}
+    for prefix in prefixes:
+        errors = [e.replace(prefix, "") for e in errors]  # "tools/broken.py:3: ..." reads better than a long path
     _loaded[:], _errors[:] = names, errors
     for n, name in enumerate(names):
         render.TOOL_COLORS.setdefault(name, _PALETTE[n % len(_PALETTE)])
@@ -50,7 +51,7 @@ def notice() -> str:
     """One Markdown line per fact: the user's tools that loaded, and each file that did not."""
     lines = []
     if _loaded:
-        lines.append(f"Your tools from `{config.data_dir() / 'tools'}`: {', '.join(_loaded)}.")
+        lines.append(f"Your tools from `tools/` in the data dir: {', '.join(_loaded)}.")  # never the server path
     lines += [f"⚠️ Tool file not loaded: `{e}`" for e in _errors]
     return "  \n".join(lines)
 
