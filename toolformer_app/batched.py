@@ -4,8 +4,9 @@ Each row is a decoding coroutine: ``inference.RowDecoder.steps``, the very loop 
 ``generate_with_tools`` drives at batch 1. It makes every decision (top-k or threshold, constrained
 names, calls, stop strings, max tokens); this module only answers its ``Feed``/``Crop`` requests
 with shared forward passes, so a row's text and calls are those it gets alone (float32, argmax-equal).
-When a row reaches "->", its tool runs while the row is advanced, and the result is fed into that
-row's cache at the next step, while the other rows go on decoding.
+When a row reaches "->", its tool runs (in ``executor`` when one is given, so that a slow tool, such
+as QA with its own reader, does not stall the batch: the row waits, the others go on decoding) and
+the result is fed into that row's cache at a next step.
 
 The KV cache: one buffer per layer, (rows, kv_heads, slots, head_dim). Slots are shared in time, so a
 row's tokens sit at its own slots, marked by a 2D attention mask (rows, slots); position ids are per
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +37,7 @@ from toolformer_app.inference import (
     InferenceConfig,
     Result,
     RowDecoder,
+    RunTool,
     Steps,
     eos_token_ids,
     model_keeps_last,
@@ -93,6 +96,7 @@ class _Row:
     pos: int = 0  # tokens of this row in the cache: the position of its next token
     b: int = -1  # its index in the batch (-1: not admitted yet)
     finished: bool = False
+    tool: Future | None = None  # a tool running in the executor: the row waits for it
 
 
 @dataclass
@@ -111,15 +115,17 @@ class BatchDecoder:
 
     ``step_tokens`` caps rows x chunk length in a decode pass; ``pad_cost`` is the fixed cost of a
     pass in tokens, used to pick the chunk length (a row with a long feed either makes every row
-    pad, or feeds in several steps). Not thread-safe: one thread calls ``submit``/``step``/``cancel``.
+    pad, or feeds in several steps). ``executor``: where tools run (None: inline, in ``step``).
+    Not thread-safe: one thread calls ``submit``/``step``/``cancel``.
     """
 
     def __init__(self, model: Any, tokenizer: Any, max_rows: int = 16, step_tokens: int = 512,
-                 pad_cost: int = 32):
+                 pad_cost: int = 32, executor: Executor | None = None):
         if max_rows < 1:
             raise ValueError("max_rows must be at least 1")
         self.model, self.tok = model, tokenizer
         self.max_rows, self.step_tokens, self.pad_cost = max_rows, step_tokens, pad_cost
+        self.executor = executor
         self.device = getattr(model, "device", None) or next(model.parameters()).device
         self.kwargs: dict[str, Any] = {"logits_to_keep": 1} if model_keeps_last(model) else {}
         self.eos_ids = eos_token_ids(model, tokenizer)
@@ -166,7 +172,7 @@ class BatchDecoder:
 
     def _finish(self, row: _Row) -> None:
         row.finished = True
-        row.pending = []
+        row.pending, row.tool = [], None
         row.steps.close()
         self.by_id.pop(row.rid, None)
 
@@ -187,6 +193,12 @@ class BatchDecoder:
             if isinstance(item, Crop):
                 reply = self._crop(row, item.n)
                 continue
+            if isinstance(item, RunTool):
+                if self.executor is None:
+                    reply = item.fn()
+                    continue
+                row.tool = self.executor.submit(item.fn)  # the row waits; see _resume
+                return
             if row.sink is not None:
                 if row.sink(item):
                     self._finish(row)
@@ -211,8 +223,9 @@ class BatchDecoder:
         without a sink, as (row id, event)."""
         out: list[tuple[int, Event]] = []
         with torch.inference_mode():
+            self._resume(out)
             new = self._admit(out)
-            if any(not r.finished for r in self.rows):
+            if any(r.pending for r in self.rows):
                 self._decode(out)
             dead = len(self.rows) - self.live()
             if new:
@@ -226,6 +239,18 @@ class BatchDecoder:
         """Step until every row has ended; yields (row id, event) for rows without a sink."""
         while self.busy:
             yield from self.step()
+
+    def _resume(self, out: list[tuple[int, Event]]) -> None:
+        """Rows whose tool has answered go on; when every live row waits for a tool, wait for one."""
+        waiting = [r for r in self.rows if r.tool is not None and not r.finished]
+        if not waiting:
+            return
+        if not any(r.pending for r in self.rows) and not self.waiting:
+            wait([r.tool for r in waiting if r.tool is not None], timeout=1.0, return_when=FIRST_COMPLETED)
+        for row in waiting:
+            if row.tool is not None and row.tool.done():
+                result, row.tool = row.tool.result(), None
+                self._advance(row, result, out)
 
     def _admit(self, out: list[tuple[int, Event]]) -> list[_Row]:
         free = self.max_rows - self.live()

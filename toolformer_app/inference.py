@@ -30,6 +30,7 @@ tool results. The model is only read: no global mutable state, so threads can sh
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import time
@@ -222,7 +223,7 @@ def execute_tool(tools: Mapping[str, Any], name: str, input: str) -> tuple[str |
             res = tool.run(input)  # Tool.run returns ToolResult(output|None, reason)
             value, reason = res.output, res.reason
         else:
-            from toolformer_app.calls import _call_registry_fn
+            from toolformer_app.calls import call_function as _call_registry_fn
 
             value, reason = _call_registry_fn(tool, input), ""
     except Exception as exc:  # a tool's failure must never break decoding
@@ -279,8 +280,16 @@ class Crop:
     n: int
 
 
+@dataclass
+class RunTool:
+    """A decoder's request: run ``fn`` (a tool call, never raising); the reply is what it returns,
+    (output or None, reason). A batch driver may run it in a thread while the other rows decode."""
+
+    fn: Callable[[], tuple[str | None, str]]
+
+
 # What a decoding coroutine yields: requests for its driver, and events for the caller.
-Steps = Generator["Feed | Crop | Event", Any, None]
+Steps = Generator["Feed | Crop | RunTool | Event", Any, None]
 
 
 def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -553,7 +562,7 @@ class RowDecoder:
                     yield from feed([tok], True)
                     head = "" if text.endswith(" ") else " "
                 t1 = time.perf_counter()
-                output, reason = execute_tool(self.tools, tool, inp)
+                output, reason = yield RunTool(functools.partial(execute_tool, self.tools, tool, inp))
                 duration = time.perf_counter() - t1
                 stats.tool_time_s += duration
                 # " r]" joins the cache with the arrow token in the next single forward pass
@@ -623,6 +632,8 @@ def drive(model: Any, steps: Steps, holder: Any = None) -> Iterator[Event]:
                             **kwargs)
             cache = out.cache
             reply = out.logits[0, -1].float()
+        elif isinstance(item, RunTool):
+            reply = item.fn()
         elif isinstance(item, Crop):
             try:  # transformers' crop takes the (negative) number of tokens to remove
                 cache.crop(-item.n)
