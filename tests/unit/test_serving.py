@@ -81,3 +81,10 @@ def test_requests_over_the_limits_are_refused_before_joining(scripted_model):
             server.submit("three", {}, cfg)
     assert list(a.events(timeout=60))[-1].kind == "done" and list(b.events(timeout=60))[-1].kind == "done"
     server.close()
+
+
+def test_bench_chat_is_registered():
+    from toolformer_app import cli
+
+    args = cli.build_parser().parse_args(["bench", "chat", "--sessions", "1,4,8", "--json"])
+    assert args.bench_kind == "chat" and args.sessions == "1,4,8" and args.json and callable(args.func)

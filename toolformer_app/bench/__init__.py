@@ -13,11 +13,12 @@ KINDS: dict[str, str] = {
     "pipeline": "toolformer_app.bench.pipeline",
     "inference": "toolformer_app.bench.inference",
     "tools": "toolformer_app.bench.tools",
+    "chat": "toolformer_app.bench.chat",
 }
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("bench", help="speed benchmarks (pipeline, inference, tools)",
+    parser = subparsers.add_parser("bench", help="speed benchmarks (pipeline, inference, tools, chat)",
                                    description="Speed benchmarks; each prints a JSON line with --json.")
     kinds = parser.add_subparsers(dest="bench_kind", required=True, metavar="KIND")
     for kind, module_name in KINDS.items():

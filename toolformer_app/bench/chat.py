@@ -1,0 +1,173 @@
+"""Chat serving: total tokens/s and time to first token with N concurrent sessions (the decoding server).
+
+Each session sends --requests requests in turn, from a mix of prompts that call the Calculator
+(few-shot) and prompts that call nothing; every answer is --max-new-tokens model-chosen tokens (eos
+ignored), so the sessions do the same work at every concurrency. ``baseline_tok_s`` is one session
+through today's ``generate_with_tools`` on the same prompts. With --gradio, a few sessions also go
+through the app's own API with ``gradio_client`` (127.0.0.1, bounded in count and time).
+The last line (--json) is one JSON object: {"runs": [{"sessions", "total_tok_s", "ttft_p50_s",
+"ttft_p95_s", "peak_rss_mb"}, ...], ...}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import threading
+import time
+from typing import Any
+
+from toolformer_app.bench.inference import QUESTIONS, SHOTS
+
+PLAIN = (
+    "Once upon a time, in a small village by the sea,",
+    "The history of the printing press begins",
+    "Here is a short poem about the autumn rain:",
+    "The three most important rules of cooking are",
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, help="preset, hub id or directory (default: Chat's default model)")
+    parser.add_argument("--sessions", default="1,4,8", help="concurrencies to measure, e.g. 1,4,8")
+    parser.add_argument("--requests", type=int, default=2, help="requests per session")
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--max-rows", type=int, default=8, help="rows the server decodes together")
+    parser.add_argument("--gradio", type=int, default=0, metavar="N",
+                        help="also run N concurrent sessions through the app's API with gradio_client (0: skip)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+
+
+def _rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB; the peak so far
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3) if ordered else 0.0
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from toolformer_app import config, models
+    from toolformer_app.inference import InferenceConfig, run_with_tools
+    from toolformer_app.serving import DecodingServer, Limits
+    from toolformer_app.tools import get_tool
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    name = args.model or config.default_chat_model()
+    model, tok = models.load(name)
+    tools = {"Calculator": get_tool("Calculator")}
+    prompts = [p for pair in zip([SHOTS + q for q in QUESTIONS], PLAIN * 2, strict=False) for p in pair]
+    cfg = InferenceConfig(max_new_tokens=args.max_new_tokens, ignore_eos=True, tools=("Calculator",))
+    sessions = [int(x) for x in args.sessions.split(",") if x.strip()]
+
+    run_with_tools(model, tok, prompts[0], tools, cfg)  # warm-up
+    t0 = time.perf_counter()
+    base_tokens = 0
+    for prompt in prompts[: max(2, args.requests)]:
+        base_tokens += run_with_tools(model, tok, prompt, tools, cfg).stats.tokens_generated
+    baseline = base_tokens / (time.perf_counter() - t0)
+    print(f"baseline (generate_with_tools, one at a time): {baseline:.1f} tok/s")
+
+    runs: list[dict[str, Any]] = []
+    for n in sessions:
+        server = DecodingServer(model, tok, Limits(max_rows=args.max_rows, max_new_tokens=max(256, args.max_new_tokens)))
+        list(server.submit(prompts[0], tools, cfg).events(timeout=300))  # warm-up of this server
+        tokens, calls, ttft, errors, wall = _sessions(server, n, args.requests, prompts, tools, cfg)
+        server.close()
+        row = {"sessions": n, "total_tok_s": round(tokens / wall, 2), "ttft_p50_s": _pct(ttft, 0.5),
+               "ttft_p95_s": _pct(ttft, 0.95), "peak_rss_mb": _rss_mb(), "requests": n * args.requests,
+               "calls": calls, "errors": len(errors), "wall_s": round(wall, 2)}
+        runs.append(row)
+        print(f"{n} session(s): {row['total_tok_s']:.1f} tok/s total, time to first token p50 {row['ttft_p50_s']} s, "
+              f"p95 {row['ttft_p95_s']} s, {calls} calls, {len(errors)} errors, peak RSS {row['peak_rss_mb']} MB")
+    report: dict[str, Any] = {"runs": runs, "baseline_tok_s": round(baseline, 2), "model": name,
+                              "max_new_tokens": args.max_new_tokens, "threads": torch.get_num_threads()}
+    if runs and runs[0]["sessions"] == 1:
+        report["one_session_vs_baseline"] = round(runs[0]["total_tok_s"] / baseline, 3)
+    if args.gradio > 0:
+        report["gradio"] = _through_gradio(args.gradio, name, args.max_new_tokens)
+        print(f"through gradio_client: {report['gradio']}")
+    if args.json:
+        print(json.dumps(report))
+    return 0
+
+
+def _sessions(server: Any, n: int, requests: int, prompts: list[str], tools: dict[str, Any],
+              cfg: Any) -> tuple[int, int, list[float], list[str], float]:
+    """n threads, each sending ``requests`` requests in turn: (tokens, calls, times to first token, errors, wall)."""
+    from toolformer_app.inference import Done, TextChunk
+
+    ttft: list[float] = []
+    tokens = [0] * n
+    calls = [0] * n
+    errors: list[str] = []
+
+    def session(i: int) -> None:
+        for r in range(requests):
+            prompt = prompts[(i * requests + r) % len(prompts)]
+            t_sub = time.perf_counter()
+            first = None
+            try:
+                for event in server.submit(prompt, tools, cfg).events(timeout=300):
+                    if first is None and isinstance(event, TextChunk):
+                        first = time.perf_counter() - t_sub
+                    if isinstance(event, Done):
+                        tokens[i] += event.stats.tokens_generated
+                        calls[i] += len(event.calls)
+            except Exception as exc:  # counted, never raised: the bench reports it
+                errors.append(f"{type(exc).__name__}: {exc}")
+            if first is not None:
+                ttft.append(first)
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(n)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(tokens), sum(calls), ttft, errors, time.perf_counter() - t0
+
+
+def _through_gradio(n: int, model_name: str, max_new_tokens: int) -> dict[str, Any]:
+    """n concurrent sessions, one request each, through the app's ``/chat`` endpoint on 127.0.0.1."""
+    import os
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from gradio_client import Client
+
+    from toolformer_app.bench.inference import QUESTIONS as QS
+    from toolformer_app.ui import build_demo, launch_kwargs
+
+    demo = build_demo().queue(default_concurrency_limit=1)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_kwargs())
+    times: list[float] = []
+    errors: list[str] = []
+    try:
+        def session(i: int) -> None:
+            client = Client(url, verbose=False)
+            t0 = time.perf_counter()
+            try:
+                client.predict(SHOTS + QS[i % len(QS)], [], [], model_name, 10, 1, ["Calculator"], max_new_tokens,
+                               True, "plain", False, 0.0, True, api_name="/chat")
+                times.append(time.perf_counter() - t0)
+            except Exception as exc:  # one line per failure
+                errors.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+        threads = [threading.Thread(target=session, args=(i,), daemon=True) for i in range(n)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        wall = time.perf_counter() - t0
+    finally:
+        demo.close()
+    return {"sessions": n, "ok": len(times), "errors": len(errors), "wall_s": round(wall, 2),
+            "latency_p50_s": round(statistics.median(times), 2) if times else None}
