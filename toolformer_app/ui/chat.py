@@ -1,13 +1,16 @@
 """Chat tab: stream a completion with tools, each call highlighted inline and shown as a tool bubble.
 
-Library calls: ``inference.generate_with_tools`` (events TextChunk / CallStarted / CallExecuted /
-Done), ``inference.InferenceConfig`` (top-k for starting a call, max calls, enabled tools,
-``disabled`` for the comparison), ``tools.default_tools``; models via ``runtime.get_model``.
+Library calls: ``serving.serve`` (the shared decoding server: the answers of all sessions are decoded
+together, each as ``inference.generate_with_tools`` would alone; events TextChunk / CallStarted /
+CallExecuted / Done), ``inference.InferenceConfig`` (top-k for starting a call, max calls, enabled
+tools, ``disabled`` for the comparison), ``tools.default_tools``; models via ``runtime.get_model``.
 """
 
 from __future__ import annotations
 
 import html
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,32 @@ from toolformer_app.tools import TOOL_NAMES
 from toolformer_app.ui import render, runtime, user_tools
 
 PROMPTS_DIR = render.ASSETS / "examples" / "chat"
+CHAT_SESSIONS = 8  # chat requests let through at once: the decoding server batches them (its rows)
+
+
+def _stream(model: Any, tok: Any, prompt: str, registry: dict[str, Any], cfg: Any) -> Iterator[Any]:
+    """The events of one answer, through the shared decoding server (batched with the other sessions'
+    answers). At batch 1 where no server can run: on ZeroGPU the GPU exists only inside the call itself."""
+    from toolformer_app import inference, serving
+
+    if os.environ.get("SPACES_ZERO_GPU") or not hasattr(model, "parameters"):
+        yield from inference.generate_with_tools(model, tok, prompt, registry, cfg)
+        return
+    try:
+        ticket = serving.serve(model, tok, prompt, registry, cfg,
+                               serving.Limits(max_rows=CHAT_SESSIONS, max_prompt_tokens=8192))
+    except serving.Refused as exc:
+        raise gr.Error(str(exc)) from None
+    done = False
+    try:
+        for event in ticket.events(timeout=600):
+            done = event.kind == "done"
+            yield event
+    except (RuntimeError, TimeoutError) as exc:
+        raise gr.Error(render.one_line(exc)) from None
+    finally:
+        if not done:  # Stop (the generator is closed) or an error: free the row for the others
+            ticket.cancel()
 
 
 def example_prompts() -> list[str]:
@@ -148,7 +177,7 @@ def respond(message: str, history: list | None, history_plain: list | None, mode
             max_calls: float, tools: list[str] | None, max_new_tokens: float, stop_at_newline: bool,
             style: str, compare: bool, call_threshold: float = 0.0, constrain: bool = True):
     """Generator: (chat with tools, chat without tools, calls JSON, stats, cleared textbox)."""
-    from toolformer_app.inference import format_prompt, generate_with_tools
+    from toolformer_app.inference import format_prompt
     from toolformer_app.models import ModelLoadError
     from toolformer_app.tools import default_tools
 
@@ -168,7 +197,7 @@ def respond(message: str, history: list | None, history_plain: list | None, mode
     history_plain = [*(history_plain or []), user] if compare else list(history_plain or [])
 
     answer = _Answer()
-    for event in generate_with_tools(model, tok, prompt, registry, cfg):
+    for event in _stream(model, tok, prompt, registry, cfg):
         answer.feed(event)
         yield history + answer.messages(), history_plain, answer.calls, "", ""
     history = history + answer.messages()
@@ -179,7 +208,7 @@ def respond(message: str, history: list | None, history_plain: list | None, mode
     plain = _Answer()
     off = make_config(top_k, max_calls, tools, max_new_tokens, stop_at_newline, style, disabled=True,
                       constrain=constrain)
-    for event in generate_with_tools(model, tok, prompt, registry, off):
+    for event in _stream(model, tok, prompt, registry, off):
         plain.feed(event)
         if event.kind == "text":
             yield history, history_plain + plain.messages(), answer.calls, stats, ""
@@ -279,11 +308,10 @@ def build(shared) -> None:
 
     event = send.click(respond, [msg, chat, chat_plain, model, top_k, max_calls, tools, max_new, stop_nl, template,
                                  compare, threshold, constrain], [chat, chat_plain, calls, stats, msg], api_name="chat",
-                       concurrency_id=runtime.MODEL_CONCURRENCY, concurrency_limit=1)
+                       concurrency_id="chat", concurrency_limit=CHAT_SESSIONS)
     submit = msg.submit(respond, [msg, chat, chat_plain, model, top_k, max_calls, tools, max_new, stop_nl, template,
                                   compare, threshold, constrain], [chat, chat_plain, calls, stats, msg],
-                        api_visibility="private",
-                        concurrency_id=runtime.MODEL_CONCURRENCY, concurrency_limit=1)
+                        api_visibility="private", concurrency_id="chat", concurrency_limit=CHAT_SESSIONS)
     stop.click(None, None, None, cancels=[event, submit], api_visibility="private")
     clear.click(lambda: ([], [], None, ""), None, [chat, chat_plain, calls, stats], api_visibility="private")
     compare.change(on_compare, compare, chat_plain, api_visibility="private")
