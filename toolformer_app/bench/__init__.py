@@ -14,11 +14,12 @@ KINDS: dict[str, str] = {
     "inference": "toolformer_app.bench.inference",
     "tools": "toolformer_app.bench.tools",
     "chat": "toolformer_app.bench.chat",
+    "eval": "toolformer_app.bench.eval",
 }
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("bench", help="speed benchmarks (pipeline, inference, tools, chat)",
+    parser = subparsers.add_parser("bench", help="speed benchmarks (pipeline, inference, tools, chat, eval)",
                                    description="Speed benchmarks; each prints a JSON line with --json.")
     kinds = parser.add_subparsers(dest="bench_kind", required=True, metavar="KIND")
     for kind, module_name in KINDS.items():
