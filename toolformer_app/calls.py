@@ -52,6 +52,12 @@ class ApiCall:
         return linearize(self.tool, self.input, self.result if with_result else None)
 
 
+def call_closed(decoded: str) -> bool:
+    """Whether text sampled after " [" has closed its call: a "]", or ")" then "]" / "->". Checked on
+    decoded text, never on a token id (tokenizers merge ")]" and "()]" into single tokens)."""
+    return API_END in decoded or _CLOSE.search(decoded) is not None
+
+
 def sanitize(value: str) -> str:
     """Make a string safe to sit inside a call: no brackets, no arrow, one line."""
     value = value.replace("->", "→").replace("[", "(").replace("]", ")")
@@ -197,7 +203,7 @@ def insert_calls(text: str, calls: list[tuple[int, ApiCall]]) -> str:
     return merged
 
 
-def _call_registry_fn(fn: Callable[..., Any], input: str) -> Any:
+def call_function(fn: Callable[..., Any], input: str) -> Any:
     """Tools take the raw input string; plain functions (the seed's ``inc``) get literal args."""
     if getattr(fn, "is_toolformer_tool", False):
         return fn(input)
@@ -225,7 +231,7 @@ def invoke_tools(
         if call.result is not None or call.tool not in registry:
             continue
         try:
-            value = _call_registry_fn(registry[call.tool], call.input)
+            value = call_function(registry[call.tool], call.input)
             error = None if value is not None and str(value) != "" else "no result"
         except Exception as exc:  # a tool's failure must never break the text
             value, error = None, f"{type(exc).__name__}: {exc}"

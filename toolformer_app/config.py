@@ -25,14 +25,26 @@ def default_model() -> str:
     return os.environ.get("TOOLFORMER_DEFAULT_MODEL", "smollm2-135m")
 
 
+# Adapters shipped in the repository, one folder per preset name holding adapter_config.json. Known here
+# (not in ``models``) so that the default model needs no import of ``models``: settings sit below it.
+ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"  # the project's own data, read-only
+EVAL_ASSETS_DIR = ASSETS_DIR / "eval"  # the fixed evaluation suites (evaluation.suites writes them)
+SHIPPED_MODELS_DIR = ASSETS_DIR / "models"
+SHIPPED_TOOLFORMER = "smollm2-135m-toolformer"
+
+
+def shipped_model_dir(name: str) -> Path | None:
+    """The folder of the shipped adapter ``name`` when it is installed (holds adapter_config.json), else None."""
+    path = SHIPPED_MODELS_DIR / name
+    return path if (path / "adapter_config.json").exists() else None
+
+
 def default_chat_model() -> str:
     """The model the Chat and Evaluate tabs start with: the shipped Toolformer adapter when it is present
     (and no other default was set), else ``default_model()``."""
     if os.environ.get("TOOLFORMER_DEFAULT_MODEL"):
         return default_model()
-    from toolformer_app.models import shipped_adapter
-
-    return "smollm2-135m-toolformer" if shipped_adapter("smollm2-135m-toolformer") else default_model()
+    return SHIPPED_TOOLFORMER if shipped_model_dir(SHIPPED_TOOLFORMER) else default_model()
 
 
 class SettingError(ValueError):

@@ -36,6 +36,8 @@ def load_tools(names: str | None) -> dict[str, Any]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from toolformer_app.inference import InferenceConfig  # the paper's k = 10 is its default
+
     p = subparsers.add_parser(
         "chat", help="generate with tool calls (pause at '->', run the tool, resume)",
         description="Greedy decoding that starts a call whenever ' [' is among the top-k tokens (paper, 4.2).",
@@ -45,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="preset, hub id or directory (default: the app's default model)")
     p.add_argument("--tools", default=None, help="comma-separated tool names (default: all five, and those of --tools-from)")
     p.add_argument("--disabled", action="store_true", help="never call a tool: p(' [') = 0")
-    p.add_argument("--top-k", type=int, default=10, help="start a call when ' [' is in the top k (0: never; default 10)")
+    p.add_argument("--top-k", type=int, default=InferenceConfig.top_k_call,
+                   help="start a call when ' [' is in the top k (0: never; default %(default)s, the paper's)")
     p.add_argument("--max-calls", type=int, default=1, help="calls per input (paper: 1)")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")

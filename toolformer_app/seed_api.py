@@ -12,39 +12,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from toolformer_app import config as app_config
-from toolformer_app.calls import _call_registry_fn
 from toolformer_app.tools import get_tool
-from toolformer_app.tools.base import Thresholds, Tool, ToolResult
+from toolformer_app.tools.base import Tool
+from toolformer_app.tools.function import PLACEHOLDER, FunctionTool  # re-exported: the seed's API names them here
 
-PLACEHOLDER = "[input]"
-
-
-@dataclass
-class FunctionTool(Tool):
-    """A plain function as a tool, taught by a seed-style prompt that ends in "Input: [input]"."""
-
-    fn: Callable[..., Any] | None = None
-    teach_prompt: str = ""
-    thresholds: Thresholds = field(default_factory=lambda: Thresholds(tau_s=0.005, k=5, m=5, tau_f=0.3))
-
-    def prompt_prefix(self) -> str:
-        text = self.teach_prompt.strip("\n")
-        for marker in (PLACEHOLDER, "[INPUT]", "[Input]"):
-            if marker in text:
-                return text.split(marker)[0]
-        return text + "\n\nInput: "
-
-    def run(self, input: str) -> ToolResult:
-        try:
-            value = _call_registry_fn(self.fn, input)  # literal arguments only: never eval
-        except Exception as exc:  # a user function's failure is a reason, not a crash
-            return ToolResult(None, f"{type(exc).__name__}: {exc}")
-        return ToolResult(None, "no result") if value is None or str(value) == "" else ToolResult(str(value))
+__all__ = ["PLACEHOLDER", "FunctionTool", "Toolformer"]
 
 
 class Toolformer:
@@ -81,10 +57,10 @@ class Toolformer:
 
     def __call__(self, data: Sequence[str]) -> dict[str, Any]:
         """Run the pipeline on ``data``; returns {"stats", "dataset", "candidates"} (and "finetune" if on)."""
+        from toolformer_app.pipeline.batching import TokenCounter
         from toolformer_app.pipeline.cstar import write_cstar
         from toolformer_app.pipeline.filtering import build_stats
         from toolformer_app.pipeline.run import PipelineResult, annotate_batch
-        from toolformer_app.pipeline.steps import TokenCounter
 
         items = [(str(i), t) for i, t in enumerate(data)]
         counter, start, texts = TokenCounter(), time.perf_counter(), []

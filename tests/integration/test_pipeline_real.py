@@ -12,8 +12,9 @@ import torch
 from toolformer_app import models
 from toolformer_app.calls import linearize
 from toolformer_app.pipeline import PipelineConfig, run_pipeline
+from toolformer_app.pipeline.positions import encode_text, position_scores
 from toolformer_app.pipeline.run import api_token_id
-from toolformer_app.pipeline.steps import encode_text, position_scores, sample_calls, sample_calls_batch
+from toolformer_app.pipeline.sampling import sample_calls, sample_calls_batch
 from toolformer_app.tools import get_tool
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ from pathlib import Path
 from toolformer_app.pipeline.config import Candidate
 from toolformer_app.pipeline.corpus import load_texts
 from toolformer_app.pipeline.dated import TEMPLATES, dated_texts
-from toolformer_app.pipeline.steps import execute_calls
+from toolformer_app.pipeline.execution import execute_calls
 from toolformer_app.tools.calendar import Calendar, document_date, today_sentence
 
 EVAL_DATES = Path(__file__).resolve().parents[2] / "assets" / "eval" / "dates.jsonl"

@@ -8,17 +8,12 @@ import pytest
 import torch
 
 from toolformer_app.pipeline import PipelineConfig, shared_attention
+from toolformer_app.pipeline.batching import length_groups
+from toolformer_app.pipeline.positions import encode_text, position_scores
 from toolformer_app.pipeline.run import api_token_id
+from toolformer_app.pipeline.sampling import draw_tokens, rows_per_batch, sample_calls_batch
+from toolformer_app.pipeline.sampling import sample_uniform as _uniform
 from toolformer_app.pipeline.scoring import span_logprobs, split_head
-from toolformer_app.pipeline.steps import (
-    _uniform,
-    draw_tokens,
-    encode_text,
-    length_groups,
-    position_scores,
-    rows_per_batch,
-    sample_calls_batch,
-)
 from toolformer_app.tools import get_tool
 
 
@@ -95,7 +90,7 @@ def test_samples_do_not_depend_on_the_memory_budget(tiny_model, monkeypatch):
     draws = []
     for budget, rows in ((256, None), (16, 2)):  # one batch; then 2 positions (4 rows) per batch
         if rows:
-            monkeypatch.setattr("toolformer_app.pipeline.steps.rows_per_batch", lambda *a, n=rows, **k: n * 2)
+            monkeypatch.setattr("toolformer_app.pipeline.sampling.rows_per_batch", lambda *a, n=rows, **k: n * 2)
         cfg = PipelineConfig(tools=("Calculator",), max_call_tokens=6, sample_memory_mb=budget)
         drawn = sample_calls_batch(model, tok, scored, requests, 2, cfg, api, tool.name)
         draws.append([[s.token_ids for s in at] for at in drawn])
@@ -145,7 +140,9 @@ def test_position_pass_reading_the_prefix_in_place_equals_the_pass_with_copies(t
 
 def _one_sample_at_a_time(model, tok, tool, enc, position, key, cfg, api):
     """The reference sampler: one sample alone, the whole context re-encoded at every token."""
-    from toolformer_app.pipeline.steps import _closed, _forced_tokens, prompt_prefix
+    from toolformer_app.calls import call_closed as _closed
+    from toolformer_app.pipeline.positions import prompt_prefix
+    from toolformer_app.pipeline.sampling import forced_tokens as _forced_tokens
 
     ids = (prompt_prefix(model, tok, tool).ids + tok(" " + enc.text + "\nOutput:", add_special_tokens=False)["input_ids"]
            + enc.x_ids[:position] + [api] + _forced_tokens(tok, cfg, tool.name))
@@ -166,7 +163,8 @@ def _one_sample_at_a_time(model, tok, tool, enc, position, key, cfg, api):
 def test_rows_shared_by_samples_with_equal_prefixes_draw_the_samples_of_separate_rows(tiny_model, temperature):
     """A decoding row stands for all samples of a position that drew the same tokens so far; the
     samples are still exactly those of m independent rows, and shared prefixes are computed once."""
-    from toolformer_app.pipeline.steps import TokenCounter, _seed_for
+    from toolformer_app.pipeline.batching import TokenCounter
+    from toolformer_app.pipeline.sampling import sample_seed as _seed_for
 
     model, tok, tool, encs, scored = _scored(tiny_model)
     api, m = api_token_id(tok), 4

@@ -17,7 +17,8 @@ from tests.unit.helpers import stats_without_timings
 from toolformer_app.calls import strip_calls
 from toolformer_app.pipeline import PipelineConfig, keep_if_helpful, kept_table, merge_calls
 from toolformer_app.pipeline.config import Candidate
-from toolformer_app.pipeline.steps import encode_text, parse_sampled_call
+from toolformer_app.pipeline.positions import encode_text
+from toolformer_app.pipeline.sampling import parse_sampled_call
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

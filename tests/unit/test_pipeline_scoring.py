@@ -10,8 +10,14 @@ import torch
 
 from toolformer_app.calls import linearize
 from toolformer_app.pipeline.config import Candidate
-from toolformer_app.pipeline.scoring import filter_tokens_with_api_response, loss_weights, weighted_loss
-from toolformer_app.pipeline.steps import encode_text, plain_logprobs, score_candidates
+from toolformer_app.pipeline.positions import encode_text
+from toolformer_app.pipeline.scoring import (
+    filter_tokens_with_api_response,
+    loss_weights,
+    plain_logprobs,
+    score_candidates,
+    weighted_loss,
+)
 
 
 class CountingLM(torch.nn.Module):

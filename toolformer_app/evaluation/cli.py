@@ -32,6 +32,8 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from toolformer_app.inference import InferenceConfig  # the paper's k = 10 is its default
+
     p = subparsers.add_parser(
         "eval", help="zero-shot accuracy with/without tools, call rates and perplexity (paper, section 4)",
         description="Evaluates the base model, the model with tools (k=10, one call) and the model with tools "
@@ -49,7 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="the first N items of each suite / N held-out texts")
     p.add_argument("--out", default=None, help="output directory (default: <data dir>/eval/<model>)")
     p.add_argument("--ks", type=_ints, default=(), help="sweep k for Table 9, e.g. 0,1,3,10")
-    p.add_argument("--top-k", type=int, default=10, help="k of the tools mode (default 10)")
+    p.add_argument("--top-k", type=int, default=InferenceConfig.top_k_call,
+                   help="k of the tools mode (default %(default)s, the paper's)")
     p.add_argument("--modes", default="base,tools,disabled", help="comma-separated subset of base,tools,disabled")
     p.add_argument("--max-new-tokens", type=int, default=32, help="tokens per answer (default 32)")
     p.add_argument("--ppl-tokens", type=int, default=128, help="tokens scored per held-out extract (default 128)")

@@ -33,7 +33,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from toolformer_app.config import EVAL_ASSETS_DIR as ASSETS
 from toolformer_app.evaluation import scoring
+from toolformer_app.inference import LAMA_PREFIX as FACTS_PREFIX  # the paper's LAMA instruction, written once
+from toolformer_app.tools.corpus import HELD_OUT  # the last wiki extracts, never trained on
 
 SUITE_VERSION = 1
 SEED = 20230130
@@ -43,9 +46,7 @@ BUILTIN = ("math", "facts", "dates")
 PERPLEXITY = "perplexity"
 FACTS_PLAIN = "facts_plain"  # the facts items as written, without the LAMA instruction (forgetting shows here)
 PLAIN = "plain"  # spurious calls: the first sentence of each held-out extract, decoded with tools
-HELD_OUT = 200  # extracts at the end of the wiki file, never annotated by `generate --wiki --limit N<=9833`
 SIZES = {"math": 200, "facts": 200, "dates": 200}
-ASSETS = Path(__file__).resolve().parents[2] / "assets" / "eval"
 
 # Tools allowed per kind (paper, section 4.2: all tools, but WikiSearch is disabled for LAMA).
 ALL_TOOLS = ("Calculator", "Calendar", "WikiSearch", "QA", "MT")
@@ -55,7 +56,6 @@ TOOLS_BY_KIND: dict[str, tuple[str, ...]] = {
     "dates": ALL_TOOLS,
     PLAIN: ALL_TOOLS,
 }
-FACTS_PREFIX = "Please complete the following text so that it is factually correct: "
 
 
 class SuiteError(ValueError):

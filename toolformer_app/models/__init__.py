@@ -53,18 +53,15 @@ PRESETS: dict[str, Preset] = {
 
 # Adapters shipped in the repository: a preset name -> the directory holding adapter_config.json
 # (its base_model_name_or_path is a base preset, so base + adapter load offline).
-SHIPPED_DIR = Path(__file__).resolve().parents[2] / "assets" / "models"
+SHIPPED_DIR = config.SHIPPED_MODELS_DIR
 ADAPTER_PRESETS: dict[str, str] = {
-    "smollm2-135m-toolformer": "the shipped Toolformer: a LoRA adapter on smollm2-135m, trained by `recipe`",
+    config.SHIPPED_TOOLFORMER: "the shipped Toolformer: a LoRA adapter on smollm2-135m, trained by `recipe`",
 }
 
 
 def shipped_adapter(name: str) -> Path | None:
     """The directory of a shipped adapter preset, or None when ``name`` is not one (or is not installed)."""
-    if name not in ADAPTER_PRESETS:
-        return None
-    path = SHIPPED_DIR / name
-    return path if (path / "adapter_config.json").exists() else None
+    return config.shipped_model_dir(name) if name in ADAPTER_PRESETS else None
 
 
 def finetune_dir(name: str | None) -> Path | None:
@@ -89,7 +86,7 @@ def preset_names() -> list[str]:
 
 
 _CACHE: OrderedDict[tuple[str, str, str], tuple[Any, Any]] = OrderedDict()  # least recently used first
-_LOCK = threading.RLock()  # re-entered when an adapter's load resolves (converts) its base preset
+LOAD_LOCK = threading.RLock()  # re-entered when an adapter's load resolves (converts) its base preset
 CARD_NAME = "toolformer_card.json"  # the recipe a finetune writes next to its weights
 
 
@@ -202,7 +199,7 @@ def resolve(name: str | None = None) -> str:
         preset = PRESETS[name]
         cache = config.model_cache_dir() / name
         if not (cache / "config.json").exists():
-            with _LOCK:
+            with LOAD_LOCK:
                 if not (cache / "config.json").exists():
                     _convert_gguf(preset, cache)
         return str(cache)
@@ -261,8 +258,8 @@ def load(name: str | None = None, device: str | None = None, dtype: str | None =
     dev = pick_device(device)
     torch_dtype = pick_dtype(dev, dtype)
     source = resolve(name)
-    key = (_cache_key(source), dev, str(torch_dtype))
-    with _LOCK:
+    key = (cache_key(source), dev, str(torch_dtype))
+    with LOAD_LOCK:
         if key not in _CACHE:
             _CACHE[key] = _load_uncached(source, dev, torch_dtype)
         _CACHE.move_to_end(key)
@@ -276,7 +273,7 @@ def load(name: str | None = None, device: str | None = None, dtype: str | None =
     return loaded
 
 
-def _cache_key(source: str) -> str:
+def cache_key(source: str) -> str:
     """One key per model: a directory by its resolved path (``a//b``, ``./a/b`` and a symlink are one)."""
     path = Path(source).expanduser()
     try:
@@ -298,18 +295,18 @@ def _release_memory() -> None:
 
 def cached_models() -> list[str]:
     """The cache keys of the loaded models, least recently used first."""
-    with _LOCK:
+    with LOAD_LOCK:
         return [key[0] for key in _CACHE]
 
 
 def free(name: str | None = None) -> int:
     """Drop ``name`` (any spelling of it; all models when None) from the cache; returns how many."""
-    with _LOCK:
+    with LOAD_LOCK:
         if name is None:
             keys = list(_CACHE)
         else:  # the key load() used, without resolve(): freeing must never convert a preset
             name = name.strip()
-            wanted = _cache_key(str(config.model_cache_dir() / name) if name in PRESETS else name)
+            wanted = cache_key(str(config.model_cache_dir() / name) if name in PRESETS else name)
             keys = [k for k in _CACHE if k[0] == wanted]
         for key in keys:
             del _CACHE[key]

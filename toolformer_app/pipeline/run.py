@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from toolformer_app.calls import API_START
 from toolformer_app.files import (
     append_jsonl,
     atomic_write_json,
@@ -27,27 +28,17 @@ from toolformer_app.files import (
     read_jsonl_numbered,
     repair_jsonl,
 )
+from toolformer_app.pipeline.batching import TokenCounter
 from toolformer_app.pipeline.config import Candidate, PipelineConfig
 from toolformer_app.pipeline.cstar import build_cstar, write_cstar
+from toolformer_app.pipeline.execution import count_results, run_calls
 from toolformer_app.pipeline.filtering import build_stats, keep_if_helpful
-from toolformer_app.pipeline.scoring import SPAN
-from toolformer_app.pipeline.steps import (
-    TokenCounter,
-    candidates_from_samples,
-    count_results,
-    encode_text,
-    fixed_call_samples,
-    plain_logprobs,
-    position_scores,
-    run_calls,
-    sample_calls_batch,
-    score_candidates,
-    top_positions,
-)
+from toolformer_app.pipeline.positions import encode_text, position_scores, top_positions
+from toolformer_app.pipeline.sampling import candidates_from_samples, fixed_call_samples, sample_calls_batch
+from toolformer_app.pipeline.scoring import SPAN, plain_logprobs, score_candidates
 from toolformer_app.tools import get_tool
 from toolformer_app.tools.base import Tool
 
-API_START = " ["
 MAX_TEXT_TOKENS = 512  # longer texts are cut (at a token boundary) before scoring
 
 

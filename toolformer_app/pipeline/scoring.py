@@ -15,6 +15,17 @@ from dataclasses import dataclass
 
 import torch
 
+from toolformer_app.calls import linearize
+from toolformer_app.models.forward import HEAD_ROWS, head_logprobs, split_head
+from toolformer_app.models.forward import logits as model_logits
+from toolformer_app.pipeline.batching import SCORING_PASS_TOKENS, TokenCounter, length_groups
+from toolformer_app.pipeline.config import Candidate
+from toolformer_app.pipeline.positions import EncodedText
+
+__all__ = ["HEAD_ROWS", "SPAN", "FilterResult", "filter_tokens_with_api_response", "head_logprobs", "loss_reduction",
+           "loss_weights", "placebo_results", "plain_logprobs", "score_candidates", "span_logprobs", "split_head",
+           "weighted_loss"]
+
 SPAN = 5  # tokens x_i..x_{i+4} carry weight
 
 
@@ -35,7 +46,7 @@ def loss_reduction(plain, empty, result, placebo=None):
     """L⁻ − L⁺ (paper, section 2): L⁻ = min(L_i(ε), L_i(e(c, ε))), the better of no call and a call
     without its result (with the placebo control, also L_i(e(c, r')), an unrelated result); L⁺ = L_i(e(c, r)).
 
-    The one place this is computed: ``steps.score_candidates`` (floats) and the seed API's
+    The one place this is computed: ``score_candidates`` below (floats) and the seed API's
     ``filter_tokens_with_api_response`` (tensors, elementwise) both call it.
     """
     if isinstance(plain, torch.Tensor):
@@ -45,52 +56,6 @@ def loss_reduction(plain, empty, result, placebo=None):
     else:
         minus = min(plain, empty) if placebo is None else min(plain, empty, placebo)
     return minus - result
-
-
-def _logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, keep: int = 0):
-    """(batch, seq or keep, vocab) logits from an HF model or any module that returns logits."""
-    kwargs = {}
-    if attention_mask is not None:
-        kwargs["attention_mask"] = attention_mask
-    if keep:
-        kwargs["logits_to_keep"] = keep
-    try:
-        out = model(input_ids, **kwargs)
-    except TypeError:  # plain nn.Module (the seed's PaLM): no mask or logits_to_keep arguments
-        out = model(input_ids)
-        if keep:
-            out = out[:, -keep:] if isinstance(out, torch.Tensor) else out
-    return out.logits if hasattr(out, "logits") else out
-
-
-# Decoders whose logits are exactly lm_head(last hidden state): no soft-capping, scaling or bias.
-_PLAIN_HEAD = {"llama", "mistral", "qwen2", "qwen3"}
-HEAD_ROWS = 256  # hidden states sent through the LM head at once: bounds the (rows, vocab) float32 logits
-
-
-def split_head(model: torch.nn.Module):
-    """(decoder, lm_head) when logits = lm_head(decoder(...).last_hidden_state), else None.
-
-    Then only the positions that are needed go through the LM head, and their logits are made a
-    few hundred rows at a time, never the (batch, seq, vocab) block.
-    """
-    config = getattr(model, "config", None)
-    if getattr(config, "model_type", None) not in _PLAIN_HEAD or not hasattr(model, "get_decoder"):
-        return None
-    head = model.get_output_embeddings()
-    if head is None or getattr(head, "bias", None) is not None:
-        return None
-    return model.get_decoder(), head
-
-
-def head_logprobs(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """log p(target) for each row of ``hidden`` (rows, dim): float32 log-softmax, HEAD_ROWS rows at a time."""
-    out = []
-    for s in range(0, hidden.shape[0], HEAD_ROWS):
-        logits = head(hidden[s : s + HEAD_ROWS]).float()  # (rows, vocab)
-        picked = logits.gather(-1, targets[s : s + HEAD_ROWS, None].to(logits.device))[:, 0]
-        out.append(picked - torch.logsumexp(logits, -1))
-    return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
 
 
 @torch.inference_mode()
@@ -127,7 +92,7 @@ def span_logprobs(
         return list(flat.split([e - s for s, e in spans]))
     first_needed = min(start - 1 for start, _ in spans)  # logits at j-1 predict token j
     keep = width - first_needed
-    logits = _logits(model, ids.to(device), mask.to(device), keep=keep)  # (B, keep, V)
+    logits = model_logits(model, ids.to(device), mask.to(device), keep=keep)  # (B, keep, V)
     offset = width - logits.shape[1]
     out = []
     for b, (start, end) in enumerate(spans):
@@ -209,3 +174,94 @@ def filter_tokens_with_api_response(
     keep = reduction >= filter_threshold
     return FilterResult(tokens_with_api_response[keep.to(tokens_with_api_response.device)], keep, reduction,
                         with_r, without_r, plain)
+
+
+# -- step 4: the three losses of every candidate ---------------------------------------------
+
+@torch.inference_mode()
+def plain_logprobs(model, texts: list[EncodedText], batch_size: int, counter: TokenCounter | None = None,
+                   until: dict[str, int] | None = None) -> dict[str, torch.Tensor]:
+    """log p(x_j | x_<j) for j = 1..n-1 of every text (index j-1), for L_i(eps): one pass per text.
+
+    ``until`` (optional): per text id, the first j not needed; the pass stops there (the filter
+    needs x up to the last scored position + 4, not the whole text).
+    """
+    out: dict[str, torch.Tensor] = {}
+    ends = {t.text_id: min(len(t.x_ids), (until or {}).get(t.text_id, len(t.x_ids))) for t in texts}
+    usable = [t for t in texts if ends[t.text_id] >= 2]
+    for group in length_groups([ends[t.text_id] for t in usable], max_rows=batch_size,
+                               max_tokens=SCORING_PASS_TOKENS):
+        batch = [usable[g] for g in group]
+        lps = span_logprobs(model, [t.x_ids[: ends[t.text_id]] for t in batch], [(1, ends[t.text_id]) for t in batch])
+        if counter:
+            counter.scoring += sum(ends[t.text_id] for t in batch)
+        for t, lp in zip(batch, lps, strict=True):
+            out[t.text_id] = lp
+    return out
+
+
+@torch.inference_mode()
+def placebo_results(candidates: list[Candidate]) -> dict[int, str]:
+    """For each candidate with a result, the result of an unrelated call: the same tool, another text,
+    another result (the next such candidate in order, wrapping around). Deterministic."""
+    out: dict[int, str] = {}
+    with_result = [(ci, c) for ci, c in enumerate(candidates) if c.result is not None]
+    for n, (ci, c) in enumerate(with_result):
+        for step in range(1, len(with_result)):
+            _, other = with_result[(n + step) % len(with_result)]
+            if other.tool == c.tool and other.text_id != c.text_id and other.result != c.result:
+                out[ci] = other.result  # type: ignore[assignment]
+                break
+    return out
+
+
+def score_candidates(model, tok, candidates: list[Candidate], texts: dict[str, EncodedText],
+                     plain: dict[str, torch.Tensor], batch_size: int,
+                     counter: TokenCounter | None = None, placebo: bool = False) -> None:
+    """Fill L_i(eps), L_i(e(c, eps)), L_i(e(c, r)) and L- - L+ for every candidate with a result.
+
+    Each sequence is e(.) + x_1..x_{i+4} (the call is a prefix, footnote 3); sequences are batched
+    by length (``length_groups``), and only x_i..x_{i+4} are scored.
+
+    ``placebo``: L- also takes L_i(e(c, r')) with r' the result of an unrelated call of the same tool
+    (``placebo_results``), so a call is kept only if its own result beats any result's prefix effect.
+    """
+    placebos = placebo_results(candidates) if placebo else {}
+    jobs = []  # (length, candidate index, "empty" | "result" | "placebo", ids, span)
+    for ci, c in enumerate(candidates):
+        if c.result is None:
+            continue
+        x = texts[c.text_id].x_ids
+        end = min(c.token_pos + SPAN, len(x))
+        kinds = [("empty", ""), ("result", c.result)] + ([("placebo", placebos[ci])] if ci in placebos else [])
+        for kind, result in kinds:
+            z = tok(linearize(c.tool, c.input, result), add_special_tokens=False)["input_ids"]
+            ids = z + x[:end]
+            jobs.append((len(ids), ci, kind, ids, (len(z) + c.token_pos, len(ids))))
+    results: dict[tuple[int, str], torch.Tensor] = {}
+    for group in length_groups([j[0] for j in jobs], max_rows=batch_size, max_tokens=SCORING_PASS_TOKENS):
+        batch = [jobs[g] for g in group]
+        lps = span_logprobs(model, [j[3] for j in batch], [j[4] for j in batch])
+        if counter:
+            counter.scoring += sum(j[0] for j in batch)
+        for j, lp in zip(batch, lps, strict=True):
+            results[(j[1], j[2])] = lp
+    for ci, c in enumerate(candidates):
+        if c.result is None:
+            continue
+        x = texts[c.text_id].x_ids
+        end = min(c.token_pos + SPAN, len(x))
+        lp_plain = plain[c.text_id][c.token_pos - 1 : end - 1]
+        lp_empty, lp_result = results[(ci, "empty")], results[(ci, "result")]
+        c.loss_plain = float(weighted_loss(lp_plain))
+        c.loss_empty = float(weighted_loss(lp_empty))
+        c.loss_result = float(weighted_loss(lp_result))
+        if ci in placebos:
+            c.placebo_result = placebos[ci]
+            c.loss_placebo = float(weighted_loss(results[(ci, "placebo")]))
+        c.loss_reduction = loss_reduction(c.loss_plain, c.loss_empty, c.loss_result,
+                                          c.loss_placebo if ci in placebos else None)
+        c.next_tokens = [tok.decode([t]) for t in x[c.token_pos : end]]
+        c.logprobs_plain = [round(float(v), 5) for v in lp_plain]
+        c.logprobs_empty = [round(float(v), 5) for v in lp_empty]
+        c.logprobs_result = [round(float(v), 5) for v in lp_result]

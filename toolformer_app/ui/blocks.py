@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import gradio as gr
@@ -35,32 +34,16 @@ class Shared:
 
     @staticmethod
     def model_choices(include_checkpoints: bool = True) -> list[tuple[str, str]]:
-        return offered_models(chat.model_choices(include_checkpoints))
-
-
-def offered_models(choices: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Only what this deployment loads: on a public one with TOOLFORMER_ALLOWED_MODELS, the presets
-    listed there (and finetunes), so a name that would be refused is never offered in a dropdown
-    or in the API's Literal."""
-    from toolformer_app import config, models
-
-    allowed = config.allowed_models()
-    if not config.public() or allowed is None:
-        return choices
-    presets = set(models.PRESETS) | set(models.ADAPTER_PRESETS)
-    return [(label, value) for label, value in choices if value not in presets or value in allowed]
+        return runtime.offered_models(chat.model_choices(include_checkpoints))
 
 
 def evaluation_available() -> bool:
-    """The Evaluate tab is shown only when the evaluation library offers its entry points."""
-    if importlib.util.find_spec("toolformer_app.evaluation.runner") is None:
-        return False
+    """The Evaluate tab is shown only when the evaluation library loads and offers its entry points."""
     try:
         from toolformer_app.evaluation import runner
-
-        return callable(getattr(runner, "evaluate", None)) and callable(getattr(runner, "format_table", None))
-    except Exception:
+    except ImportError:  # an install without the evaluation's dependencies
         return False
+    return callable(getattr(runner, "evaluate", None)) and callable(getattr(runner, "format_table", None))
 
 
 def build_demo() -> gr.Blocks:

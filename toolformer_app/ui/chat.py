@@ -245,7 +245,7 @@ def model_choices(include_checkpoints: bool = True) -> list[tuple[str, str]]:
                     out.append((f"finetune {j.id}" + (" (LoRA)" if j.config.get("lora") else ""), value))
         except Exception:  # a broken job store must not break the model list
             pass
-    from toolformer_app.ui.blocks import offered_models
+    from toolformer_app.ui.runtime import offered_models
 
     return offered_models(out)  # on a public deployment, only what the allow-list loads
 

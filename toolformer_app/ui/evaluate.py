@@ -137,6 +137,8 @@ def sweep_plots(results_path: str | None):
 
 
 def build(shared) -> None:
+    from toolformer_app.inference import InferenceConfig  # the paper's k = 10 is its default
+
     gr.Markdown("Accuracy on the offline suites in three modes: the **base** model, the model **with tools** "
                 "(a call starts when \" [\" is in the top k) and **disabled** (p(\" [\") = 0), plus held-out "
                 "perplexity. A few items per suite take a minute on a CPU.")
@@ -145,7 +147,7 @@ def build(shared) -> None:
                             allow_custom_value=True, label="Model", scale=3, elem_id="eval-model")
         limit = gr.Number(5, label="Items per suite", precision=0, minimum=1, maximum=config.max_eval_items(),
                           scale=1, elem_id="eval-limit")
-        top_k = gr.Slider(0, 50, value=10, step=1, label="k (tools mode)", scale=2)
+        top_k = gr.Slider(0, 50, value=InferenceConfig.top_k_call, step=1, label="k (tools mode)", scale=2)
     with gr.Row():
         suites = gr.CheckboxGroup(list(SUITES), value=["math", "dates"], label="Suites", elem_id="eval-suites")
         modes = gr.CheckboxGroup(list(MODES), value=list(MODES), label="Modes", elem_id="eval-modes")

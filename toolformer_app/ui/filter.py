@@ -43,7 +43,7 @@ def counts_frame(run: dict[str, Any] | None, tau_f: float):
 
     rows = []
     groups = [(tool, [c for c in cands if c.tool == tool])
-              for tool in sorted({c.tool for c in cands}, key=render._tool_order)]
+              for tool in sorted({c.tool for c in cands}, key=render.tool_order)]
     if len(groups) > 1:
         groups.append(("all", cands))
     for tool, mine in groups:
@@ -71,7 +71,7 @@ def table2_frame(run: dict[str, Any] | None):
     # calls whose result shares >= 40 characters with their own text: copies, not lookups
     copied = self_retrieved_table([c for c in cands if c.kept(0.5)], texts)
     rows = [{"tool": tool, **{f"τf = {th}": n for th, n in by.items()}, columns[-1]: copied.get(tool, 0)}
-            for tool, by in sorted(table.items(), key=lambda kv: render._tool_order(kv[0]))]
+            for tool, by in sorted(table.items(), key=lambda kv: render.tool_order(kv[0]))]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -181,7 +181,7 @@ def run_from_rows(rows: list[tuple[int, dict[str, Any]]], source: str, errors: l
                 errors.append(f"line {n}: not a candidate ({exc})")
                 continue
             cands.append(c.to_dict())
-    tools = sorted({c["tool"] for c in cands}, key=render._tool_order)
+    tools = sorted({c["tool"] for c in cands}, key=render.tool_order)
     return {"texts": [{**t, "tokens": [], "char_starts": [], "position_scores": {}, "counts": {}}
                       for t in texts.values()],
             "candidates": cands, "tools": tools, "config": {}, "model": "", "source": source}

@@ -211,10 +211,11 @@ def scored_by_tool(candidates: Sequence[dict[str, Any]]) -> dict[str, list[float
     for c in candidates:
         if c.get("loss_reduction") is not None:
             out.setdefault(c["tool"], []).append(float(c["loss_reduction"]))
-    return {t: out[t] for t in sorted(out, key=_tool_order)}
+    return {t: out[t] for t in sorted(out, key=tool_order)}
 
 
-def _tool_order(tool: str) -> tuple[int, str]:
+def tool_order(tool: str) -> tuple[int, str]:
+    """Sort key: the built-in tools in the paper's order, then the user's by name."""
     return (TOOL_NAMES.index(tool) if tool in TOOL_NAMES else len(TOOL_NAMES), tool)
 
 

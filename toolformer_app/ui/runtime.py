@@ -69,7 +69,7 @@ def _cache_key(name: str) -> str | None:
     from toolformer_app import models
 
     try:
-        return models._cache_key(models.resolve(name))
+        return models.cache_key(models.resolve(name))
     except Exception:
         return None
 
@@ -164,11 +164,11 @@ def status_line() -> str:
     if not items:
         return f"**Model** loads on first use (default `{config.default_model()}`)"
     cached: set[str] | None = None
-    if models._LOCK.acquire(timeout=0.1):  # held for a whole load: the line must not wait for one
+    if models.LOAD_LOCK.acquire(timeout=0.1):  # held for a whole load: the line must not wait for one
         try:
             cached = set(models.cached_models())
         finally:
-            models._LOCK.release()
+            models.LOAD_LOCK.release()
     parts = []
     for name, text in items.items():
         if (cached is not None and text.startswith("ready") and keys.get(name) is not None
@@ -198,3 +198,16 @@ def checked_input(text: str | None, empty_message: str) -> str:
     if note:
         gr.Warning(note)
     return text
+
+
+def offered_models(choices: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Only what this deployment loads: on a public one with TOOLFORMER_ALLOWED_MODELS, the presets
+    listed there (and finetunes), so a name that would be refused is never offered in a dropdown
+    or in the API's Literal."""
+    from toolformer_app import models
+
+    allowed = config.allowed_models()
+    if not config.public() or allowed is None:
+        return choices
+    presets = set(models.PRESETS) | set(models.ADAPTER_PRESETS)
+    return [(label, value) for label, value in choices if value not in presets or value in allowed]
