@@ -56,13 +56,15 @@ class RecipeConfig:
     model: str = "smollm2-135m"
     out: str = "runs/recipe"
     scale: float = 1.0  # multiplies every source's limit (a quick smoke run: 0.05)
-    # More call-free text, fewer epochs and a lower rate than the first shipped model (ratio 2, 240 steps,
-    # 2e-4: ~3.9 epochs over its mix), which forgot facts on prompts without the LAMA prefix.
+    # More call-free text and fewer steps than the first shipped model (ratio 2, 240 steps, 2e-4: ~3.9 epochs),
+    # which forgot facts on prompts without the LAMA prefix. The rate is LoRA's: at 120 steps and 1.5e-4 the
+    # honest mix (89 call texts of 356) taught no call at all (after " [" the model wrote operands without a
+    # tool name); 160 steps at 4e-4 (~4 epochs) did (experiments table in the model card).
     plain_ratio: float = 3.0
     max_calls_per_text: int = 1
-    max_steps: int = 120
+    max_steps: int = 160
     batch_size: int = 8
-    learning_rate: float = 1.5e-4
+    learning_rate: float = 4e-4
     lora_r: int = 16
     eval_limit: int = 100
     eval_suites: str = EVAL_SUITES
