@@ -39,6 +39,7 @@ _FLAGS: list[tuple[str, str, Any, str]] = [
 ]
 _SWITCHES = [  # BooleanOptionalAction: --x / --no-x
     ("--mask-results", "mask_results", "mask the loss on tool results (default on)"),
+    ("--packing", "packing", "pack each batch's texts into full rows, attention kept per text (default on)"),
     ("--eval-on-start", "eval_on_start", "evaluate the base model first (default on)"),
     ("--memory-check", "memory_check", "try the longest batch before training (default on)"),
     ("--lora", "lora", "train a LoRA adapter instead of all weights (default off)"),

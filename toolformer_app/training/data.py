@@ -258,3 +258,111 @@ class PadCollator:
             labels[row, :n] = torch.tensor(e["labels"], dtype=torch.long)
             mask[row, :n] = 1
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+# ---------------------------------------------------------------- packing
+
+
+Placement = tuple[int, int, int]  # (row, first column, length) of one text in a packed batch
+
+
+def pack_rows(lengths: list[int], max_length: int) -> list[list[int]]:
+    """Indices of the texts per row: as few rows of at most ``max_length`` tokens as fit, balanced.
+
+    Longest first, each text into the row with the fewest tokens that still has room (LPT), so the
+    rows end up about the same width and the batch needs little padding. A row is never cut.
+    """
+    total = sum(lengths)
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    n_rows = max(1, -(-total // max_length))
+    while True:
+        rows: list[list[int]] = [[] for _ in range(n_rows)]
+        used = [0] * n_rows
+        for i in order:
+            fits = [r for r in range(n_rows) if used[r] + lengths[i] <= max_length]
+            if not fits:
+                break
+            r = min(fits, key=lambda r: used[r])
+            rows[r].append(i)
+            used[r] += lengths[i]
+        else:
+            return [sorted(r) for r in rows if r]
+        n_rows += 1
+
+
+def pack_batch(batch: list[dict[str, list[int]]], pad_token_id: int, max_length: int) -> tuple[dict[str, Any], list[Placement]]:
+    """Pack texts into rows of at most ``max_length`` tokens, attention kept inside each text.
+
+    Position ids restart at 0 for each text, and no attention mask is passed: transformers then
+    builds a block-diagonal causal mask from the position ids (``find_packed_sequence_indices``),
+    so each token attends to its own text only, as it would alone. The first token of each text
+    gets label IGNORE_INDEX: alone it is never predicted (the shift drops it), and packed it must
+    not be predicted from the end of the previous text. Pad columns continue the last text's
+    positions with IGNORE_INDEX labels: causal attention keeps them out of every real token's view.
+    Returns the model inputs and where each text of ``batch`` went.
+    """
+    import torch
+
+    lengths = [len(e["input_ids"]) for e in batch]
+    if max(lengths) > max_length:
+        raise ValueError(f"a text of {max(lengths)} tokens does not fit in rows of {max_length}")
+    rows = pack_rows(lengths, max_length)
+    width = max(sum(lengths[i] for i in row) for row in rows)
+    ids = torch.full((len(rows), width), int(pad_token_id), dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    placed: list[Placement] = [(0, 0, 0)] * len(batch)
+    for r, row in enumerate(rows):
+        col = 0
+        for i in row:
+            n = lengths[i]
+            ids[r, col : col + n] = torch.tensor(batch[i]["input_ids"], dtype=torch.long)
+            labels[r, col + 1 : col + n] = torch.tensor(batch[i]["labels"][1:], dtype=torch.long)
+            positions[r, col : col + n] = torch.arange(n)
+            placed[i] = (r, col, n)
+            col += n
+        if col < width:  # the pad tail: its own positions, after the last text's
+            start = int(positions[r, col - 1]) + 1 if col else 0
+            positions[r, col:] = torch.arange(start, start + width - col)
+    return {"input_ids": ids, "position_ids": positions, "labels": labels}, placed
+
+
+class PackCollator:
+    """``pack_batch`` as a data collator: the texts of a batch share rows, with no attention across texts."""
+
+    def __init__(self, pad_token_id: int, max_length: int):
+        self.pad_token_id, self.max_length = int(pad_token_id), int(max_length)
+
+    def __call__(self, batch: list[dict[str, list[int]]]) -> dict[str, Any]:
+        return pack_batch(batch, self.pad_token_id, self.max_length)[0]
+
+
+def token_losses(model: Any, inputs: dict[str, Any]) -> Any:
+    """-log p(x_t | x_<t) for every (row, column t >= 1), 0 where the label is IGNORE_INDEX; shape (rows, width)."""
+    import torch
+
+    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+    # use_cache=False: with a KV cache transformers no longer reads packing from the position ids
+    logits = model(**model_inputs, use_cache=False).logits.float()
+    labels = inputs["labels"][:, 1:]
+    nll = torch.nn.functional.cross_entropy(
+        logits[:, :-1].transpose(1, 2), labels.clamp(min=0), reduction="none")
+    nll = nll.masked_fill(labels == IGNORE_INDEX, 0.0)
+    return torch.nn.functional.pad(nll, (1, 0))  # column t holds the loss of the token at t
+
+
+def text_losses(model: Any, batch: list[dict[str, list[int]]], pad_token_id: int, max_length: int | None = None) -> list[float]:
+    """The summed loss of each text of ``batch``: packed into rows when ``max_length`` is given, else padded.
+
+    Both must agree (to rounding): that is what makes packing the same objective as padding.
+    """
+    import torch
+
+    with torch.no_grad():
+        if max_length is None:
+            inputs = PadCollator(pad_token_id)(batch)
+            nll = token_losses(model, inputs)
+            return [float(nll[i].sum()) for i in range(len(batch))]
+        inputs, placed = pack_batch(batch, pad_token_id, max_length)
+        nll = token_losses(model, inputs)
+        return [float(nll[r, c : c + n].sum()) for r, c, n in placed]

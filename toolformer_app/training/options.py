@@ -61,6 +61,12 @@ class FinetuneConfig:
     """Tokens per sequence (paper: 1,024). Longer texts are split or truncated (``long_texts``)."""
     long_texts: LongTexts = "split"
     """"split": cut long texts into windows, never inside a call; "truncate": keep the first window."""
+    packing: bool = True
+    """Pack the texts of each batch into as few rows of max_length as fit, attention kept inside each text
+    (position ids restart per text; transformers builds the block-diagonal mask from them), instead of
+    padding every text to the longest. Same texts per step and the same loss on the same tokens, with no
+    compute spent on padding. It is checked on the loaded model first, and a model that would let texts
+    see each other trains padded. The held-out evaluation packs too, with the same eval_loss."""
     mask_results: bool = True
     """Do not train on the tool result tokens (between "->" and "]"); they stay in the input as conditioning.
     The held-out loss uses the same labels. Why this is the default: see the ``training.data`` docstring."""

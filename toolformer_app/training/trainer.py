@@ -217,6 +217,16 @@ def _apply_lora(model: Any, cfg: FinetuneConfig) -> Any:
     return get_peft_model(model, lora)
 
 
+def load_training_model(cfg: FinetuneConfig) -> tuple[Any, Any, dict[str, bool]]:
+    """The model as ``run_finetune`` trains it (its precision, LoRA applied when ``cfg.lora``), its
+    tokenizer and the autocast flags; for measurements beside a run (``bench finetune``)."""
+    import torch
+
+    weight_dtype, amp, _ = _amp_flags(cfg, torch.cuda.is_available())
+    model, tokenizer = _load_model_and_tokenizer(resolve_model(cfg.model), weight_dtype)
+    return (_apply_lora(model, cfg) if cfg.lora else model), tokenizer, amp
+
+
 def base_model_reference(name: str, source: str) -> str:
     """What adapter_config.json records as its base: the preset or hub name when portable, else the directory."""
     if name in models.PRESETS or not Path(name).expanduser().exists():
@@ -244,15 +254,17 @@ def oom_advice(cfg: FinetuneConfig, width: int) -> str:
     return f"out of memory on one batch of {cfg.batch_size} x {width} tokens: " + ", ".join(tips)
 
 
-def memory_check(model: Any, examples: list[dict], cfg: FinetuneConfig, device: Any, amp: dict[str, bool]) -> float:
-    """One real forward+backward on the longest batch; raises TrainingInputError with advice on OOM.
+def memory_check(model: Any, examples: list[dict], cfg: FinetuneConfig, device: Any, amp: dict[str, bool],
+                 collator: Callable[[list[dict]], dict] | None = None) -> float:
+    """One real forward+backward on the longest batch (as ``collator`` lays it out; padded by default);
+    raises TrainingInputError with advice on OOM.
 
     Returns the probe's seconds (a first estimate of the step time).
     """
     import torch
 
     batch = sorted(examples, key=lambda e: len(e["input_ids"]), reverse=True)[: cfg.batch_size]
-    inputs = tdata.PadCollator(0)(batch)
+    inputs = (collator or tdata.PadCollator(0))(batch)
     width = inputs["input_ids"].shape[1]
     inputs = {k: v.to(device) for k, v in inputs.items()}
     model.to(device)
@@ -274,6 +286,32 @@ def memory_check(model: Any, examples: list[dict], cfg: FinetuneConfig, device: 
     if not math.isfinite(float(loss.detach().float())):
         raise TrainingInputError("the loss on the first batch is not finite; try --precision fp32")
     return time.perf_counter() - start
+
+
+# ---------------------------------------------------------------- packing
+
+
+def packing_is_exact(model: Any, examples: list[dict], pad_token_id: int, n: int = 4) -> tuple[bool, float]:
+    """Whether this model keeps packed texts apart: the ``n`` shortest texts, packed into one row, must
+    give each text the summed loss it gets padded (a model that ignores position ids, or attends across
+    the row, fails). Returns (exact, largest relative difference). Runs in eval mode (no dropout).
+    """
+    import torch
+
+    batch = sorted(examples, key=lambda e: len(e["input_ids"]))[:n]
+    if len(batch) < 2:
+        return True, 0.0
+    was_training = model.training
+    model.eval()
+    try:
+        padded = tdata.text_losses(model, batch, pad_token_id)
+        packed = tdata.text_losses(model, batch, pad_token_id, max_length=sum(len(e["input_ids"]) for e in batch))
+    finally:
+        model.train(was_training)
+    worst = max(abs(a - b) / max(1.0, abs(a)) for a, b in zip(padded, packed, strict=True))
+    # fp32 agrees to ~1e-6; bf16 matmuls of different shapes round differently, a few parts in 1e3
+    tol = 1e-4 if next(model.parameters()).dtype == torch.float32 else 2e-2
+    return worst <= tol, worst
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -378,6 +416,7 @@ def _callbacks(events: EventWriter, job_dir: Path, stop: threading.Event, on_che
                 lr=clean_float(logs.get("learning_rate")), tokens_per_s=clean_float(tps),
                 eta_s=clean_float(eta), epoch=clean_float(state.epoch),
                 grad_norm=clean_float(logs.get("grad_norm")),
+                tokens_seen=tokens, train_s=round(self.train_time, 4),
             )
 
         def on_evaluate(self, args, state, control, metrics=None, **kw):
@@ -538,9 +577,17 @@ def run_finetune(
         dataloader_num_workers=0,
         **amp,
     )
+    pad_collator = tdata.PadCollator(tokenizer.pad_token_id)
+    train_collator: Callable[[list[dict]], dict] = pad_collator
+    if cfg.packing:
+        exact, worst = packing_is_exact(model, train_examples, tokenizer.pad_token_id)
+        if exact:
+            train_collator = tdata.PackCollator(tokenizer.pad_token_id, cfg.max_length)
+        else:
+            events.emit("status", message=f"packing changes this model's losses (by {worst:.2g}); training padded")
     if cfg.memory_check:
         events.emit("status", message="checking memory on the longest batch")
-        probe_s = memory_check(model, train_examples, cfg, args.device, amp)
+        probe_s = memory_check(model, train_examples, cfg, args.device, amp, train_collator)
         events.emit("status", message=f"memory check passed ({probe_s:.1f} s for one batch)")
 
     _tracker_dirs(cfg, job_dir)
@@ -553,7 +600,9 @@ def run_finetune(
         args=args,
         train_dataset=tdata.ListDataset(train_examples),
         eval_dataset=tdata.ListDataset(eval_examples) if do_eval else None,
-        data_collator=tdata.PadCollator(tokenizer.pad_token_id),
+        # Evaluation packs too: its loss is the mean of per-batch means, each batch weighted by the
+        # eval batch size (not by its rows), so eval_loss is the padded one.
+        data_collator=train_collator,
         processing_class=tokenizer,
         callbacks=[callback],
         optimizer_cls_and_kwargs=optimizer_cls,
@@ -566,6 +615,7 @@ def run_finetune(
         data=prep.data.summary(), train_sequences=len(train_examples), eval_sequences=len(eval_examples),
         train_stats=tdata.dataset_stats(train_examples), device=str(args.device), world_size=args.world_size,
         precision=_precision_label(weight_dtype, amp, master, cfg.lora),
+        packing=train_collator is not pad_collator,
     )
     t0 = time.time()
     try:
