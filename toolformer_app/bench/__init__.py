@@ -15,11 +15,13 @@ KINDS: dict[str, str] = {
     "tools": "toolformer_app.bench.tools",
     "chat": "toolformer_app.bench.chat",
     "eval": "toolformer_app.bench.eval",
+    "finetune": "toolformer_app.bench.finetune",
+    "reader": "toolformer_app.bench.reader",
 }
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("bench", help="speed benchmarks (pipeline, inference, tools, chat, eval)",
+    parser = subparsers.add_parser("bench", help="speed benchmarks (pipeline, inference, tools, chat, eval, finetune, reader)",
                                    description="Speed benchmarks; each prints a JSON line with --json.")
     kinds = parser.add_subparsers(dest="bench_kind", required=True, metavar="KIND")
     for kind, module_name in KINDS.items():
