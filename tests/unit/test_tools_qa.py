@@ -16,7 +16,7 @@ def fake_lm(monkeypatch):
 
     seen: dict = {"reply": " Gustave Eiffel. He was an engineer.\n", "batches": []}
 
-    def complete_many(model, tok, prompts, max_new_tokens, stop="\n"):
+    def complete_many(model, tok, prompts, max_new_tokens, stop="\n", prefix=None):
         seen["batches"].append(list(prompts))
         seen.update(prompt=prompts[-1], max_new_tokens=max_new_tokens[-1], model=model)
         return [seen["reply"]] * len(prompts)

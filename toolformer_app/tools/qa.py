@@ -66,10 +66,13 @@ _SHOTS = (
 )
 
 
+# Every reader prompt starts with these solved examples: their KV cache is computed once (``_lm``).
+READER_SHOTS = "".join(f"Context: {c}\nQuestion: {q}\nShort answer: {a}\n\n" for c, q, a in _SHOTS)
+
+
 def build_prompt(question: str, passages: list[str]) -> str:
     """The reader's prompt: the solved examples, then "Context: ...\nQuestion: ...\nShort answer:"."""
-    shots = "".join(f"Context: {c}\nQuestion: {q}\nShort answer: {a}\n\n" for c, q, a in _SHOTS)
-    return f"{shots}Context: {' '.join(passages)}\nQuestion: {question}\nShort answer:"
+    return f"{READER_SHOTS}Context: {' '.join(passages)}\nQuestion: {question}\nShort answer:"
 
 
 def clean_answer(text: str) -> str:
@@ -176,7 +179,8 @@ class QA(Tool):
                 from toolformer_app.tools import _lm
 
                 model, tok = models.load(self.model_name or config.default_model())
-                raws = _lm.greedy_complete_many(model, tok, list(prompts.values()), [self.max_new_tokens] * len(prompts))
+                raws = _lm.greedy_complete_many(model, tok, list(prompts.values()), [self.max_new_tokens] * len(prompts),
+                                                prefix=READER_SHOTS)
                 for n, raw in zip(prompts, raws, strict=True):
                     answer = clean_answer(raw)
                     results[n] = ToolResult(answer) if answer else ToolResult(None, "the reader gave no answer")
