@@ -341,10 +341,11 @@ def token_losses(model: Any, inputs: dict[str, Any]) -> Any:
     """-log p(x_t | x_<t) for every (row, column t >= 1), 0 where the label is IGNORE_INDEX; shape (rows, width)."""
     import torch
 
-    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+    device = next(model.parameters()).device
+    model_inputs = {k: v.to(device) for k, v in inputs.items() if k != "labels"}
     # use_cache=False: with a KV cache transformers no longer reads packing from the position ids
     logits = model(**model_inputs, use_cache=False).logits.float()
-    labels = inputs["labels"][:, 1:]
+    labels = inputs["labels"][:, 1:].to(device)
     nll = torch.nn.functional.cross_entropy(
         logits[:, :-1].transpose(1, 2), labels.clamp(min=0), reduction="none")
     nll = nll.masked_fill(labels == IGNORE_INDEX, 0.0)
