@@ -50,6 +50,8 @@ def build_demo() -> gr.Blocks:
     """Build the Blocks (no launch): app.py and the tests launch it with ``launch_kwargs()``."""
     from toolformer_app import training
 
+    runtime.limit_malloc_arenas()  # before the server's worker threads start allocating
+
     try:
         training.mark_interrupted()  # jobs whose process died while the app was down
     except Exception:

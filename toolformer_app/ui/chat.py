@@ -47,6 +47,7 @@ def _stream(model: Any, tok: Any, prompt: str, registry: dict[str, Any], cfg: An
     finally:
         if not done:  # Stop (the generator is closed) or an error: free the row for the others
             ticket.cancel()
+        runtime.release_memory()
 
 
 def example_prompts() -> list[str]:

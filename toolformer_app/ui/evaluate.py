@@ -82,6 +82,8 @@ def run_evaluation(model_name: str, suites: list[str] | None, modes: list[str] |
             outcome["results"] = runner.evaluate(name, config=cfg, out_dir=out, progress=report)
         except BaseException as exc:  # handed to the generator, which turns it into one line
             outcome["error"] = exc
+        finally:
+            runtime.release_memory()  # the batched decoder's buffers, freed, back to the OS
 
     worker = threading.Thread(target=work, name="toolformer-eval", daemon=True)
     worker.start()

@@ -211,3 +211,32 @@ def offered_models(choices: list[tuple[str, str]]) -> list[tuple[str, str]]:
         return choices
     presets = set(models.PRESETS) | set(models.ADAPTER_PRESETS)
     return [(label, value) for label, value in choices if value not in presets or value in allowed]
+
+
+# -- memory -----------------------------------------------------------------------------------------
+def _libc() -> Any | None:
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas (no-op elsewhere). glibc gives threads that allocate their own arena, up to
+    8 per core, and keeps freed tensors' memory in them: with the decoding server, the tool pool, the
+    evaluation worker and Gradio's workers each allocating, the app's RSS grew by 500-900 MB over a one-minute
+    soak on 2 cores. Arenas made after this call follow the cap."""
+    libc = _libc()
+    return bool(libc and libc.mallopt(-8, int(arenas)))  # -8: M_ARENA_MAX
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the OS after a model job (glibc's malloc_trim; no-op elsewhere)."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
