@@ -27,6 +27,14 @@ API_START = " ["
 API_END = "]"
 ARROW = "->"
 
+
+def api_token_id(tok: Any) -> int:
+    """The one token id of API_START (" [") in ``tok``; every p(" [") in the project is read at this id."""
+    ids = tok(API_START, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        raise ValueError(f"this tokenizer splits {API_START!r} into {len(ids)} tokens; the pipeline needs one")
+    return ids[0]
+
 _NAME = re.compile(r"\[([A-Za-z_][A-Za-z0-9_]*)\(")
 _CLOSE = re.compile(r"\)\s*(\]|->)")
 _TOOL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

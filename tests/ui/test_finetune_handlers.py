@@ -180,11 +180,13 @@ def test_the_device_line_says_cpu_with_a_measured_step_time(monkeypatch):
     import toolformer_app.models as models
 
     monkeypatch.setattr(models, "pick_device", lambda device=None: "cpu")
-    monkeypatch.setattr(finetune, "_measure_cpu_step", lambda name: 0.5)
+    from toolformer_app.training import estimate
+
+    monkeypatch.setattr(estimate, "measure_cpu_step", lambda name: 0.5)
     line = finetune.device_line("smollm2-135m", 4, 256, 1, False)
-    expected = finetune.step_estimate(0.5, 4, 256, 1, False)
+    expected = estimate.step_estimate(0.5, 4, 256, 1, False)
     assert line.startswith("**CPU: this will be slow (about") and f"about {expected:.0f} s per step" in line
-    assert finetune.step_estimate(1.0, 2, 256, 1, False) == pytest.approx(finetune.step_estimate(1.0, 1, 512, 1, False))
+    assert estimate.step_estimate(1.0, 2, 256, 1, False) == pytest.approx(estimate.step_estimate(1.0, 1, 512, 1, False))
 
 
 def _run_with_call_free_texts(n_plain: int) -> dict:

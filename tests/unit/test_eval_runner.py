@@ -119,6 +119,10 @@ def test_forced_calculator_scores_100_with_tools_and_0_disabled(forced, math_sui
     table = (out / "table.md").read_text()
     assert "| tools (k=10) | 100.0 [56.6, 100.0] |" in table and "| disabled | 0.0 [0.0, 43.4] |" in table
 
+    # a calibrated run's table names its threshold, not the k it did not use
+    calibrated = dict(results, config=dict(results["config"], call_threshold=0.024339))
+    assert "| tools (p(\" [\") >= 0.024339) | 100.0 [56.6, 100.0] |" in format_table(calibrated)
+
 
 def test_same_seed_same_table_and_k_sweep(forced, math_suite):
     a = _run(forced, math_suite, ks=(0, 1, 10))

@@ -30,11 +30,14 @@ QUESTIONS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from toolformer_app.inference import InferenceConfig  # the paper's k = 10 is its default
+
     parser.add_argument("--model", default=None, help="preset, hub id or directory (default: the app's default)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: auto)")
     parser.add_argument("--n", type=int, default=4, help=f"prompts (at most {len(QUESTIONS)})")
     parser.add_argument("--max-new-tokens", type=int, default=48)
-    parser.add_argument("--top-k", type=int, default=10, help="top_k_call of the tool run (paper: 10)")
+    parser.add_argument("--top-k", type=int, default=InferenceConfig().top_k_call,
+                        help="top_k_call of the tool run (default %(default)s, the paper's)")
     parser.add_argument("--repeat", type=int, default=1, help="timed passes over the prompts")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (0: torch's default); 1 is steadier on a shared machine")

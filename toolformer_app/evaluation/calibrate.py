@@ -64,7 +64,9 @@ def api_probabilities(model: Any, tok: Any, texts: list[str], last_only: bool, m
     """p(" [") after each text's last token (``last_only``) or its maximum over the text's positions."""
     import torch
 
-    api = tok.encode(" [", add_special_tokens=False)[0]
+    from toolformer_app.calls import api_token_id
+
+    api = api_token_id(tok)
     out = []
     with torch.inference_mode():
         for text in texts:

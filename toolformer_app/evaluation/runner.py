@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from toolformer_app.calls import api_token_id
 from toolformer_app.evaluation import scoring
 from toolformer_app.evaluation import suites as suite_lib
 from toolformer_app.evaluation.suites import Item, SuiteError
@@ -43,6 +44,12 @@ class EvaluationCancelled(Exception):
     """Raised by a progress callback to stop a run between items (the UI's Stop); nothing is written."""
 
 
+def _paper_k() -> int:
+    from toolformer_app.inference import InferenceConfig  # the paper's k = 10, defined there once
+
+    return InferenceConfig().top_k_call
+
+
 @dataclass
 class EvalConfig:
     """What one evaluation run does. The defaults follow the paper (k=10, one call, greedy)."""
@@ -51,7 +58,7 @@ class EvalConfig:
     suite_files: tuple[str, ...] = ()  # custom JSONL suites, named by their file stem
     limit: int | None = None  # the first N items of each suite (and N held-out texts)
     modes: tuple[str, ...] = MODES
-    top_k_call: int = 10  # "tools" mode: call when " [" is in the top k
+    top_k_call: int = field(default_factory=_paper_k)  # "tools" mode: call when " [" is in the top k
     max_calls: int = 1
     ks: tuple[int, ...] = ()  # Table 9 sweep over k, on every accuracy suite
     max_new_tokens: int = 32
@@ -449,7 +456,7 @@ def evaluate(
         else:
             base = (model, tokenizer)
     registry = dict(tools) if tools is not None else build_tools(cfg.clock, reader)
-    api_id = tokenizer.encode(" [", add_special_tokens=False)[0]
+    api_id = api_token_id(tokenizer)
     torch.manual_seed(cfg.seed)
 
     bars = progress is True
@@ -643,8 +650,11 @@ def format_table(results: dict[str, Any]) -> str:
     acc_names = [s for s in by_suite if s != suite_lib.PERPLEXITY]
     ppl = by_suite.get(suite_lib.PERPLEXITY, {})
     modes = [m for m in MODES if any(m in by_suite[s] for s in by_suite)]
-    k = results.get("config", {}).get("top_k_call", 10)
-    labels = {"base": f"base ({results.get('base_model')})", "tools": f"tools (k={k})", "disabled": "disabled"}
+    config = results.get("config", {})
+    threshold = config.get("call_threshold")
+    tools_label = (f"tools (p(\" [\") >= {threshold:g})" if threshold
+                   else f"tools (k={config.get('top_k_call', _paper_k())})")
+    labels = {"base": f"base ({results.get('base_model')})", "tools": tools_label, "disabled": "disabled"}
     lines = [f"Model: {results.get('model')}; clock {results.get('clock')}; accuracy in % with 95% Wilson CI.", ""]
     head = ["mode"] + [f"{s} (n={next(iter(by_suite[s].values()))['n']})" for s in acc_names]
     if ppl:

@@ -36,6 +36,7 @@ from typing import Any
 from toolformer_app.config import EVAL_ASSETS_DIR as ASSETS
 from toolformer_app.evaluation import scoring
 from toolformer_app.inference import LAMA_PREFIX as FACTS_PREFIX  # the paper's LAMA instruction, written once
+from toolformer_app.inference import PAPER_QUESTION_SUFFIX  # " The answer is", written once
 from toolformer_app.tools.corpus import HELD_OUT  # the last wiki extracts, never trained on
 
 SUITE_VERSION = 1
@@ -275,7 +276,7 @@ def make_math(rng: random.Random, n: int) -> list[Item]:
         template = MATH_TEMPLATES[len(items) % len(MATH_TEMPLATES)]  # balanced over the templates
         body, question, expr = template(rng)
         value = solve(expr)
-        prompt = f"{body} {question} The answer is"
+        prompt = f"{body} {question}{PAPER_QUESTION_SUFFIX}"
         if value < 0 or prompt in seen:
             continue
         seen.add(prompt)
@@ -478,7 +479,7 @@ def make_dates(rng: random.Random, n: int, today: datetime.date = CLOCK) -> list
                 raise RuntimeError("not enough distinct date questions")
             continue
         seen.add(question)
-        items.append(Item("", "dates", f"{question} The answer is", (answer,),
+        items.append(Item("", "dates", f"{question}{PAPER_QUESTION_SUFFIX}", (answer,),
                           {"type": kind, "clock": today.isoformat()}))
     return items
 

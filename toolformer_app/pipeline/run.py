@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolformer_app.calls import API_START
+from toolformer_app.calls import api_token_id
 from toolformer_app.files import (
     append_jsonl,
     atomic_write_json,
@@ -91,12 +91,6 @@ class PipelineResult:
 def tau_f_per_tool(cfg: PipelineConfig) -> dict[str, float]:
     return {name: cfg.thresholds(get_tool(name)).tau_f for name in cfg.tools}
 
-
-def api_token_id(tok) -> int:
-    ids = tok(API_START, add_special_tokens=False)["input_ids"]
-    if len(ids) != 1:
-        raise ValueError(f"this tokenizer splits {API_START!r} into {len(ids)} tokens; the pipeline needs one")
-    return ids[0]
 
 
 def samples_needed(tool: Tool, cfg: PipelineConfig) -> bool:

@@ -25,10 +25,11 @@ class Shared:
         self.run: gr.State | None = None  # the session's current run: plain dicts only
         self.tau_f: gr.Slider | None = None
         self.annotate_event: Any = None
-        self.filter_refresh: tuple | None = None
-        self.filter_show: tuple | None = None
-        self.finetune_device: tuple | None = None
-        self.finetune_load: tuple | None = None
+        self.filter_pick: gr.Dropdown | None = None
+        self.filter_outputs: list[Any] = []  # what the Filter tab redraws for a run
+        self.finetune_settings: list[Any] = []  # the inputs of the step-time estimate
+        self.finetune_device: gr.Markdown | None = None
+        self.finetune_jobs: list[Any] = []  # the job picker, its known ids and the jobs table
         self.chat_model: gr.Dropdown | None = None
         self.finetune_dataset: gr.Dropdown | None = None
 
@@ -81,13 +82,8 @@ def build_demo() -> gr.Blocks:
                 with gr.Tab("Evaluate", id="evaluate", elem_id="tab-evaluate"):
                     evaluate.build(shared)
 
-        fn, inputs, outputs = shared.filter_refresh
-        shared.annotate_event.then(fn, inputs, outputs, api_visibility="private")
-        show_fn, show_inputs, show_outputs = shared.filter_show
-        filter_tab.select(show_fn, show_inputs, show_outputs, api_visibility="private", show_progress="hidden")
-        dev_fn, dev_inputs, dev_output = shared.finetune_device
-        finetune_tab.select(dev_fn, dev_inputs, dev_output, api_visibility="private",
-                            concurrency_id=runtime.MODEL_CONCURRENCY, concurrency_limit=1)
+        loss_filter.connect(shared, filter_tab)
+        finetune.connect(shared, finetune_tab, demo)
         chat_tab.select(chat.refresh_models, shared.chat_model, shared.chat_model, api_visibility="private",
                         show_progress="hidden")
 
@@ -96,11 +92,6 @@ def build_demo() -> gr.Blocks:
             return gr.skip() if line == current else line
 
         status_timer.tick(status_tick, model_status, model_status, api_visibility="private", show_progress="hidden")
-        finetune_tab.select(lambda choice: gr.update(choices=finetune.dataset_choices(), value=choice),
-                            shared.finetune_dataset, shared.finetune_dataset, api_visibility="private",
-                            show_progress="hidden")
-        load_fn, load_in, load_out = shared.finetune_load
-        demo.load(load_fn, load_in, load_out, api_visibility="private")
     return demo
 
 

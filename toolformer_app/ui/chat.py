@@ -145,6 +145,12 @@ PROMPT_STYLES = [("the paper's zero-shot formats (math, QA and LAMA)", "paper"),
                  ("plain completion", "plain"), ("the model's chat template", "chat")]
 
 
+def _paper_k() -> int:
+    from toolformer_app.inference import InferenceConfig  # the paper's k = 10, defined there once
+
+    return InferenceConfig().top_k_call
+
+
 def make_config(top_k: float, max_calls: float, tools: list[str] | None, max_new_tokens: float,
                 stop_at_newline: bool, style: str, disabled: bool = False, call_threshold: float = 0.0,
                 constrain: bool = True):
@@ -286,7 +292,7 @@ def build(shared) -> None:
     stats = gr.Markdown(elem_id="chat-stats")
     with gr.Accordion("Controls", open=True):
         with gr.Row():
-            top_k = gr.Slider(0, 50, value=10, step=1, label="top-k: call when \" [\" is among the k likeliest tokens",
+            top_k = gr.Slider(0, 50, value=_paper_k(), step=1, label="top-k: call when \" [\" is among the k likeliest tokens",
                               elem_id="chat-topk")
             max_calls = gr.Slider(0, 5, value=1, step=1, label="max calls per answer")
             max_new = gr.Slider(8, 256, value=48, step=8, label="max new tokens")

@@ -345,8 +345,7 @@ def build(shared) -> None:
             exported = gr.File(label="dataset.jsonl", interactive=False, visible=False, elem_id="filter-exported")
 
     all_outputs = [kept, hist, counts, table2, pick, losses, token_heat, tokens]
-    shared.filter_refresh = (on_new_run, [shared.run, tau_f], all_outputs)
-    shared.filter_show = (on_new_run, [shared.run, tau_f, pick], all_outputs)
+    shared.filter_outputs, shared.filter_pick = all_outputs, pick
     tau_f.change(on_tau_change, [shared.run, tau_f, pick], [kept, hist, counts, pick, losses], api_name="refilter",
                  show_progress="hidden", trigger_mode="always_last")
     pick.change(candidate_detail, [shared.run, pick, tau_f], [losses, token_heat, tokens], api_visibility="private",
@@ -358,3 +357,11 @@ def build(shared) -> None:
     refresh.click(lambda: gr.update(choices=saved_runs()), None, runs, api_visibility="private")
     export.click(export_dataset, [shared.run, tau_f], exported, api_name="export_dataset").then(
         lambda: gr.update(visible=True), None, exported, api_visibility="private")
+
+
+def connect(shared, tab: gr.Tab) -> None:
+    """Redraw the tab for the session's run: after each annotation and whenever the tab is opened."""
+    shared.annotate_event.then(on_new_run, [shared.run, shared.tau_f], shared.filter_outputs,
+                               api_visibility="private")
+    tab.select(on_new_run, [shared.run, shared.tau_f, shared.filter_pick], shared.filter_outputs,
+               api_visibility="private", show_progress="hidden")

@@ -3,7 +3,7 @@
 Library calls: ``training.FinetuneConfig`` + ``training.start_job`` (a separate process; one at a
 time, JobConflictError otherwise), ``list_jobs`` / ``get_job`` / ``read_events`` / ``log_tail`` /
 ``cancel_job`` / ``resume_job`` from the SQLite job store, ``training.data.load_texts`` to check an
-upload, ``training.trainer.memory_check`` for the measured CPU step time, ``pipeline.cstar.write_cstar``
+upload, ``training.estimate`` for the measured CPU step time, ``training.storage`` for datasets in the data dir, ``pipeline.cstar.write_cstar``
 (through the Filter tab's export) for the current run's C* mixed with its call-free texts. A
 ``gr.Timer`` polls.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import gradio as gr
 
 from toolformer_app import config
+from toolformer_app.training import estimate, storage
 from toolformer_app.ui import render, runtime
 
 CURRENT = "__current__"  # the dataset choice "C* of the current run at the Filter tab's τf"
@@ -31,11 +31,8 @@ def default_plain_ratio() -> float:
 
     return RecipeConfig.plain_ratio
 EXAMPLE_DATASET = render.ASSETS / "examples" / "calculator_dataset.jsonl"
-PROBE_TOKENS = 128  # the CPU probe: one forward + backward of 1 x 128 tokens, scaled to the settings
 POLL_S = 1.0
 
-_probe: dict[str, float] = {}
-_probe_lock = threading.Lock()
 
 
 # -- guard ----------------------------------------------------------------------------------------
@@ -61,37 +58,6 @@ def check_token(token: str | None) -> None:
 
 # -- the device line --------------------------------------------------------------------------------
 
-def _measure_cpu_step(model_name: str) -> float:
-    """Seconds for one forward + backward of PROBE_TOKENS tokens on a fresh copy of the model (cached)."""
-    with _probe_lock:
-        if model_name in _probe:
-            return _probe[model_name]
-        import torch
-        from transformers import AutoModelForCausalLM
-
-        from toolformer_app import models
-        from toolformer_app.training import FinetuneConfig
-        from toolformer_app.training.trainer import memory_check
-
-        source = models.resolve(models.check_allowed(model_name))
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.bfloat16)  # the CPU training dtype
-        ids = list(range(100, 100 + PROBE_TOKENS))
-        examples = [{"input_ids": ids, "labels": ids}]
-        cfg = FinetuneConfig(batch_size=1, max_length=PROBE_TOKENS)
-        memory_check(model, examples, cfg, "cpu", {})  # warm-up: allocator, kernels
-        seconds = min(memory_check(model, examples, cfg, "cpu", {}) for _ in range(2))
-        del model
-        _probe[model_name] = seconds
-        return seconds
-
-
-def step_estimate(seconds_per_probe: float, batch_size: float, max_length: float, grad_accum: float,
-                  lora: bool) -> float:
-    """A step costs about (tokens per step / probe tokens) probes; the optimizer adds ~20 % (less with LoRA)."""
-    tokens = max(1, int(batch_size)) * max(16, int(max_length)) * max(1, int(grad_accum))
-    return seconds_per_probe * tokens / PROBE_TOKENS * (1.05 if lora else 1.2)
-
-
 @runtime.gpu_bound
 def device_line(model_name: str | None, batch_size: float, max_length: float, grad_accum: float,
                 lora: bool) -> str:
@@ -104,25 +70,26 @@ def device_line(model_name: str | None, batch_size: float, max_length: float, gr
         return f"**GPU: {torch.cuda.get_device_name(0)}**"
     name = (model_name or config.default_model()).strip()
     try:
-        probe = _measure_cpu_step(name)
+        probe = estimate.measure_cpu_step(name)
     except (ModelLoadError, OSError, ValueError) as exc:
         return f"**CPU: this will be slow** (could not measure a step on `{name}`: {render.one_line(exc)})"
-    est = step_estimate(probe, batch_size, max_length, grad_accum, lora)
+    return _cpu_line(probe, batch_size, max_length, grad_accum, lora)
+
+
+def _cpu_line(probe: float, batch_size: float, max_length: float, grad_accum: float, lora: bool) -> str:
+    est = estimate.step_estimate(probe, batch_size, max_length, grad_accum, lora)
     return (f"**CPU: this will be slow (about {est:.0f} s per step)** at batch {int(batch_size)} × "
             f"{int(max_length)} tokens{f' × {int(grad_accum)} accumulation' if int(grad_accum) > 1 else ''}, "
-            f"measured on this machine ({probe:.2f} s for one forward + backward of {PROBE_TOKENS} tokens).")
+            f"measured on this machine ({probe:.2f} s for one forward + backward of {estimate.PROBE_TOKENS} tokens).")
 
 
 def device_line_cached(model_name: str | None, batch_size: float, max_length: float, grad_accum: float,
                        lora: bool) -> str:
     """Re-estimate when the settings change, only if the probe already ran (no model pass here)."""
-    name = (model_name or config.default_model()).strip()
-    if name not in _probe:
+    probe = estimate.measured_probe((model_name or config.default_model()).strip())
+    if probe is None:
         return gr.skip()
-    est = step_estimate(_probe[name], batch_size, max_length, grad_accum, lora)
-    return (f"**CPU: this will be slow (about {est:.0f} s per step)** at batch {int(batch_size)} × "
-            f"{int(max_length)} tokens{f' × {int(grad_accum)} accumulation' if int(grad_accum) > 1 else ''}, "
-            f"measured on this machine ({_probe[name]:.2f} s for one forward + backward of {PROBE_TOKENS} tokens).")
+    return _cpu_line(probe, batch_size, max_length, grad_accum, lora)
 
 
 # -- datasets ---------------------------------------------------------------------------------------
@@ -139,17 +106,9 @@ def dataset_choices() -> list[tuple[str, str]]:
     session's texts) are not listed; a session reaches its own through CURRENT.
     """
     root = config.data_dir()
-    found = []
-    for path in root.rglob("dataset.jsonl"):
-        rel = path.relative_to(root)
-        if rel.parts[0] in ("jobs", "finetuned", "models") or any(p.startswith(".") for p in rel.parts):
-            continue
-        if config.public() and any(p.startswith("export-") for p in rel.parts):
-            continue
-        found.append(path)
-    found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    found = storage.list_datasets(root, config.public())
     out = [("C* of the current run at the Filter tab's τf (mixed with its call-free texts, below)", CURRENT)]
-    out += [(f"data dir: {p.relative_to(root).as_posix()}", p.relative_to(root).as_posix()) for p in found[:50]]
+    out += [(f"data dir: {p.relative_to(root).as_posix()}", p.relative_to(root).as_posix()) for p in found]
     if EXAMPLE_DATASET.exists():
         out.append(("example: 12 Calculator texts (assets/examples/calculator_dataset.jsonl)", EXAMPLE_ID))
     return out
@@ -167,7 +126,7 @@ def upload_dataset(path: str | None, token: str | None = None):
 
     if not path:
         return gr.skip()
-    from toolformer_app.files import atomic_write_dir, prune_dirs, read_text_file
+    from toolformer_app.files import read_text_file
 
     check_token(token)
     name = Path(path).name
@@ -184,12 +143,9 @@ def upload_dataset(path: str | None, token: str | None = None):
     for note in data.warnings():
         gr.Warning(f"{name}: {note}")
     root = config.data_dir()
-    out = root / "datasets" / f"upload-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-    atomic_write_dir(out, {"dataset.jsonl": content})  # the checked bytes, all at once
-    if config.public():
-        prune_dirs(root / "datasets", "upload-", MAX_PUBLIC_UPLOADS)
+    stored = storage.store_upload(root, content, MAX_PUBLIC_UPLOADS if config.public() else None)
     gr.Info(f"{name}: {len(data.texts)} texts, {data.texts_with_calls} with calls")
-    return gr.update(choices=dataset_choices(), value=(out / "dataset.jsonl").relative_to(root).as_posix())
+    return gr.update(choices=dataset_choices(), value=stored.relative_to(root).as_posix())
 
 
 def resolve_dataset(choice: str | None, run: dict[str, Any] | None, tau_f: float, mix: bool = True,
@@ -491,7 +447,7 @@ def build(shared) -> gr.Tab | None:
 
     shared.finetune_dataset = dataset
     settings = [model, batch, max_len, accum, lora]
-    shared.finetune_device = (device_line, settings, device)
+    shared.finetune_settings, shared.finetune_device = settings, device
     for comp in (batch, max_len, accum, lora):
         comp.change(device_line_cached, settings, device, api_visibility="private", show_progress="hidden")
     refresh.click(lambda: gr.update(choices=dataset_choices()), None, dataset, api_visibility="private")
@@ -505,4 +461,13 @@ def build(shared) -> gr.Tab | None:
     views = [status, bar, curve, ppl, log]
     job.change(job_view, job, views, api_visibility="private", show_progress="hidden")
     timer.tick(poll, [job, known], [*views, jobs, job, known], api_visibility="private", show_progress="hidden")
-    shared.finetune_load = (on_load, None, [job, known, jobs])
+    shared.finetune_jobs = [job, known, jobs]
+
+
+def connect(shared, tab: gr.Tab, demo: gr.Blocks) -> None:
+    """Opening the tab measures the step time once and lists the datasets again; a page load shows the jobs."""
+    tab.select(device_line, shared.finetune_settings, shared.finetune_device, api_visibility="private",
+               concurrency_id=runtime.MODEL_CONCURRENCY, concurrency_limit=1)
+    tab.select(lambda choice: gr.update(choices=dataset_choices(), value=choice),
+               shared.finetune_dataset, shared.finetune_dataset, api_visibility="private", show_progress="hidden")
+    demo.load(on_load, None, shared.finetune_jobs, api_visibility="private")
