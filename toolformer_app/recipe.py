@@ -227,6 +227,7 @@ def sweep(cfg: RecipeConfig, ratios: list[float], steps: int, eval_limit: int) -
     """The call-free ratio swept on the recipe's finished generate runs, each point a short finetune and a small
     eval (tools and disabled modes) into ``<out>/sweep/ratio-R``; the rows are appended to
     ``<out>/experiments.md``, which the model card includes. Resumable like the recipe (done points are skipped)."""
+    from toolformer_app.evaluation.suites import DEV_OFFSET
     from toolformer_app.files import atomic_write_text
     from toolformer_app.pipeline.mix import write_mix
 
@@ -250,10 +251,11 @@ def sweep(cfg: RecipeConfig, ratios: list[float], steps: int, eval_limit: int) -
                   "--lora-r", str(cfg.lora_r), "--max-steps", str(steps), "--batch-size", str(cfg.batch_size),
                   "--lr", str(cfg.learning_rate), "--seed", str(cfg.seed), "--out", str(d / "adapter"),
                   "--job-id", job_id] + (["--resume"] if jobs._row(job_id) is not None else []), log)
-        if not (d / "eval" / "results.json").exists():
+        if not (d / "eval_dev" / "results.json").exists():  # the dev split: the choice is never made on reported items
             _run([*_python(), "eval", "--model", str(d / "adapter"), "--suites", SWEEP_SUITES, "--modes",
-                  "tools,disabled", "--limit", str(eval_limit), "--quiet", "--out", str(d / "eval")], log)
-        res = json.loads((d / "eval" / "results.json").read_text())["suites"]
+                  "tools,disabled", "--offset", str(DEV_OFFSET), "--limit", str(eval_limit), "--quiet",
+                  "--out", str(d / "eval_dev")], log)
+        res = json.loads((d / "eval_dev" / "results.json").read_text())["suites"]
 
         def acc(suite: str, mode: str, res=res) -> str:
             e = res.get(suite, {}).get(mode) or {}
@@ -268,7 +270,8 @@ def sweep(cfg: RecipeConfig, ratios: list[float], steps: int, eval_limit: int) -
                     f"{cfg.learning_rate} | {acc('math', 'tools')} / {calls('math')} | "
                     f"{acc('facts_plain', 'tools')} / {acc('facts_plain', 'disabled')} | {calls('plain')} |")
     head = [f"Call-free ratio sweep (`recipe --sweep {','.join(f'{r:g}' for r in ratios)} --sweep-steps {steps} "
-            f"--sweep-eval-limit {eval_limit}`; eval on the first {eval_limit} items, k = 10):", "",
+            f"--sweep-eval-limit {eval_limit}`; eval on the dev split, items {DEV_OFFSET} to "
+            f"{DEV_OFFSET + eval_limit - 1} of each suite, which no reported figure uses; k = 10):", "",
             "| run | data (mix) | lever | math tools acc / calls % | facts as written tools / disabled | "
             "plain calls % |", "|---|---|---|---|---|---|"]
     path = out / "experiments.md"

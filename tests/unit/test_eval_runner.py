@@ -266,3 +266,20 @@ def test_batched_eval_equals_one_item_at_a_time(tiny_model, tmp_path):
     rows = [json.loads(line) for line in runs[1].splitlines()]
     assert sum(bool(r["calls"]) for r in rows if r["mode"] == "tools") >= 3
     assert runs[2] == runs[1] and runs[16] == runs[1]
+
+
+def test_offset_gives_the_dev_split_that_reported_figures_never_use():
+    from toolformer_app.evaluation.runner import load_accuracy_suites
+    from toolformer_app.evaluation.suites import DEV_OFFSET, SIZES, SuiteError
+
+    test = dict(load_accuracy_suites(EvalConfig(suites=("math", "facts_plain"), limit=DEV_OFFSET)))
+    dev = dict(load_accuracy_suites(EvalConfig(suites=("math", "facts_plain"), limit=5, offset=DEV_OFFSET)))
+    assert [it.id for it in dev["math"]] == [f"math-{i:04d}" for i in range(DEV_OFFSET, DEV_OFFSET + 5)]
+    for name in ("math", "facts_plain"):
+        assert not {it.id for it in dev[name]} & {it.id for it in test[name]}
+    rest = dict(load_accuracy_suites(EvalConfig(suites=("math",), offset=DEV_OFFSET)))["math"]
+    assert len(rest) == SIZES["math"] - DEV_OFFSET
+    with pytest.raises(SuiteError, match="leaves no item"):
+        load_accuracy_suites(EvalConfig(suites=("math",), offset=SIZES["math"]))
+    with pytest.raises(SuiteError, match="offset"):
+        EvalConfig(suites=("math",), offset=-1).validate()

@@ -28,3 +28,22 @@ def test_targets_report_met_and_missed_rows():
     assert rows["calibrated: calls on >= 80% of math"] == "met"
     assert "facts_plain with tools >= base + 5" not in rows  # not evaluated: no row
     assert markdown(check(results)).startswith("| target | result | |")
+
+
+def test_math_split_by_the_operations_each_item_needs():
+    from toolformer_app.evaluation.targets import math_by_operations, operations
+
+    assert operations("138 / 5") == 1 and operations("(26 * 6) + 28") == 2 and operations("-3 + 4") == 1
+    assert operations("(12 + 16 + 21) / 3") == 3
+    expressions = {"a": "1 + 2", "b": "3 * 4", "c": "(1 + 2) * 3"}
+    rows = [
+        {"suite": "math", "mode": "tools", "id": "a", "correct": True, "call_result_correct": True},
+        {"suite": "math", "mode": "tools", "id": "b", "correct": False, "call_result_correct": False},
+        {"suite": "math", "mode": "tools", "id": "c", "correct": False},
+        {"suite": "math", "mode": "base", "id": "a", "correct": True},  # other modes are not counted
+        {"suite": "facts", "mode": "tools", "id": "a", "correct": True},
+    ]
+    assert math_by_operations(rows, expressions) == [
+        {"operations": 1, "items": 2, "correct": 1, "call_result_right": 1},
+        {"operations": 2, "items": 1, "correct": 0, "call_result_right": 0},
+    ]

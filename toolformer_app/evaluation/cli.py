@@ -32,6 +32,7 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from toolformer_app.evaluation.suites import DEV_OFFSET
     from toolformer_app.inference import InferenceConfig  # the paper's k = 10 is its default
 
     p = subparsers.add_parser(
@@ -49,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--suite-file", action="append", default=[], metavar="FILE",
                    help="a custom JSONL suite (repeatable)")
     p.add_argument("--limit", type=int, default=None, help="the first N items of each suite / N held-out texts")
+    p.add_argument("--offset", type=int, default=0,
+                   help=f"skip the first N items of each suite; --offset {DEV_OFFSET} is the dev split, which no "
+                        "reported figure uses: choose settings there")
     p.add_argument("--out", default=None, help="output directory (default: <data dir>/eval/<model>)")
     p.add_argument("--ks", type=_ints, default=(), help="sweep k for Table 9, e.g. 0,1,3,10")
     p.add_argument("--top-k", type=int, default=InferenceConfig.top_k_call,
@@ -82,7 +86,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         chosen = () if args.suite_file else EvalConfig.suites
     cfg = EvalConfig(
-        suites=chosen, suite_files=tuple(args.suite_file), limit=args.limit,
+        suites=chosen, suite_files=tuple(args.suite_file), limit=args.limit, offset=args.offset,
         modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()), top_k_call=args.top_k, ks=args.ks,
         max_new_tokens=args.max_new_tokens, ppl_tokens=args.ppl_tokens, seed=args.seed,
         thresholds=args.thresholds, call_threshold=args.call_threshold, constrain_names=not args.free_names,

@@ -56,7 +56,8 @@ class EvalConfig:
 
     suites: tuple[str, ...] = ("math", "facts", "dates", "perplexity")
     suite_files: tuple[str, ...] = ()  # custom JSONL suites, named by their file stem
-    limit: int | None = None  # the first N items of each suite (and N held-out texts)
+    limit: int | None = None  # the first N items of each suite (and N held-out texts), after ``offset``
+    offset: int = 0  # items skipped first: DEV_OFFSET gives the dev split that sweeps choose on
     modes: tuple[str, ...] = MODES
     top_k_call: int = field(default_factory=_paper_k)  # "tools" mode: call when " [" is in the top k
     max_calls: int = 1
@@ -83,6 +84,8 @@ class EvalConfig:
             raise SuiteError("no suite selected")
         if self.limit is not None and self.limit < 1:
             raise SuiteError("--limit must be at least 1")
+        if self.offset < 0:
+            raise SuiteError("--offset must be at least 0")
         if any(k < 0 for k in self.ks) or self.top_k_call < 0:
             raise SuiteError("k must be >= 0")
         if any(not 0 <= t <= 1 for t in (*self.thresholds, self.call_threshold or 0.0)):
@@ -383,9 +386,10 @@ def build_tools(clock: datetime.date, reader_model: str | None = None) -> dict[s
 
 
 def load_accuracy_suites(cfg: EvalConfig) -> list[tuple[str, list[Item]]]:
-    """(name, items) of the selected built-in suites and custom files, each cut to ``cfg.limit``."""
+    """(name, items) of the selected built-in suites and custom files: ``cfg.limit`` items after ``cfg.offset``."""
+    end = cfg.offset + cfg.limit if cfg.limit else None
     chosen: list[tuple[str, list[Item]]] = [
-        (name, suite_lib.plain_items(cfg.limit) if name == suite_lib.PLAIN else suite_lib.load_suite(name))
+        (name, suite_lib.plain_items(end) if name == suite_lib.PLAIN else suite_lib.load_suite(name))
         for name in cfg.suites if name != suite_lib.PERPLEXITY]
     taken = {name for name, _ in chosen} | {suite_lib.PERPLEXITY}
     for file in cfg.suite_files:
@@ -395,7 +399,11 @@ def load_accuracy_suites(cfg: EvalConfig) -> list[tuple[str, list[Item]]]:
             name += "_"
         taken.add(name)
         chosen.append((name, items))
-    return [(name, items[: cfg.limit] if cfg.limit else items) for name, items in chosen]
+    cut = [(name, items[cfg.offset:end]) for name, items in chosen]
+    empty = [name for name, items in cut if not items]
+    if empty:
+        raise SuiteError(f"--offset {cfg.offset} leaves no item in {empty[0]}")
+    return cut
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -438,7 +446,8 @@ def evaluate(
         cfg.limit = limit
     cfg.validate()
     accuracy_suites = load_accuracy_suites(cfg)  # bad suites fail before any model is loaded
-    held_out = suite_lib.held_out_texts(cfg.limit) if suite_lib.PERPLEXITY in cfg.suites else []
+    end = cfg.offset + cfg.limit if cfg.limit else None
+    held_out = suite_lib.held_out_texts(end)[cfg.offset:] if suite_lib.PERPLEXITY in cfg.suites else []
 
     t_start = time.perf_counter()
     label = model_name or ("custom model" if model is not None else models.model_id())

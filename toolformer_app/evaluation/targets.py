@@ -3,12 +3,15 @@
     python -m toolformer_app.evaluation.targets runs/recipe/eval/results.json \
         --calibrated runs/recipe/eval_calibrated/results.json
 
-Each row says the figure, the target and whether it is met, or by how many points it is missed.
+Each row says the figure, the target and whether it is met, or by how many points it is missed. When the
+run's predictions.jsonl lies beside its results.json, a second table splits the math suite by the number of
+operations its items need, since a one-operation Calculator call cannot answer a two-step problem.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +75,34 @@ def check(results: dict[str, Any], calibrated: dict[str, Any] | None = None) -> 
     return rows
 
 
+_OPERATOR = re.compile(r"(?<=[\d)])\s*[-+*/]\s*(?=[\d(])")  # a binary operator between operands
+
+
+def operations(expression: str) -> int:
+    """Binary operations in a suite item's expression: "(26 * 6) + 28" -> 2."""
+    return len(_OPERATOR.findall(expression))
+
+
+def math_by_operations(predictions: list[dict[str, Any]], expressions: dict[str, str]) -> list[dict[str, Any]]:
+    """Per number of operations: math items, tools-mode accuracy and Calculator results right (counts)."""
+    groups: dict[int, dict[str, Any]] = {}
+    for row in predictions:
+        if row.get("suite") != "math" or row.get("mode") != "tools" or row.get("id") not in expressions:
+            continue
+        ops = operations(expressions[row["id"]])
+        g = groups.setdefault(ops, {"operations": ops, "items": 0, "correct": 0, "call_result_right": 0})
+        g["items"] += 1
+        g["correct"] += bool(row.get("correct"))
+        g["call_result_right"] += bool(row.get("call_result_correct"))
+    return [groups[k] for k in sorted(groups)]
+
+
+def operations_markdown(groups: list[dict[str, Any]]) -> str:
+    lines = ["| operations the item needs | items | correct with tools | Calculator result right |", "|---|---|---|---|"]
+    lines += [f"| {g['operations']} | {g['items']} | {g['correct']} | {g['call_result_right']} |" for g in groups]
+    return "\n".join(lines)
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| target | result | |", "|---|---|---|"]
     lines += [f"| {r['target']} | {r['result']} | {r['verdict']} |" for r in rows]
@@ -89,6 +120,16 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         p.exit(2, f"error: cannot read results: {e}\n")
     print(markdown(check(results, calibrated)))
+    predictions = Path(args.results).with_name("predictions.jsonl")
+    if predictions.exists():
+        from toolformer_app.evaluation import suites
+
+        rows = [json.loads(line) for line in predictions.read_text(encoding="utf-8").splitlines() if line.strip()]
+        expressions = {it.id: it.meta["expression"] for it in suites.load_suite("math") if "expression" in it.meta}
+        groups = math_by_operations(rows, expressions)
+        if groups:
+            print()
+            print(operations_markdown(groups))
     return 0
 
 
