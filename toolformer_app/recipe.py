@@ -296,6 +296,8 @@ def _format_timing(timing: dict[str, float]) -> str:
 
 def write_card(cfg: RecipeConfig, timing: dict[str, float]) -> None:
     """README.md (the model card) in the adapter directory: base, data hash, command, times, evaluation."""
+    from toolformer_app.evaluation.suites import DEV_OFFSET
+
     out = Path(cfg.out)
     adapter = out / "adapter"
     mix_stats = json.loads((out / "mix.stats.json").read_text())
@@ -332,6 +334,10 @@ def write_card(cfg: RecipeConfig, timing: dict[str, float]) -> None:
         "- **Split:** no evaluation article is annotated or trained on: the last 200 wiki extracts (perplexity, "
         "plain) and the articles of every facts-suite subject and answer are excluded by title "
         "(`pipeline/split.py`).",
+        f"- **Dev split:** settings (the call-free ratio) are chosen on items {DEV_OFFSET} to {2 * DEV_OFFSET - 1} of "
+        f"each suite (`eval --offset {DEV_OFFSET}`, the sweep's `eval_dev`); the evaluation below uses the first "
+        f"{cfg.eval_limit} (the finetune's steps and rate were set in an earlier session after an evaluation on them: "
+        "see Experiments).",
         "",
         "## Time on this machine (2 CPU cores)",
         "",
