@@ -216,7 +216,7 @@ def test_the_current_run_trains_on_c_star_mixed_with_its_call_free_texts_at_the_
     meta = json.loads((Path(finetune.resolve_dataset(finetune.CURRENT, r, 0.3, True, 4)).parent
                        / "meta.json").read_text())
     assert (meta["with_calls"], meta["plain"], meta["plain_ratio"]) == (1, 4, 4.0)
-    # by default: mixed, at the recipe's ratio (3 of the 6 call-free texts)
+    # by default: mixed, at the recipe's ratio (at most the 6 call-free texts there are)
     assert finetune.default_plain_ratio() == RecipeConfig.plain_ratio
     default = rows(finetune.resolve_dataset(finetune.CURRENT, r, 0.3))
     assert sum(not x["calls"] for x in default) == min(6, round(RecipeConfig.plain_ratio))

@@ -1,6 +1,9 @@
 """Soak for the public-Space profile: 4 concurrent gradio_client sessions against the app on 127.0.0.1.
 
-One session annotates, one chats, one starts evaluations and cancels them, one uploads bad files.
+One session annotates, one chats, one starts evaluations and cancels them, one uploads bad files. The
+annotate and chat sessions also send lone surrogates and control-only text as a raw queue call (gradio_client
+cannot encode a lone surrogate), and the upload session sends issue 20's files: a lone surrogate in a
+candidate and in a text (then Export C*), deeply nested JSON, and two texts that share a text_id.
 Every request is bounded in time, every session in count, and the soak in time (TOOLFORMER_SOAK_S,
 60 s by default). At the end: the process RSS is within 300 MB of its value after warm-up, no CPU
 is spent from the last request + 5 s on (nothing left running: a cancelled evaluation really
@@ -16,6 +19,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -44,6 +48,8 @@ class Outcomes:
         try:
             out = call()
             row = (kind, "ok" if check(out) else "bad result", repr(out)[:200])
+        except AssertionError as exc:  # the test's own check failed (never a refusal the server sent)
+            row = (kind, "bad result", str(exc))
         except Exception as exc:  # a refused request: what the client shows
             row = (kind, "error", str(exc))
         with self.lock:
@@ -55,7 +61,53 @@ def _predict(client, *args, api_name: str) -> Any:
     return client.submit(*args, api_name=api_name).result(timeout=REQUEST_TIMEOUT_S)
 
 
-def _annotate(client, outcomes: Outcomes, deadline: float) -> None:
+class Raw:
+    """A raw queue call, as a hand-written client sends it: the JSON is escaped by ``json.dumps`` (so a lone
+    surrogate travels as "\\ud800", which the server decodes), the reply read from the event stream. The
+    result is the output data; a refusal raises with the server's message; a cut stream is a bad result."""
+
+    def __init__(self, app_url: str) -> None:
+        import httpx
+
+        self.base = app_url.rstrip("/")
+        config = httpx.get(f"{self.base}/config", timeout=30).json()
+        kinds = {c["id"]: c.get("type") for c in config["components"]}
+        self.deps = {d["api_name"]: (d["id"], [kinds.get(i) for i in d["inputs"]])
+                     for d in config["dependencies"] if d.get("api_name")}
+
+    def predict(self, *args: Any, api_name: str) -> Any:
+        import uuid
+
+        import httpx
+
+        fn, kinds = self.deps[api_name.lstrip("/")]
+        values = iter(args)
+        data = [None if kind == "state" else next(values) for kind in kinds]  # gr.State stays on the server
+        session = uuid.uuid4().hex
+        body = json.dumps({"data": data, "fn_index": fn, "session_hash": session, "event_data": None,
+                           "trigger_id": None})
+        with httpx.Client(timeout=REQUEST_TIMEOUT_S) as http:
+            http.post(f"{self.base}/gradio_api/queue/join", content=body.encode("ascii"),
+                      headers={"Content-Type": "application/json"}).raise_for_status()
+            with http.stream("GET", f"{self.base}/gradio_api/queue/data", params={"session_hash": session}) as sse:
+                for line in sse.iter_lines():
+                    msg = json.loads(line[5:]) if line.startswith("data:") else {}
+                    if msg.get("msg") != "process_completed":
+                        continue
+                    output = msg.get("output") or {}
+                    if msg.get("success"):
+                        return output.get("data")
+                    raise RuntimeError(str(output.get("error") or "an error without a message"))
+        return f"{api_name}: the stream ended without a result or an error"  # not a list: a bad result
+
+
+def _encodable(out: Any) -> bool:
+    """What Gradio sends back must encode as UTF-8 (a lone surrogate in it cut the stream: issue 20)."""
+    json.dumps(out, ensure_ascii=False, default=str).encode("utf-8")
+    return True
+
+
+def _annotate(client, raw: Raw, outcomes: Outcomes, deadline: float) -> None:
     inputs = [
         (TEXT, ["Calculator"], MODEL, False, 0.003, 1, 1, 1.0),  # a real run (k = m = 1 keeps it short)
         ("   ", ["Calculator"], MODEL, True, 0.0, 1, 1, 1.0),  # empty: refused
@@ -67,9 +119,18 @@ def _annotate(client, outcomes: Outcomes, deadline: float) -> None:
             return
         outcomes.run("annotate", lambda args=inputs[n % len(inputs)]: _predict(client, *args, api_name="/annotate"),
                      lambda out: isinstance(out, (list, tuple)) and len(out) == 6)
+        if n < len(RAW_ANNOTATE) and time.monotonic() < deadline:
+            outcomes.run("annotate", lambda args=RAW_ANNOTATE[n]: raw.predict(*args, api_name="/annotate"),
+                         lambda out: isinstance(out, list) and _encodable(out))  # raw: state outputs included
 
 
-def _chat(client, outcomes: Outcomes, deadline: float) -> None:
+RAW_ANNOTATE = [  # each once, as a raw call: a lone surrogate mid-text (replaced, then run); surrogates alone
+    (TEXT[:20] + "\ud800" + TEXT[20:], ["Calculator"], MODEL, False, 0.003, 1, 1, 1.0),
+    ("\udcff\ud800 \x01", ["Calculator"], MODEL, True, 0.0, 1, 1, 1.0),  # nothing left: refused as empty
+]
+
+
+def _chat(client, raw: Raw, outcomes: Outcomes, deadline: float) -> None:
     inputs = [
         (PROMPT, [], [], MODEL, 10, 1, ["Calculator"], 12, True, "plain", False),
         ("", [], [], MODEL, 10, 1, ["Calculator"], 12, True, "plain", False),  # empty: refused
@@ -80,6 +141,14 @@ def _chat(client, outcomes: Outcomes, deadline: float) -> None:
             return
         outcomes.run("chat", lambda args=inputs[n % len(inputs)]: _predict(client, *args, api_name="/chat"),
                      lambda out: isinstance(out, (list, tuple)) and len(out) == 5)
+        if n < len(RAW_CHAT) and time.monotonic() < deadline:
+            outcomes.run("chat", lambda text=RAW_CHAT[n]: raw.predict(text, [], [], MODEL, 10, 1, ["Calculator"], 12,
+                                                                      True, "plain", False, 0.0, True,
+                                                                      api_name="/chat"),
+                         lambda out: isinstance(out, list) and _encodable(out))
+
+
+RAW_CHAT = ["2 + 2 = \ud800", "\x01\x02", "\ud800"]  # replaced then answered; control-only and surrogate-only: refused
 
 
 def _evaluate_and_cancel(client, outcomes: Outcomes, deadline: float) -> None:
@@ -104,6 +173,7 @@ def _evaluate_and_cancel(client, outcomes: Outcomes, deadline: float) -> None:
 
 def _upload_bad_files(app_url: str, outcomes: Outcomes, deadline: float) -> None:
     """Each bad file goes through the server's upload route, then through the tab handler that receives it."""
+    import gradio as gr
     import httpx
 
     from toolformer_app.ui import annotate, finetune
@@ -119,6 +189,7 @@ def _upload_bad_files(app_url: str, outcomes: Outcomes, deadline: float) -> None
         ("calls.jsonl", ("".join(json.dumps({"text": "x [a(" * 2000}) + "\n" for _ in range(80))).encode(),
          finetune.upload_dataset),  # ~800 KB of unclosed calls: the parser stays linear
         ("UPPER.JSONL", b"\x00" * 64, loss_filter.load_run_file),
+        *_defect_files(),
     ]
     for n in range(MAX_REQUESTS):
         if time.monotonic() >= deadline:
@@ -133,11 +204,47 @@ def _upload_bad_files(app_url: str, outcomes: Outcomes, deadline: float) -> None
             t0 = time.monotonic()
             try:
                 return handler(stored)
+            except gr.Error:
+                raise  # a refusal, shown to the user in one line
+            except Exception as exc:  # anything else would reach the user raw (issue 20: the codec's message)
+                raise AssertionError(f"{name}: not a refusal: {type(exc).__name__}: {exc}") from None
             finally:
                 assert time.monotonic() - t0 < 20, f"{name}: the handler took {time.monotonic() - t0:.0f} s"
 
-        outcomes.run("upload", send)
+        outcomes.run("upload", send, _encodable)
         time.sleep(0.5)
+
+
+def _defect_files() -> list[tuple[str, bytes, Callable]]:
+    """Issue 20's inputs: lone surrogates in a candidate and in a text, nested JSON, a repeated text_id."""
+    from tests.ui.helpers import candidate
+    from toolformer_app.ui import annotate, finetune
+    from toolformer_app.ui import filter as loss_filter
+
+    def record(text_id: str, text: str, **cand: Any) -> str:
+        return json.dumps({"text_id": text_id, "text": text, "candidates": [candidate(text_id=text_id, **cand)]})
+
+    def export(path: str) -> str:  # the Filter tab: load, then Export C* at the default τf
+        return loss_filter.export_dataset(loss_filter.load_run_file(path), 0.5)
+
+    def export_own_texts(path: str) -> str:  # a repeated text_id: each call stays in its own text
+        out = export(path)
+        texts = [json.loads(line)["text"] for line in Path(out).read_text(encoding="utf-8").splitlines()]
+        assert texts and not [t for t in texts if "6*7" in t], texts
+        return out
+
+    nested = ("[" * 100_000 + "]" * 100_000 + "\n").encode()
+    other = "Six times seven is here and long enough."
+    return [
+        ("surrogate-input.jsonl", (record("1", TEXT, inp="\ud800") + "\n" + record("2", TEXT) + "\n").encode(),
+         loss_filter.load_run_file),  # the line is refused and named, the rest loads
+        ("surrogate-text.jsonl", (record("1", TEXT[:40] + "\ud800" + TEXT[41:]) + "\n").encode(), export),
+        ("nested.jsonl", nested, loss_filter.load_run_file),
+        ("nested-dataset.jsonl", nested, finetune.upload_dataset),
+        ("nested-texts.jsonl", nested, annotate.load_upload),
+        ("repeated-id.jsonl", (record("t1", TEXT) + "\n" + record("t1", other, char_pos=22, inp="6*7", result="42")
+                               + "\n").encode(), export_own_texts),
+    ]
 
 
 def test_four_sessions_for_a_minute_stay_bounded_and_leave_nothing_running(app_url, monkeypatch):
@@ -175,9 +282,10 @@ def test_four_sessions_for_a_minute_stay_bounded_and_leave_nothing_running(app_u
     outcomes = Outcomes()
     deadline = time.monotonic() + SOAK_S
     clients = [Client(app_url, verbose=False) for _ in range(3)]
+    raw = Raw(app_url)
     sessions = [
-        threading.Thread(target=_annotate, args=(clients[0], outcomes, deadline)),
-        threading.Thread(target=_chat, args=(clients[1], outcomes, deadline)),
+        threading.Thread(target=_annotate, args=(clients[0], raw, outcomes, deadline)),
+        threading.Thread(target=_chat, args=(clients[1], raw, outcomes, deadline)),
         threading.Thread(target=_evaluate_and_cancel, args=(clients[2], outcomes, deadline)),
         threading.Thread(target=_upload_bad_files, args=(app_url, outcomes, deadline)),
     ]
