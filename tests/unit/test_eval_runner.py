@@ -283,3 +283,12 @@ def test_offset_gives_the_dev_split_that_reported_figures_never_use():
         load_accuracy_suites(EvalConfig(suites=("math",), offset=SIZES["math"]))
     with pytest.raises(SuiteError, match="offset"):
         EvalConfig(suites=("math",), offset=-1).validate()
+
+
+def test_table_skips_a_suite_that_ran_in_no_mode():
+    # `eval --suites math,plain --modes base`: plain is decoded with tools only, so it has no entry
+    entry = {"n": 4, "accuracy": 0.5, "ci_low": 0.15, "ci_high": 0.85, "call_rate": {"any": 0.0}}
+    results = {"model": "m", "base_model": "m", "config": {"top_k_call": 10},
+               "suites": {"math": {"base": entry}, "plain": {}}}
+    table = format_table(results)
+    assert "| math (n=4) |" in table and "plain" not in table.split("\n\n")[1]

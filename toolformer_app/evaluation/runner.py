@@ -656,7 +656,8 @@ def sweep_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 def format_table(results: dict[str, Any]) -> str:
     """Markdown tables: accuracy (%, 95% CI) and perplexity per mode; call rates; why calls helped or not."""
     by_suite = results.get("suites", {})
-    acc_names = [s for s in by_suite if s != suite_lib.PERPLEXITY]
+    # a suite with no mode run (``plain`` is decoded with tools only) has no column
+    acc_names = [s for s in by_suite if s != suite_lib.PERPLEXITY and by_suite[s]]
     ppl = by_suite.get(suite_lib.PERPLEXITY, {})
     modes = [m for m in MODES if any(m in by_suite[s] for s in by_suite)]
     config = results.get("config", {})
