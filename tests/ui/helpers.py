@@ -34,3 +34,17 @@ def run(reductions=(1.5, 0.8, 0.2, -0.3), tools=("Calculator",), with_texts: boo
     texts = [{"text_id": "1", "text": TEXT, "tokens": [], "char_starts": [], "position_scores": {}, "counts": {}}]
     return {"texts": texts if with_texts else [], "candidates": cands, "tools": list(tools), "config": {},
             "model": "test", "source": "test"}
+
+
+def run_sessions(sessions: list, timeout_s: float) -> None:
+    """Start every soak session (a thread), wait for all, and fail if one is still running after ``timeout_s``."""
+    for s in sessions:
+        s.start()
+    for s in sessions:
+        s.join(timeout=timeout_s)
+    assert not any(s.is_alive() for s in sessions), "a session did not finish in bounded time"
+
+
+def is_one_line_error(message: str) -> bool:
+    """What a refused request must show: one non-empty line, no traceback."""
+    return bool(message.strip()) and "\n" not in message.strip() and "Traceback" not in message

@@ -19,6 +19,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from tests.ui.helpers import is_one_line_error, run_sessions
+
 pytestmark = pytest.mark.slow
 
 SESSIONS = 8
@@ -65,10 +67,7 @@ def test_eight_chat_sessions_for_a_minute_get_answers_and_stay_bounded(app_url, 
 
     # warm-up: eight sessions at once, each prompt kind, so the server has decoded a full batch
     warm = [threading.Thread(target=_chat, args=(c, (CALC, PLAIN)[i % 2], model)) for i, c in enumerate(clients)]
-    for t in warm:
-        t.start()
-    for t in warm:
-        t.join(timeout=4 * REQUEST_TIMEOUT_S)
+    run_sessions(warm, 4 * REQUEST_TIMEOUT_S)
     gc.collect()
     rss_warm = proc.memory_info().rss
 
@@ -77,11 +76,7 @@ def test_eight_chat_sessions_for_a_minute_get_answers_and_stay_bounded(app_url, 
     deadline = time.monotonic() + SOAK_S
     sessions = [threading.Thread(target=_session, args=(c, model, rows, lock, deadline, i))
                 for i, c in enumerate(clients)]
-    for s in sessions:
-        s.start()
-    for s in sessions:
-        s.join(timeout=SOAK_S + 4 * REQUEST_TIMEOUT_S)
-    assert not any(s.is_alive() for s in sessions), "a session did not finish in bounded time"
+    run_sessions(sessions, SOAK_S + 4 * REQUEST_TIMEOUT_S)
     for c in clients:
         c.close()
 
@@ -90,7 +85,7 @@ def test_eight_chat_sessions_for_a_minute_get_answers_and_stay_bounded(app_url, 
         assert status in ("ok", "error"), (message, status, text)
         if status == "error":
             assert message == "", f"a valid prompt was refused: {text}"
-            assert text.strip() and "\n" not in text.strip() and "Traceback" not in text, text
+            assert is_one_line_error(text), text
     answered = [r for r in rows if r[1] == "ok"]
     assert {r[0] for r in answered} == {CALC, PLAIN}, "both prompt kinds got answers"
     assert any("Calculator" in r[2] for r in answered if r[0] == CALC), "the few-shot prompt called the Calculator"

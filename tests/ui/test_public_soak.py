@@ -25,6 +25,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from tests.ui.helpers import is_one_line_error, run_sessions
+
 pytestmark = pytest.mark.slow
 
 SOAK_S = float(os.environ.get("TOOLFORMER_SOAK_S", "60"))
@@ -289,11 +291,7 @@ def test_four_sessions_for_a_minute_stay_bounded_and_leave_nothing_running(app_u
         threading.Thread(target=_evaluate_and_cancel, args=(clients[2], outcomes, deadline)),
         threading.Thread(target=_upload_bad_files, args=(app_url, outcomes, deadline)),
     ]
-    for s in sessions:
-        s.start()
-    for s in sessions:
-        s.join(timeout=SOAK_S + 4 * REQUEST_TIMEOUT_S)
-    assert not any(s.is_alive() for s in sessions), "a session did not finish in bounded time"
+    run_sessions(sessions, SOAK_S + 4 * REQUEST_TIMEOUT_S)
     for c in clients:
         c.close()
 
@@ -311,7 +309,7 @@ def test_four_sessions_for_a_minute_stay_bounded_and_leave_nothing_running(app_u
     for kind, status, message in outcomes.rows:
         assert status in ("ok", "error"), (kind, status, message)
         if status == "error":
-            assert message.strip() and "\n" not in message.strip() and "Traceback" not in message, (kind, message)
+            assert is_one_line_error(message), (kind, message)
     refused = [m for k, s, m in outcomes.rows if s == "error" and k in ("annotate", "chat") and "Model:" in m]
     assert all("not available here" in m for m in refused)
 
