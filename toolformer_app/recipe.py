@@ -6,6 +6,11 @@ Every stage is a real subprocess of this CLI (`generate`, `finetune`, `eval`) wr
 so the recipe is exactly the commands the README shows. Each stage is skipped when its output is
 complete, and the interrupted stage resumes (generate keeps its work log; finetune resumes its job
 from the last checkpoint), so Ctrl-C and rerunning the same command continues where it stopped.
+
+``--scale S`` makes a faithful small run for sweeps: S x the texts, the finetune's steps scaled with them
+(the same epochs over a smaller mix), S x the eval items and calibration examples (at least 20 each). Its
+results differ from the full run's by fewer training texts (fewer calls to learn from) and fewer eval items
+(wider intervals); how well they predict the full run is not measured yet (``SCALE_NOTE``, ``recipe --help``).
 """
 
 from __future__ import annotations
@@ -20,12 +25,34 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SHIPPED_NAME = "smollm2-135m-toolformer"
 CARD_MARK = "<!-- toolformer recipe card -->"
 GENERATION_KEYS = ("model", "scale", "seed")  # a rerun must match these; later stages can be redone by deleting them
 EVAL_SUITES = "math,facts,facts_plain,dates,perplexity,plain"
 CALIBRATED_SUITES = "math,plain"  # Chat's calibrated default: calls on math, none on plain sentences
+# The finetune's own defaults (training/options.py FinetuneConfig; a test pins them), which the full run uses
+# for its held-out evaluations and checkpoints, and calibrate's examples per side (evaluation/calibrate.py).
+FINETUNE_EVAL_EVERY = 50
+FINETUNE_SAVE_EVERY = 50
+CALIBRATE_N = 100
+# Floors of a scaled run: a schedule with a warmup step and a decay; an accuracy over 20 items still moves in
+# 5-point steps (a 95% interval of about +-20 points at 50%); 20 negatives put FPR <= 10% at 2 false calls.
+MIN_STEPS = 4
+MIN_EVAL_ITEMS = 20
+MIN_CALIBRATE_N = 20
+SCALE_NOTE = (
+    "--scale S reads S x each source's texts (at least 1) and scales every later stage with it, so a small run "
+    "is the full recipe in miniature: the finetune's steps (and its held-out evaluation and checkpoint "
+    "intervals) shrink with the texts read, so it makes the same number of passes over its smaller mix; the "
+    "eval reads S x --eval-limit items per suite (at least 20) and calibrate S x 100 examples per side (at least "
+    "20), never more than the full run. Relative to the full run a small run has fewer distinct training texts "
+    "(fewer calls per tool, so expect a weaker model), the same epochs and learning-rate schedule, and fewer "
+    "eval items, so wider intervals (about +-20 points at 20 items, +-10 at 100). How well small-run results "
+    "predict full-run ones is not measured yet. recipe.json, the stage table and the model card give the "
+    "effective (scaled) values."
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +82,7 @@ SOURCES: tuple[Source, ...] = (
 class RecipeConfig:
     model: str = "smollm2-135m"
     out: str = "runs/recipe"
-    scale: float = 1.0  # multiplies every source's limit (a quick smoke run: 0.05)
+    scale: float = 1.0  # multiplies every source's limit and scales every later stage (SCALE_NOTE; smoke: 0.05)
     # More call-free text and fewer steps than the first shipped model (ratio 2, 240 steps, 2e-4: ~3.9 epochs),
     # which forgot facts on prompts without the LAMA prefix. The rate is LoRA's: at 120 steps and 1.5e-4 the
     # honest mix (89 call texts of 356) taught no call at all (after " [" the model wrote operands without a
@@ -76,6 +103,60 @@ class RecipeConfig:
     def limits(self) -> dict[str, int]:
         return {s.name: max(1, round(s.limit * self.scale)) for s in SOURCES}
 
+    def texts_fraction(self) -> float:
+        """The share of the full run's texts this run reads: ``scale`` after each source's rounding (exactly 1.0
+        at scale 1)."""
+        return sum(self.limits().values()) / sum(s.limit for s in SOURCES)
+
+    def scaled_steps(self, full: int) -> int:
+        """Finetune steps that keep the full run's epochs. The mix grows with the texts read (its call texts
+        come from them, its call-free texts are a fixed ratio of those), so epochs = steps x batch / mix rows
+        stay put when the steps scale like the texts read. Deriving them from the mix itself would need the
+        full run's mix size, which a scaled run never has; the card records the epochs of each run.
+        Below ``MIN_STEPS`` (tiny scales) the epochs grow."""
+        return max(min(full, MIN_STEPS), round(full * self.texts_fraction()))
+
+    def finetune_steps(self) -> int:
+        return self.scaled_steps(self.max_steps)
+
+    def interval(self, full: int) -> int:
+        """A finetune interval (evaluation, checkpoint) at the same fraction of the (scaled) steps as in the full
+        run, so a small run still evaluates and keeps its best checkpoint along the way (warmup is a ratio of
+        the steps already)."""
+        return max(1, round(full * self.finetune_steps() / self.max_steps))
+
+    def eval_every(self) -> int:
+        return self.interval(FINETUNE_EVAL_EVERY)
+
+    def save_every(self) -> int:
+        # HF Trainer keeps the best checkpoint only when saves fall on evaluations: a multiple of eval_every
+        return self.eval_every() * max(1, round(FINETUNE_SAVE_EVERY / FINETUNE_EVAL_EVERY))
+
+    def scaled_eval_limit(self, full: int) -> int:
+        """Eval items per suite: scaled, floored so that an accuracy still means something, never above the
+        full run's (more items would reach into the dev split)."""
+        return min(full, max(MIN_EVAL_ITEMS, round(full * self.scale)))
+
+    def effective_eval_limit(self) -> int:
+        return self.scaled_eval_limit(self.eval_limit)
+
+    def calibrate_n(self) -> int:
+        return min(CALIBRATE_N, max(MIN_CALIBRATE_N, round(CALIBRATE_N * self.scale)))
+
+    def effective(self) -> dict[str, Any]:
+        """What this run actually uses at its scale (recipe.json, the stage table, the card)."""
+        return {"scaled": self.scale != 1.0, "texts_fraction": round(self.texts_fraction(), 4),
+                "limits": self.limits(), "max_steps": self.finetune_steps(), "eval_every": self.eval_every(),
+                "save_every": self.save_every(), "eval_limit": self.effective_eval_limit(),
+                "calibrate_n": self.calibrate_n()}
+
+    def scale_line(self) -> str:
+        e = self.effective()
+        return (f"scaled run (--scale {self.scale:g}): {sum(e['limits'].values())} texts of "
+                f"{sum(s.limit for s in SOURCES)}, finetune {e['max_steps']} steps of {self.max_steps} (eval and "
+                f"checkpoint every {e['eval_every']}), eval {e['eval_limit']} items per suite of {self.eval_limit}, "
+                f"calibrate {e['calibrate_n']} per side of {CALIBRATE_N}")
+
 
 def _python() -> list[str]:
     return [sys.executable, "-m", "toolformer_app"]
@@ -90,28 +171,32 @@ def generate_command(cfg: RecipeConfig, source: Source) -> list[str]:
 def finetune_command(cfg: RecipeConfig, job_id: str, resume: bool) -> list[str]:
     out = Path(cfg.out)
     cmd = [*_python(), "finetune", "--data", str(out / "mix.jsonl"), "--model", cfg.model, "--lora",
-           "--lora-r", str(cfg.lora_r), "--max-steps", str(cfg.max_steps), "--batch-size", str(cfg.batch_size),
-           "--lr", str(cfg.learning_rate), "--seed", str(cfg.seed), "--out", str(out / "adapter"),
-           "--job-id", job_id]
+           "--lora-r", str(cfg.lora_r), "--max-steps", str(cfg.finetune_steps()), "--batch-size",
+           str(cfg.batch_size), "--lr", str(cfg.learning_rate), "--seed", str(cfg.seed), "--out",
+           str(out / "adapter"), "--job-id", job_id]
+    # the intervals only when scaled: at the defaults the command stays the one a full run always had
+    if (cfg.eval_every(), cfg.save_every()) != (FINETUNE_EVAL_EVERY, FINETUNE_SAVE_EVERY):
+        cmd += ["--eval-every", str(cfg.eval_every()), "--save-every", str(cfg.save_every())]
     return cmd + (["--resume"] if resume else [])
 
 
 def eval_command(cfg: RecipeConfig) -> list[str]:
     out = Path(cfg.out)
     return [*_python(), "eval", "--model", str(out / "adapter"), "--suites", cfg.eval_suites,
-            "--limit", str(cfg.eval_limit), "--quiet", "--out", str(out / "eval")]
+            "--limit", str(cfg.effective_eval_limit()), "--quiet", "--out", str(out / "eval")]
 
 
 def calibrate_command(cfg: RecipeConfig) -> list[str]:
     out = Path(cfg.out)
-    return [*_python(), "calibrate", "--model", str(out / "adapter"), "--mix", str(out / "mix.jsonl"),
+    cmd = [*_python(), "calibrate", "--model", str(out / "adapter"), "--mix", str(out / "mix.jsonl"),
             "--skip", str(cfg.limits()["calculator"]), "--write-card"]
+    return cmd + (["--n", str(cfg.calibrate_n())] if cfg.calibrate_n() != CALIBRATE_N else [])
 
 
 def calibrated_eval_command(cfg: RecipeConfig, threshold: float) -> list[str]:
     out = Path(cfg.out)
     return [*_python(), "eval", "--model", str(out / "adapter"), "--suites", CALIBRATED_SUITES, "--modes", "tools",
-            "--call-threshold", str(threshold), "--limit", str(cfg.eval_limit), "--quiet",
+            "--call-threshold", str(threshold), "--limit", str(cfg.effective_eval_limit()), "--quiet",
             "--out", str(out / "eval_calibrated")]
 
 
@@ -168,13 +253,16 @@ def run_recipe(cfg: RecipeConfig) -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "recipe.json"
-    settings = {k: v for k, v in cfg.__dict__.items() if k not in ("out", "ship", "until")}
+    settings: dict[str, Any] = {k: v for k, v in cfg.__dict__.items() if k not in ("out", "ship", "until")}
+    settings["effective"] = cfg.effective()  # the values the stages run with (the ones above are the full run's)
     if saved.exists():
         before = json.loads(saved.read_text())
         changed = [k for k in GENERATION_KEYS if before.get(k) != settings[k]]
         if changed:
             raise ValueError(f"{out} holds a recipe run with another {changed[0]}; use a new --out")
     atomic_write_json(saved, settings)
+    if cfg.scale != 1.0:
+        print(cfg.scale_line(), flush=True)
     log = out / "recipe.log"
     timing: dict[str, float] = json.loads((out / "timing.json").read_text()) if (out / "timing.json").exists() else {}
     done = dict(plan(cfg))
@@ -227,7 +315,9 @@ SWEEP_SUITES = "math,facts_plain,plain"  # calling, forgetting (as written), spu
 def sweep(cfg: RecipeConfig, ratios: list[float], steps: int, eval_limit: int) -> Path:
     """The call-free ratio swept on the recipe's finished generate runs, each point a short finetune and a small
     eval (tools and disabled modes) into ``<out>/sweep/ratio-R``; the rows are appended to
-    ``<out>/experiments.md``, which the model card includes. Resumable like the recipe (done points are skipped)."""
+    ``<out>/experiments.md``, which the model card includes. Resumable like the recipe (done points are skipped).
+    At ``cfg.scale`` != 1 the steps and eval items scale as the recipe's do (``steps`` and ``eval_limit`` are the
+    full-scale values)."""
     from toolformer_app.evaluation.suites import DEV_OFFSET
     from toolformer_app.files import atomic_write_text
     from toolformer_app.pipeline.mix import write_mix
@@ -238,6 +328,9 @@ def sweep(cfg: RecipeConfig, ratios: list[float], steps: int, eval_limit: int) -
     if missing:
         raise ValueError(f"run the generate stages first (missing: {', '.join(missing)})")
     log = out / "recipe.log"
+    full_steps, full_eval_limit = steps, eval_limit
+    steps = cfg.scaled_steps(steps)
+    eval_limit = cfg.scaled_eval_limit(eval_limit)
     rows = []
     for ratio in ratios:
         d = out / "sweep" / f"ratio-{ratio:g}"
@@ -270,8 +363,11 @@ def sweep(cfg: RecipeConfig, ratios: list[float], steps: int, eval_limit: int) -
                     f"({json.dumps(stats.calls_per_tool)}) | LoRA r={cfg.lora_r}, {steps} steps, lr "
                     f"{cfg.learning_rate} | {acc('math', 'tools')} / {calls('math')} | "
                     f"{acc('facts_plain', 'tools')} / {acc('facts_plain', 'disabled')} | {calls('plain')} |")
-    head = [f"Call-free ratio sweep (`recipe --sweep {','.join(f'{r:g}' for r in ratios)} --sweep-steps {steps} "
-            f"--sweep-eval-limit {eval_limit}`; eval on the dev split, items {DEV_OFFSET} to "
+    scaled = f" --scale {cfg.scale:g}" if cfg.scale != 1.0 else ""
+    head = [f"Call-free ratio sweep (`recipe --sweep {','.join(f'{r:g}' for r in ratios)}{scaled} --sweep-steps "
+            f"{full_steps} --sweep-eval-limit {full_eval_limit}`"
+            + (f": a scaled run, {steps} steps and {eval_limit} items" if scaled else "")
+            + f"; eval on the dev split, items {DEV_OFFSET} to "
             f"{DEV_OFFSET + eval_limit - 1} of each suite, which no reported figure uses; k = 10):", "",
             "| run | data (mix) | lever | math tools acc / calls % | facts as written tools / disabled | "
             "plain calls % |", "|---|---|---|---|---|---|"]
@@ -316,18 +412,25 @@ def write_card(cfg: RecipeConfig, timing: dict[str, float]) -> None:
                + (f" --scale {cfg.scale}" if cfg.scale != 1.0 else "")
                + (f" --max-steps {cfg.max_steps}" if cfg.max_steps != RecipeConfig.max_steps else "")
                + (f" --eval-limit {cfg.eval_limit}" if cfg.eval_limit != RecipeConfig.eval_limit else ""))
+    steps, eval_limit = cfg.finetune_steps(), cfg.effective_eval_limit()
+    mix_rows = mix_stats["with_calls"] + mix_stats["plain"]
+    # passes over the mix's texts (the finetune holds 10% out and splits long texts: an estimate), to compare runs
+    epochs = f", about {steps * cfg.batch_size / mix_rows:.1f} epochs over the mix" if mix_rows else ""
+    scaled = ([f"- **Scaled run (`--scale {cfg.scale:g}`), not the full recipe:** {cfg.scale_line()}. {SCALE_NOTE}"]
+              if cfg.scale != 1.0 else [])
     lines = [
         CARD_MARK,
         f"# {SHIPPED_NAME if cfg.model == 'smollm2-135m' else Path(cfg.out).name}: a Toolformer LoRA adapter",
         "",
         f"- **Base model:** `{cfg.model}` (load with `models.load(...)`, which merges this adapter).",
         f"- **Recipe:** `{command}` (see `toolformer_app/recipe.py`).",
+        *scaled,
         f"- **Training data:** `data/mix.jsonl` (file sha256 `{train['data']['sha256']}`): {mix_stats['with_calls']} "
         "texts with "
         f"a kept call and {mix_stats['plain']} without (ratio {mix_stats['plain_ratio']}), calls per tool "
         f"{json.dumps(mix_stats['calls_per_tool'])}, texts per source {json.dumps(mix_stats['texts_per_source'])}.",
         f"- **C\\* per source (kept calls at tau_f, precision):** `{json.dumps(gen)}`.",
-        f"- **Finetune:** LoRA r={cfg.lora_r} on every linear layer, {cfg.max_steps} steps, batch {cfg.batch_size}, "
+        f"- **Finetune:** LoRA r={cfg.lora_r} on every linear layer, {steps} steps{epochs}, batch {cfg.batch_size}, "
         f"lr {cfg.learning_rate}, precision {train.get('hyperparameters', {}).get('precision', 'auto')} (fp32 on a "
         "CPU without native bf16, `models.cpu_has_native_bf16`), "
         "tool results masked in the loss; metrics "
@@ -337,14 +440,14 @@ def write_card(cfg: RecipeConfig, timing: dict[str, float]) -> None:
         "(`pipeline/split.py`).",
         f"- **Dev split:** settings (the call-free ratio) are chosen on items {DEV_OFFSET} to {2 * DEV_OFFSET - 1} of "
         f"each suite (`eval --offset {DEV_OFFSET}`, the sweep's `eval_dev`); the evaluation below uses the first "
-        f"{cfg.eval_limit} (the finetune's steps and rate were set in an earlier session after an evaluation on them: "
+        f"{eval_limit} (the finetune's steps and rate were set in an earlier session after an evaluation on them: "
         "see Experiments).",
         "",
-        "## Time on this machine (2 CPU cores)",
+        "## Time on this machine (2 CPU cores)" + (f", a scaled run (--scale {cfg.scale:g})" if scaled else ""),
         "",
         _format_timing(timing),
         "",
-        f"## Evaluation (`eval --limit {cfg.eval_limit}`, the shipped model against its base)",
+        f"## Evaluation (`eval --limit {eval_limit}`, the shipped model against its base)",
         "",
         table,
         "",
@@ -393,12 +496,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "recipe", help="rebuild the shipped tool-using model: generate -> mix -> LoRA finetune -> eval -> card",
         description="Runs every stage as a subprocess into --out; rerunning the same command resumes "
-        "(Ctrl-C is safe). With the default model on 2 CPU cores it takes about 2 hours.",
+        "(Ctrl-C is safe). With the default model on 2 CPU cores it takes about 2 hours. " + SCALE_NOTE,
     )
     d = RecipeConfig()
     p.add_argument("--model", default=d.model, help="base model: preset, hub id or directory")
     p.add_argument("--out", default=d.out, help="working directory (resumable)")
-    p.add_argument("--scale", type=float, default=d.scale, help="multiply every corpus size (0.05: a smoke run)")
+    p.add_argument("--scale", type=float, default=d.scale, help="a faithful small run: multiply every corpus size and scale the finetune, eval and calibration with "
+                   "it (0.05: a smoke run; see above)")
     p.add_argument("--plain-ratio", type=float, default=d.plain_ratio, help="call-free texts per text with calls")
     p.add_argument("--max-steps", type=int, default=d.max_steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -431,6 +535,8 @@ def main(args: argparse.Namespace) -> int:
             return 1
         return 0
     if args.dry_run:
+        if cfg.scale != 1.0:
+            print(cfg.scale_line())
         for name, done in plan(cfg):
             print(f"{'done' if done else 'todo'}  {name}")
         return 0

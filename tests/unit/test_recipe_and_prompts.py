@@ -38,6 +38,83 @@ def test_the_commands_are_the_clis_own(tmp_path: Path) -> None:
     assert ev[ev.index("--suites") + 1] == "math,facts,facts_plain,dates,perplexity,plain"
 
 
+def test_scale_one_runs_exactly_the_full_recipe(tmp_path: Path) -> None:
+    cfg = recipe.RecipeConfig(out=str(tmp_path))
+    assert cfg.limits() == {s.name: s.limit for s in recipe.SOURCES} and cfg.texts_fraction() == 1.0
+    assert cfg.effective() == {"scaled": False, "texts_fraction": 1.0, "limits": cfg.limits(), "max_steps": 160,
+                               "eval_every": 50, "save_every": 50, "eval_limit": 100, "calibrate_n": 100}
+    ft = recipe.finetune_command(cfg, "recipe-x", resume=False)
+    assert ft[ft.index("--max-steps") + 1] == "160" and "--eval-every" not in ft and "--save-every" not in ft
+    assert recipe.eval_command(cfg)[-4:] == ["100", "--quiet", "--out", str(tmp_path / "eval")]
+    assert "--n" not in recipe.calibrate_command(cfg)
+    cal = recipe.calibrated_eval_command(cfg, 0.1)
+    assert cal[cal.index("--limit") + 1] == "100"
+    # --max-steps and --eval-limit below the floors are kept as given at scale 1
+    small = recipe.RecipeConfig(out=str(tmp_path), max_steps=2, eval_limit=5)
+    assert (small.finetune_steps(), small.eval_every(), small.effective_eval_limit()) == (2, 50, 5)
+
+
+def test_the_recipes_constants_are_the_finetunes_and_calibrates_defaults() -> None:
+    import inspect
+
+    from toolformer_app.evaluation import calibrate
+    from toolformer_app.training.options import FinetuneConfig
+
+    assert (FinetuneConfig.eval_every, FinetuneConfig.save_every) == (recipe.FINETUNE_EVAL_EVERY,
+                                                                     recipe.FINETUNE_SAVE_EVERY)
+    assert inspect.signature(calibrate.calibrate).parameters["n"].default == recipe.CALIBRATE_N
+
+
+@pytest.mark.parametrize(("scale", "steps", "every", "eval_limit", "calibrate_n"), [
+    (0.05, 8, 2, 20, 20),  # eval and calibration floored at 20
+    (0.25, 40, 12, 25, 25),
+])
+def test_a_scaled_run_keeps_the_full_runs_epochs_and_floors_its_eval(tmp_path: Path, scale: float, steps: int,
+                                                                       every: int, eval_limit: int,
+                                                                       calibrate_n: int) -> None:
+    cfg = recipe.RecipeConfig(out=str(tmp_path), scale=scale)
+    e = cfg.effective()
+    assert (e["max_steps"], e["eval_every"], e["save_every"], e["eval_limit"], e["calibrate_n"]) == (
+        steps, every, every, eval_limit, calibrate_n)
+    assert e["scaled"] and e["texts_fraction"] == pytest.approx(scale, rel=0.05)
+    # the mix grows with the texts read (call texts from them, call-free ones a fixed ratio of those)
+    full_rows = 623  # the shipped mix: 89 texts with calls + 534 call-free
+    full_epochs = 160 * cfg.batch_size / full_rows
+    epochs = steps * cfg.batch_size / (full_rows * cfg.texts_fraction())
+    assert epochs == pytest.approx(full_epochs, rel=0.10)
+    ft = recipe.finetune_command(cfg, "recipe-x", resume=False)
+    assert ft[ft.index("--max-steps") + 1] == str(steps)
+    assert ft[ft.index("--eval-every") + 1] == ft[ft.index("--save-every") + 1] == str(every)
+    ev = recipe.eval_command(cfg)
+    assert ev[ev.index("--limit") + 1] == str(eval_limit)
+    cal = recipe.calibrate_command(cfg)
+    assert cal[cal.index("--n") + 1] == str(calibrate_n)
+    assert cal[cal.index("--skip") + 1] == str(cfg.limits()["calculator"])
+    cev = recipe.calibrated_eval_command(cfg, 0.1)
+    assert cev[cev.index("--limit") + 1] == str(eval_limit)
+
+
+def test_a_larger_scale_never_evaluates_more_than_the_full_run(tmp_path: Path) -> None:
+    cfg = recipe.RecipeConfig(out=str(tmp_path), scale=2.0)
+    assert cfg.finetune_steps() == 320 and cfg.eval_every() == 100  # more texts, the same epochs
+    assert (cfg.effective_eval_limit(), cfg.calibrate_n()) == (100, 100)  # more items would reach the dev split
+
+
+def test_the_card_of_a_scaled_run_says_so(tmp_path: Path) -> None:
+    cfg = recipe.RecipeConfig(out=str(tmp_path), scale=0.05)
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "toolformer_card.json").write_text(json.dumps({"data": {"sha256": "x"}}))
+    (tmp_path / "mix.stats.json").write_text(json.dumps({"with_calls": 4, "plain": 24, "plain_ratio": 6.0,
+                                                        "calls_per_tool": {}, "texts_per_source": {}}))
+    for s in recipe.SOURCES:
+        (tmp_path / "gen" / s.name).mkdir(parents=True)
+        (tmp_path / "gen" / s.name / "stats.json").write_text(json.dumps({"per_tool": {}}))
+    recipe.write_card(cfg, {"finetune": 60.0})
+    card = (tmp_path / "adapter" / "README.md").read_text()
+    assert "Scaled run (`--scale 0.05`)" in card and "not measured yet" in card
+    assert "8 steps, about 2.3 epochs over the mix" in card and "`eval --limit 20`" in card
+
+
 def test_a_rerun_with_another_model_is_refused(tmp_path: Path) -> None:
     (tmp_path / "recipe.json").write_text(json.dumps({"model": "other", "scale": 1.0, "seed": 0}))
     with pytest.raises(ValueError, match="another model"):
@@ -97,6 +174,10 @@ def test_until_generate_runs_the_four_sources_prints_their_throughput_and_stops(
     assert not (tmp_path / "mix.jsonl").exists()
     printed = capsys.readouterr().out
     assert printed.count("Calculator 30.0 texts/min") == len(recipe.SOURCES)
+    assert printed.startswith("scaled run (--scale 0.05): ")
+    saved = json.loads((tmp_path / "recipe.json").read_text())  # the full run's settings, and what ran
+    assert saved["max_steps"] == 160 and saved["effective"]["max_steps"] == 8
+    assert saved["effective"]["eval_limit"] == 20 and saved["effective"]["limits"]["calendar"] == 15
 
 
 def test_the_call_threshold_is_read_from_the_model_card(tmp_path) -> None:
