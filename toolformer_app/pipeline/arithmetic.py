@@ -139,13 +139,124 @@ TEMPLATES: tuple[Callable[[random.Random], tuple[str, str]], ...] = (
 )
 
 
-def arithmetic_texts(n: int, seed: int = SEED) -> list[tuple[str, str]]:
+# -- the "steps" corpus: the operation carried by words, and calculations of two or three steps ------
+# Added after the dev split of the math suite (items 100-199) showed the finetuned model writing only
+# "*" and "-" (no "/" and almost no "+") and no call with two operations, while C* held 38 "*" of 66 calls.
+# Same rules as above: statements in settings of their own, never a question or "The answer is". A text of
+# two or three steps holds no single "a op b = c" triple, so it says "a total of", "average of" or "equal to":
+# the keywords of the paper's A.1 heuristic, which is how such texts reach the Calculator there too.
+_CLUBS = ("the chess club", "the rowing club", "the choir", "the drama society", "the scout troop", "the orchestra")
+_GOODS = (("loaf", "loaves"), ("jar of honey", "jars of honey"), ("bag of rice", "bags of rice"),
+          ("notebook", "notebooks"), ("lamp", "lamps"), ("rope", "ropes"))
+
+
+def _stocked_more(rng: random.Random) -> tuple[str, str]:
+    a, b = rng.randint(40, 900), rng.randint(10, 400)
+    return (f"The {rng.choice(_TOWNS)} library held {a} maps and acquired {b} more in the spring, "
+            f"so its collection grew to {{r}} maps.", f"{a} + {b}")
+
+
+def _altogether(rng: random.Random) -> tuple[str, str]:
+    a, b = rng.randint(20, 800), rng.randint(20, 800)
+    return (f"Volunteers planted {a} oaks on Saturday and {b} on Sunday, {{r}} trees over the weekend.",
+            f"{a} + {b}")
+
+
+def _before_sale(rng: random.Random) -> tuple[str, str]:
+    sold, left = rng.randint(10, 300), rng.randint(10, 500)
+    return (f"After selling {sold} tickets at the gate, the stall still had {left} left, so it had opened "
+            f"with {{r}} tickets.", f"{left} + {sold}")
+
+
+def _per_unit(rng: random.Random) -> tuple[str, str]:
+    k = rng.randint(2, 12)
+    total = f"{k * rng.randint(3, 90) + rng.choice([0, 0, 1, 2])}"
+    one, many = rng.choice(_GOODS)
+    return (f"The market stall sold {k} {many} for {total} pounds together, or {{r}} pounds per {one}.",
+            f"{total} / {k}")
+
+
+def _equal_parts(rng: random.Random) -> tuple[str, str]:
+    k = rng.randint(2, 9)
+    total = k * rng.randint(3, 60) + rng.choice([0, 0, 1, 2, 3])
+    return (f"The {total} litres of paint were divided equally among {k} crews, leaving each crew {{r}} litres.",
+            f"{total} / {k}")
+
+
+def _speed(rng: random.Random) -> tuple[str, str]:
+    h = rng.randint(2, 9)
+    km = h * rng.randint(8, 110) + rng.choice([0, 0, 1, 3])
+    return (f"The ferry sailed {km} kilometres in {h} hours, a speed of {{r}} kilometres an hour.", f"{km} / {h}")
+
+
+def _times_as_much(rng: random.Random) -> tuple[str, str]:
+    a, f = rng.randint(12, 600), rng.choice(["2", "3", "4", "1.5", "2.5", "0.5"])
+    return (f"{rng.choice(_CLUBS).capitalize()} raised {a} dollars in May and {f} times as much in June, "
+            f"{{r}} dollars.", f"{a} * {f}")
+
+
+def _average(rng: random.Random) -> tuple[str, str]:
+    a, b, c = rng.randint(5, 40), rng.randint(5, 40), rng.randint(5, 40)
+    return (f"The team's 3 relay legs took {a}, {b} and {c} seconds, an average of {{r}} seconds a leg.",
+            f"({a} + {b} + {c}) / 3")
+
+
+def _in_out(rng: random.Random) -> tuple[str, str]:
+    a, b = rng.randint(50, 700), rng.randint(10, 300)
+    c = rng.randint(5, a + b - 1)
+    return (f"The shelter housed {a} dogs, took in {b} more in the winter and rehomed {c}, a total of {{r}} "
+            f"dogs in its care by March.", f"{a} + {b} - {c}")
+
+
+def _change(rng: random.Random) -> tuple[str, str]:
+    k, price = rng.randint(2, 6), f"{rng.randint(1, 15)}.{rng.choice(['20', '40', '50', '75', '80'])}"
+    note = next(n for n in (20, 50, 100) if n > k * float(price))
+    one, many = rng.choice(_GOODS)
+    return (f"He bought {k} {many} at {price} pounds each with a {note} pound note, and his change "
+            f"was equal to {{r}} pounds.",
+            f"{note} - {k} * {price}")
+
+
+def _discount(rng: random.Random) -> tuple[str, str]:
+    price, off = rng.randint(12, 400), rng.choice([10, 15, 20, 25, 30, 40, 50])
+    return (f"The {price}-pound coat was reduced by {off} percent in the sale, "
+            f"to a price equal to {{r}} pounds.",
+            f"{price} - {price} * {off} / 100")
+
+
+def _groups_then(rng: random.Random) -> tuple[str, str]:
+    a, b, rate = rng.randint(3, 40), rng.randint(3, 40), rng.choice(["2", "3", "1.5", "2.5", "4"])
+    return (f"The stable keeps {a} horses and {b} ponies, and each animal gets {rate} kilograms of oats a day, "
+            f"a total of {{r}} kilograms.", f"({a} + {b}) * {rate}")
+
+
+def _rate_then_more(rng: random.Random) -> tuple[str, str]:
+    per, days, extra = rng.randint(5, 60), rng.randint(2, 14), rng.randint(2, 40)
+    return (f"The press printed {per} posters a day for {days} days and {extra} on the last morning, "
+            f"a total of {{r}} posters.", f"{per} * {days} + {extra}")
+
+
+STEP_TEMPLATES: tuple[Callable[[random.Random], tuple[str, str]], ...] = (
+    _stocked_more, _altogether, _before_sale, _per_unit, _equal_parts, _speed, _times_as_much, _average,
+    _in_out, _change, _discount, _groups_then, _rate_then_more,
+)
+STEPS_SEED = 6170
+
+
+def steps_texts(n: int, seed: int = STEPS_SEED) -> list[tuple[str, str]]:
+    """``n`` distinct ``(id, text)`` pairs of the "steps" corpus, balanced over its templates."""
+    return [(f"steps:{i}", text) for i, (_, text) in enumerate(arithmetic_texts(n, seed, STEP_TEMPLATES))]
+
+
+def arithmetic_texts(n: int, seed: int = SEED,
+                     templates: tuple[Callable[[random.Random], tuple[str, str]], ...] = TEMPLATES,
+                     ) -> list[tuple[str, str]]:
     """``n`` distinct ``(id, text)`` pairs, balanced over the templates; the same seed gives the same texts."""
     rng = random.Random(seed)
     out: list[tuple[str, str]] = []
     seen: set[str] = set()
     while len(out) < n:
-        template = TEMPLATES[len(out) % len(TEMPLATES)]
+        template = templates[len(out) % len(templates)]
         body, expression = template(rng)
         value: Fraction = evaluate(expression)
         text = body.replace("{r}", format_number(value))

@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--wiki", action="store_true", help="the shipped English Wikipedia extracts")
     src.add_argument("--arithmetic", action="store_true",
                      help="a seeded corpus of texts that state computed numbers (1000 unless --limit)")
+    src.add_argument("--arithmetic-steps", action="store_true",
+                     help="a seeded corpus of statements whose operation is carried by words (each, per, more, "
+                     "left, percent off) and of two- and three-step calculations")
     src.add_argument("--dated", action="store_true",
                      help="a seeded corpus of dated notices, diaries and logs; the Calendar returns each one's date")
     src.add_argument("--foreign", action="store_true",
@@ -100,7 +103,7 @@ def main(args: argparse.Namespace) -> int:
                                               args.streaming, args.limit, *corpus.rank_and_world(), errors)
         else:
             items = load_texts(args.input, args.wiki, args.limit, errors, args.arithmetic, args.dated, args.foreign,
-                               metas)
+                               metas, steps=args.arithmetic_steps)
     except (ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -125,7 +128,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {out} is not empty and holds no previous `generate` run; use a new --out", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
-    source = args.dataset or args.input or next(n for n in ("arithmetic", "dated", "foreign", "wiki") if getattr(args, n))
+    source = args.dataset or args.input or next(n for n in ("arithmetic", "arithmetic_steps", "dated", "foreign", "wiki")
+                                                   if getattr(args, n))
     run_key = {**cfg.to_dict(), "model": args.model or models.model_id(), "source": source}
     for speed_only in ("sample_memory_mb", "batch_size"):  # a resumed run may use other values
         run_key.pop(speed_only)
