@@ -16,6 +16,9 @@ row (its count of cached tokens). A row therefore attends to exactly its own key
 - New rows are prefilled in a pass of their own, then merged: the cached tokens of every live row are
   gathered, right-aligned, into new buffers (pads, cropped slots and finished rows are dropped).
 - A crop (a declined call's lookahead) masks the row's last slots and moves its position back.
+- Shared prompt prefixes (``prefix_cache``): a prompt that starts with the ids of a cached prefix gets
+  a copy of its KV in its first slots and prefills only the rest, at positions after it. The prefix's
+  KV is computed once, alone at batch 1, when a prompt shares its start with a recent one.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from toolformer_app.inference import (
     eos_token_ids,
     model_keeps_last,
 )
+from toolformer_app.prefix_cache import KV, PrefixCache, PrefixEntry
 
 Sink = Callable[[Event], Any]  # receives a row's events; a true return value stops the row right there
 
@@ -104,7 +108,10 @@ class BatchStats:
     steps: int = 0
     forward_passes: int = 0
     slots: int = 0  # rows x chunk length, summed over the decode passes (pads included)
-    tokens: int = 0  # tokens fed, pads excluded (prefill included)
+    tokens: int = 0  # tokens fed, pads excluded (prefill and cached prefixes' own pass included)
+    prefix_entries: int = 0  # shared prefixes computed (one pass each)
+    prefix_hits: int = 0  # rows admitted with a cached prefix
+    prefix_tokens: int = 0  # prompt tokens those rows did not prefill
     merges: int = 0
     max_rows: int = 0
 
@@ -116,11 +123,13 @@ class BatchDecoder:
     ``step_tokens`` caps rows x chunk length in a decode pass; ``pad_cost`` is the fixed cost of a
     pass in tokens, used to pick the chunk length (a row with a long feed either makes every row
     pad, or feeds in several steps). ``executor``: where tools run (None: inline, in ``step``).
+    ``prefix_cache``: reuse the KV of shared prompt prefixes (False: every prompt is prefilled whole;
+    a ``PrefixCache`` sets its bounds).
     Not thread-safe: one thread calls ``submit``/``step``/``cancel``.
     """
 
     def __init__(self, model: Any, tokenizer: Any, max_rows: int = 16, step_tokens: int = 512,
-                 pad_cost: int = 32, executor: Executor | None = None):
+                 pad_cost: int = 32, executor: Executor | None = None, prefix_cache: bool | PrefixCache = True):
         if max_rows < 1:
             raise ValueError("max_rows must be at least 1")
         self.model, self.tok = model, tokenizer
@@ -136,6 +145,8 @@ class BatchDecoder:
         self.cache: _SlotCache | None = None
         self.mask = torch.zeros((0, 0), dtype=torch.long, device=self.device)  # (rows, slots): 1 = the row's token
         self.stats = BatchStats()
+        self.prefixes: PrefixCache | None = (prefix_cache if isinstance(prefix_cache, PrefixCache)
+                                             else PrefixCache() if prefix_cache else None)
         self._next_id = 0
 
     # -- rows ------------------------------------------------------------------------------------
@@ -308,25 +319,84 @@ class BatchDecoder:
             self._advance(row, logits[row.b], out)
 
     def _prefill(self, new: list[_Row], out: list[tuple[int, Event]]) -> None:
-        """The prompts of new rows in one pass (left-padded), then one merge into the batch."""
-        width = max(len(r.pending) for r in new)
+        """The prompts of new rows in one pass (left-padded), then one merge into the batch. A row with a
+        cached prefix has its KV in the first ``head`` slots (right-aligned there) and feeds only the rest."""
+        entries = self._prefixes(new)
+        skip = [len(e.ids) if e else 0 for e in entries]
+        head = max(skip)
+        width = max(len(r.pending) - s for r, s in zip(new, skip, strict=True))
         ids = torch.full((len(new), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(new), width), dtype=torch.long)
+        mask = torch.zeros((len(new), head + width), dtype=torch.long)
         positions = torch.zeros((len(new), width), dtype=torch.long)
-        for i, row in enumerate(new):
-            n = len(row.pending)
-            ids[i, width - n :] = torch.tensor(row.pending)
-            mask[i, width - n :] = 1
-            positions[i, width - n :] = torch.arange(n)
-            row.pos, row.pending = n, []
+        for i, (row, s) in enumerate(zip(new, skip, strict=True)):
+            rest = row.pending[s:]
+            n = len(rest)
+            ids[i, width - n :] = torch.tensor(rest)
+            mask[i, head - s : head] = 1
+            mask[i, head + width - n :] = 1
+            positions[i, width - n :] = torch.arange(s, s + n)
+            row.pos, row.pending = s + n, []
             self.stats.tokens += n
+            if s:
+                self.stats.prefix_hits += 1
+                self.stats.prefix_tokens += s
         mask = mask.to(self.device)
-        res = self._forward(ids.to(self.device), mask, positions.to(self.device), None)
+        cache = self._prefix_slots(entries, head) if head else None
+        res = self._forward(ids.to(self.device), mask, positions.to(self.device), cache)
         kv = [(layer.keys, layer.values) for layer in res.cache.layers]
         self._merge(new, kv, mask)
         logits = res.logits[:, -1].float()
         for i, row in enumerate(new):
             self._advance(row, logits[i], out)
+
+    def _prefixes(self, new: list[_Row]) -> list[PrefixEntry | None]:
+        """Each new row's cached prefix (its prompt is ``pending``); a start it shares with a recent prompt
+        or another new row becomes an entry first."""
+        store = self.prefixes
+        if store is None:
+            return [None] * len(new)
+        prompts = [r.pending for r in new]
+        found: list[PrefixEntry | None] = []
+        for i, ids in enumerate(prompts):
+            entry = store.lookup(ids)
+            n = store.worth_caching(ids, prompts[:i] + prompts[i + 1 :], len(entry.ids) if entry else 0)
+            if n:
+                kv = self._prefix_kv(ids[:n])
+                if kv is None:  # this model's cache cannot be shared this way: prefill whole from now on
+                    self.prefixes = None
+                    return [None] * len(new)
+                entry = store.add(ids[:n], kv)
+            found.append(entry)
+        for ids in prompts:
+            store.remember(ids)
+        return found
+
+    def _prefix_kv(self, ids: list[int]) -> KV | None:
+        """The KV of ``ids`` alone (batch 1, positions from 0); None when a layer does not keep every slot."""
+        x = torch.tensor([ids], device=self.device)
+        res = self._forward(x, torch.ones_like(x), torch.arange(len(ids), device=self.device)[None], None)
+        self.stats.tokens += len(ids)
+        self.stats.prefix_entries += 1
+        kv = [(layer.keys, layer.values) for layer in res.cache.layers]
+        return kv if all(k.shape[2] == len(ids) == v.shape[2] for k, v in kv) else None
+
+    def _prefix_slots(self, entries: list[PrefixEntry | None], head: int) -> _SlotCache:
+        """A cache of ``head`` slots per row: each row's prefix KV right-aligned, zeros (masked) elsewhere."""
+        groups: dict[tuple[int, ...], tuple[PrefixEntry, list[int]]] = {}
+        for i, e in enumerate(entries):
+            if e is not None:
+                groups.setdefault(e.ids, (e, []))[1].append(i)
+        layers = []
+        first = next(e for e in entries if e is not None)
+        for layer, (k0, v0) in enumerate(first.kv):
+            k = k0.new_zeros((len(entries), k0.shape[1], head, k0.shape[3]))
+            v = v0.new_zeros((len(entries), v0.shape[1], head, v0.shape[3]))
+            for e, rows in groups.values():
+                index = torch.tensor(rows, device=k.device)
+                k[index, :, head - len(e.ids) :] = e.kv[layer][0]  # broadcast over the rows sharing it
+                v[index, :, head - len(e.ids) :] = e.kv[layer][1]
+            layers.append(_SlotLayer(k, v))
+        return _SlotCache(layers)
 
     def _merge(self, new: Sequence[_Row], new_kv: list[tuple[torch.Tensor, torch.Tensor]] | None,
                new_mask: torch.Tensor | None) -> None:

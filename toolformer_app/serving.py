@@ -8,7 +8,8 @@ pool: a slow tool (QA and its reader) holds up only its own row.
 
 Limits (``Limits``): at most ``max_rows`` rows in a pass, ``step_tokens`` rows x chunk tokens per pass,
 and ``max_waiting`` requests queued in arrival order behind them; a request over the limits (too many
-new tokens, too long a prompt, a full queue) is refused with one line before it joins.
+new tokens, too long a prompt, a full queue) is refused with one line before it joins. Requests whose
+prompts start alike (the same few-shot examples) share that start's KV, computed once (``prefix_cache``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Limits:
     step_tokens: int = 256  # rows x chunk length in one pass: a long feed is split, never stalls the rest
     tool_workers: int = 2
     idle_s: float = 120.0  # an idle server stops (and lets its model go); the next request starts another
+    prefix_cache: bool = True  # reuse the KV of prompt starts shared by requests (few-shot preambles)
 
 
 _END = object()  # the last item of a ticket's queue
@@ -87,7 +89,8 @@ class DecodingServer:
         self.eos_ids = eos_token_ids(model, tokenizer)
         self._pool = ThreadPoolExecutor(self.limits.tool_workers, thread_name_prefix="tool")
         self.decoder = BatchDecoder(model, tokenizer, max_rows=self.limits.max_rows,
-                                    step_tokens=self.limits.step_tokens, executor=self._pool)
+                                    step_tokens=self.limits.step_tokens, executor=self._pool,
+                                    prefix_cache=self.limits.prefix_cache)
         self._inbox: queue.Queue[tuple[str, Ticket, Any]] = queue.Queue()
         self._tickets: dict[int, Ticket] = {}
         self._queued = 0  # requests submitted and not yet taken by the loop, plus waiting rows

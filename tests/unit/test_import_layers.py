@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("toolformer_app.evaluation",),  # suites, runner, calibration: read the pipeline's sources, decode
     ("toolformer_app.training", "toolformer_app.serving"),  # the finetune job; the decoding server
     ("toolformer_app.batched",),  # many rows decoded together with tools
+    ("toolformer_app.prefix_cache",),  # shared prompt prefixes and their KV
     ("toolformer_app.inference",),  # decoding with tools
     ("toolformer_app.pipeline",),  # corpus -> positions -> sampling -> execution -> scoring -> filtering -> C*
     ("toolformer_app.tools",),  # the five tools and the user's
