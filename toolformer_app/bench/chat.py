@@ -5,8 +5,13 @@ Each session sends --requests requests in turn, from a mix of prompts that call 
 ignored), so the sessions do the same work at every concurrency. ``baseline_tok_s`` is one session
 through today's ``generate_with_tools`` on the same prompts. With --gradio, a few sessions also go
 through the app's own API with ``gradio_client`` (127.0.0.1, bounded in count and time).
+The few-shot prompts share their examples: with the prefix cache (--prefix-cache on, the default) the
+server computes their KV once and prefills only each prompt's own question; "both" also measures every
+concurrency without it (keys ending in "_no_prefix"). The server's own warm-up request is a prompt
+it has seen, as a running Chat server has.
 The last line (--json) is one JSON object: {"runs": [{"sessions", "total_tok_s", "ttft_p50_s",
-"ttft_p95_s", "peak_rss_mb"}, ...], ...}.
+"ttft_p95_s", "peak_rss_mb", "prefix_cache", "prefix_hits", "tokens_fed", ...}, ...], ...}.
+``tokens_fed``: tokens through the model during the sessions (prompts, shared prefixes, decoding).
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gradio", type=int, default=0, metavar="N",
                         help="also run N concurrent sessions through the app's API with gradio_client (0: skip)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--prefix-cache", choices=("on", "off", "both"), default="on",
+                        help="reuse the KV of shared prompt starts; both: measure with and without (default: on)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on the last line")
 
 
@@ -55,7 +62,6 @@ def run(args: argparse.Namespace) -> int:
 
     from toolformer_app import config, models
     from toolformer_app.inference import InferenceConfig, run_with_tools
-    from toolformer_app.serving import DecodingServer, Limits
     from toolformer_app.tools import get_tool
 
     if args.threads > 0:
@@ -77,16 +83,13 @@ def run(args: argparse.Namespace) -> int:
 
     runs: list[dict[str, Any]] = []
     for n in sessions:
-        server = DecodingServer(model, tok, Limits(max_rows=args.max_rows, max_new_tokens=max(256, args.max_new_tokens)))
-        list(server.submit(prompts[0], tools, cfg).events(timeout=300))  # warm-up of this server
-        tokens, calls, ttft, errors, wall = _sessions(server, n, args.requests, prompts, tools, cfg)
-        server.close()
-        row = {"sessions": n, "total_tok_s": round(tokens / wall, 2), "ttft_p50_s": _pct(ttft, 0.5),
-               "ttft_p95_s": _pct(ttft, 0.95), "peak_rss_mb": _rss_mb(), "requests": n * args.requests,
-               "calls": calls, "errors": len(errors), "wall_s": round(wall, 2)}
+        row = _measure(model, tok, n, args, prompts, tools, cfg, prefix_cache=args.prefix_cache != "off")
+        if args.prefix_cache == "both":
+            off = _measure(model, tok, n, args, prompts, tools, cfg, prefix_cache=False)
+            row.update({f"{k}_no_prefix": off[k] for k in ("total_tok_s", "ttft_p50_s", "ttft_p95_s", "tokens_fed")})
+            print(f"  without the prefix cache: {off['total_tok_s']:.1f} tok/s total, time to first token p50 "
+                  f"{off['ttft_p50_s']} s, p95 {off['ttft_p95_s']} s")
         runs.append(row)
-        print(f"{n} session(s): {row['total_tok_s']:.1f} tok/s total, time to first token p50 {row['ttft_p50_s']} s, "
-              f"p95 {row['ttft_p95_s']} s, {calls} calls, {len(errors)} errors, peak RSS {row['peak_rss_mb']} MB")
     report: dict[str, Any] = {"runs": runs, "baseline_tok_s": round(baseline, 2), "model": name,
                               "max_new_tokens": args.max_new_tokens, "threads": torch.get_num_threads()}
     if runs and runs[0]["sessions"] == 1:
@@ -97,6 +100,28 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
     return 0
+
+
+def _measure(model: Any, tok: Any, n: int, args: argparse.Namespace, prompts: list[str], tools: dict[str, Any],
+             cfg: Any, prefix_cache: bool) -> dict[str, Any]:
+    """One concurrency on a fresh server: its row of the report."""
+    from toolformer_app.serving import DecodingServer, Limits
+
+    limits = Limits(max_rows=args.max_rows, max_new_tokens=max(256, args.max_new_tokens), prefix_cache=prefix_cache)
+    server = DecodingServer(model, tok, limits)
+    list(server.submit(prompts[0], tools, cfg).events(timeout=300))  # warm-up of this server
+    before = server.decoder.stats.tokens
+    tokens, calls, ttft, errors, wall = _sessions(server, n, args.requests, prompts, tools, cfg)
+    server.close()
+    stats = server.decoder.stats
+    row = {"sessions": n, "total_tok_s": round(tokens / wall, 2), "ttft_p50_s": _pct(ttft, 0.5),
+           "ttft_p95_s": _pct(ttft, 0.95), "peak_rss_mb": _rss_mb(), "requests": n * args.requests,
+           "calls": calls, "errors": len(errors), "wall_s": round(wall, 2), "prefix_cache": prefix_cache,
+           "prefix_hits": stats.prefix_hits, "tokens_fed": stats.tokens - before}
+    print(f"{n} session(s){'' if prefix_cache else ' (no prefix cache)'}: {row['total_tok_s']:.1f} tok/s total, "
+          f"time to first token p50 {row['ttft_p50_s']} s, p95 {row['ttft_p95_s']} s, {calls} calls, "
+          f"{len(errors)} errors, {stats.prefix_hits} prefix hits, peak RSS {row['peak_rss_mb']} MB")
+    return row
 
 
 def _sessions(server: Any, n: int, requests: int, prompts: list[str], tools: dict[str, Any],
