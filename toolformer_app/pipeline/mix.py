@@ -47,7 +47,7 @@ DEFAULT_MAX_TOOL_SHARE = 0.35
 # Seeded corpora written from templates: at most one call-free text per call text from each (their
 # call-free texts taught a finetune "is 101,300 inhabitants" after "The capital of X is"); the rest of
 # the call-free texts are encyclopedic (wiki), the closest to what the model is asked about facts.
-TEMPLATED_SOURCES = ("arith", "dated", "mt-fr", "mt-es")
+TEMPLATED_SOURCES = ("arith", "steps", "dated", "mt-fr", "mt-es")
 TEMPLATED_RATIO = 1.0
 DEFAULT_SEED = 0
 
