@@ -9,7 +9,8 @@ pool: a slow tool (QA and its reader) holds up only its own row.
 Limits (``Limits``): at most ``max_rows`` rows in a pass, ``step_tokens`` rows x chunk tokens per pass,
 and ``max_waiting`` requests queued in arrival order behind them; a request over the limits (too many
 new tokens, too long a prompt, a full queue) is refused with one line before it joins. Requests whose
-prompts start alike (the same few-shot examples) share that start's KV, computed once (``prefix_cache``).
+prompts start alike (the same few-shot examples) can share that start's KV, computed once (``prefix_cache``; off
+by default: measured slower, see ``Limits``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ class Limits:
     step_tokens: int = 256  # rows x chunk length in one pass: a long feed is split, never stalls the rest
     tool_workers: int = 2
     idle_s: float = 120.0  # an idle server stops (and lets its model go); the next request starts another
-    prefix_cache: bool = True  # reuse the KV of prompt starts shared by requests (few-shot preambles)
+    # Reuse the KV of prompt starts shared by requests (few-shot preambles). Off: `bench chat --prefix-cache both`
+    # measured it 0.28 s better in p95 time to first token at 8 sessions but 32% fewer tok/s (20.0 vs 29.5).
+    prefix_cache: bool = False
 
 
 _END = object()  # the last item of a ticket's queue

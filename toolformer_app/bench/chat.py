@@ -5,8 +5,8 @@ Each session sends --requests requests in turn, from a mix of prompts that call 
 ignored), so the sessions do the same work at every concurrency. ``baseline_tok_s`` is one session
 through today's ``generate_with_tools`` on the same prompts. With --gradio, a few sessions also go
 through the app's own API with ``gradio_client`` (127.0.0.1, bounded in count and time).
-The few-shot prompts share their examples: with the prefix cache (--prefix-cache on, the default) the
-server computes their KV once and prefills only each prompt's own question; "both" also measures every
+The few-shot prompts share their examples: with the prefix cache (--prefix-cache on; off by default, as in
+Chat, since it measured slower) the server computes their KV once and prefills only each prompt's own question; "both" also measures every
 concurrency without it (keys ending in "_no_prefix"). The server's own warm-up request is a prompt
 it has seen, as a running Chat server has.
 The last line (--json) is one JSON object: {"runs": [{"sessions", "total_tok_s", "ttft_p50_s",
@@ -43,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gradio", type=int, default=0, metavar="N",
                         help="also run N concurrent sessions through the app's API with gradio_client (0: skip)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--prefix-cache", choices=("on", "off", "both"), default="on",
-                        help="reuse the KV of shared prompt starts; both: measure with and without (default: on)")
+    parser.add_argument("--prefix-cache", choices=("on", "off", "both"), default="off",
+                        help="reuse the KV of shared prompt starts; both: measure with and without (default: off, as Chat)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on the last line")
 
 
