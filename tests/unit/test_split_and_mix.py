@@ -117,6 +117,13 @@ def test_the_mix_keeps_the_best_call_per_text_and_the_ratio_of_call_free_texts(t
     assert all(titles[int(r["id"].split(":")[1])].casefold() not in banned for r in more if r["id"].startswith("wiki"))
     with pytest.raises(ValueError, match="not a finished generate run"):
         build_mix([tmp_path / "missing"])
+    # call_repeats: every call text twice, the call-free texts once and the same ones
+    twice, s2 = build_mix([a, b], plain_ratio=1.0, extra_wiki=False, borne_out_only=False, call_repeats=2)
+    assert s2.with_calls == 5 and s2.plain == 5 and s2.call_repeats == 2 and len(twice) == 15
+    assert sorted(r["id"] for r in twice if r["calls"]) == sorted(2 * [r["id"] for r in with_calls])
+    assert sorted(r["id"] for r in twice if not r["calls"]) == sorted(r["id"] for r in rows if not r["calls"])
+    with pytest.raises(ValueError, match="call_repeats"):
+        build_mix([a, b], call_repeats=0)
 
 
 def test_the_mix_drops_calls_whose_result_is_not_borne_out(tmp_path: Path) -> None:

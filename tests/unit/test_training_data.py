@@ -182,6 +182,25 @@ def test_split_is_seeded_and_disjoint():
     assert tdata.split_texts(texts, FinetuneConfig(eval_fraction=0))[1] == []
 
 
+def test_a_repeated_text_is_never_both_trained_on_and_held_out():
+    # a mix with call_repeats > 1 holds each call text twice: a copy on each side would leak into the
+    # held-out loss that picks the best checkpoint
+    texts = [f"t{i}" for i in range(20)]
+    repeated = texts + texts[:10]
+    for seed in range(5):
+        train, held = tdata.split_texts(repeated, FinetuneConfig(eval_fraction=0.2, seed=seed))
+        assert len(held) == len(set(held)) == 4 and not set(train) & set(held)
+        assert set(train) | set(held) == set(texts)
+        assert len(train) + sum(repeated.count(h) for h in held) == len(repeated)  # every copy of a held text out
+    # without repeats the split is the one it always was
+    train, held = tdata.split_texts(texts, FinetuneConfig(eval_fraction=0.2, seed=1))
+    import random
+
+    order = list(range(20))
+    random.Random(1).shuffle(order)
+    assert held == [texts[i] for i in sorted(order[:4])] and train == [texts[i] for i in order[4:]]
+
+
 def test_eval_split_too_big():
     with pytest.raises(TrainingInputError, match="eval split too big"):
         tdata.split_texts(["only one"], FinetuneConfig(eval_fraction=0.1))

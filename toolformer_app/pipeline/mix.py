@@ -64,6 +64,7 @@ class MixStats:
     self_retrieved_dropped: int = 0
     capped_per_tool: dict[str, int] | None = None  # call texts moved to the call-free pool by the share cap
     plain_per_source: dict[str, int] | None = None
+    call_repeats: int = 1  # each call text appears this many times (the call-free texts once)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -121,14 +122,21 @@ def cap_tool_share(rows: list[dict[str, Any]], max_share: float) -> tuple[list[d
 def build_mix(gen_dirs: list[str | Path], plain_ratio: float = DEFAULT_PLAIN_RATIO, seed: int = DEFAULT_SEED,
               max_calls_per_text: int = 1, extra_wiki: bool = True,
               borne_out_only: bool = True,
-              max_tool_share: float = DEFAULT_MAX_TOOL_SHARE) -> tuple[list[dict[str, Any]], MixStats]:
-    """Rows for `finetune` (each {"id", "text", "calls"}) and their statistics, shuffled with ``seed``."""
+              max_tool_share: float = DEFAULT_MAX_TOOL_SHARE,
+              call_repeats: int = 1) -> tuple[list[dict[str, Any]], MixStats]:
+    """Rows for `finetune` (each {"id", "text", "calls"}) and their statistics, shuffled with ``seed``.
+
+    ``call_repeats``: each call text appears that many times, so a finetune passes over the calls more often
+    without less call-free text (a lower ``plain_ratio`` buys the same passes by dropping call-free text, which
+    measured as forgetting); ``plain_ratio`` still counts call texts once."""
     from toolformer_app.pipeline.filtering import self_overlap
 
     if plain_ratio < 0:
         raise ValueError(f"plain_ratio must be >= 0, got {plain_ratio}")
     if max_calls_per_text < 1:
         raise ValueError(f"max_calls_per_text must be >= 1, got {max_calls_per_text}")
+    if call_repeats < 1:
+        raise ValueError(f"call_repeats must be >= 1, got {call_repeats}")
     annotated: dict[str, dict[str, Any]] = {}
     seen: dict[str, str] = {}  # every text a run read, by id
     dropped = 0  # texts whose calls were all dropped as not borne out (they join the call-free pool)
@@ -185,7 +193,7 @@ def build_mix(gen_dirs: list[str | Path], plain_ratio: float = DEFAULT_PLAIN_RAT
         rng.shuffle(extra)
         plain_pairs += (spare + extra)[: wanted - len(plain_pairs)]
     plain = [{"id": i, "text": t, "calls": []} for i, t in plain_pairs[:wanted]]
-    rows = with_calls + plain
+    rows = with_calls * call_repeats + plain
     rng.shuffle(rows)
     digest = hashlib.sha256("\n".join(json.dumps(r, sort_keys=True) for r in rows).encode()).hexdigest()
     stats = MixStats(
@@ -194,7 +202,7 @@ def build_mix(gen_dirs: list[str | Path], plain_ratio: float = DEFAULT_PLAIN_RAT
         calls_per_tool=dict(Counter(c["tool"] for r in with_calls for c in r["calls"])),
         texts_per_source=dict(Counter(_source(r["id"]) for r in rows)), sha256=digest,
         texts_without_borne_out_call=dropped, self_retrieved_dropped=copies, capped_per_tool=dict(capped),
-        plain_per_source=dict(Counter(_source(r["id"]) for r in plain)),
+        plain_per_source=dict(Counter(_source(r["id"]) for r in plain)), call_repeats=call_repeats,
     )
     return rows, stats
 

@@ -123,19 +123,29 @@ def load_texts(path: str | Path) -> LoadedData:
 
 
 def split_texts(texts: list[str], cfg: FinetuneConfig) -> tuple[list[str], list[str]]:
-    """A seeded shuffle, then the held-out set: round(n * eval_fraction), at least 1, at most max_eval_examples."""
+    """A seeded shuffle, then the held-out set: round(n * eval_fraction) distinct texts, at least 1, at most
+    max_eval_examples. A text that occurs more than once (a mix that repeats its call texts) is held out with
+    every copy, so no held-out text is also trained on; without repeats this is a plain split of the shuffle."""
     order = list(range(len(texts)))
     random.Random(cfg.seed).shuffle(order)
+    distinct = len(set(texts))
     n_eval = 0
     if cfg.eval_fraction > 0:
-        n_eval = min(max(1, round(len(texts) * cfg.eval_fraction)), cfg.max_eval_examples)
-    if len(texts) - n_eval < 1:
+        n_eval = min(max(1, round(distinct * cfg.eval_fraction)), cfg.max_eval_examples)
+    if distinct - n_eval < 1:
         raise TrainingInputError(
-            f"eval split too big: {n_eval} of {len(texts)} examples held out leaves none to train on; "
+            f"eval split too big: {n_eval} of {distinct} examples held out leaves none to train on; "
             "lower --eval-fraction (0 disables evaluation) or add data"
         )
-    eval_idx = set(order[:n_eval])
-    train = [texts[i] for i in order if i not in eval_idx]
+    eval_idx: set[int] = set()
+    held_texts: set[str] = set()
+    for i in order:
+        if len(held_texts) == n_eval:
+            break
+        if texts[i] not in held_texts:
+            held_texts.add(texts[i])
+            eval_idx.add(i)
+    train = [texts[i] for i in order if texts[i] not in held_texts]
     held = [texts[i] for i in sorted(eval_idx)]
     return train, held
 
