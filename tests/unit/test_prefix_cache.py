@@ -148,5 +148,6 @@ def test_bench_chat_reports_the_prefix_cache(tiny_model):
     on = chat._measure(model, tok, 2, args, prompts, {}, cfg, prefix_cache=True)
     off = chat._measure(model, tok, 2, args, prompts, {}, cfg, prefix_cache=False)
     assert {"sessions", "total_tok_s", "ttft_p50_s", "ttft_p95_s", "peak_rss_mb"} <= on.keys()
+    assert on["first_event_p95_s"] <= on["ttft_p95_s"]  # a call's start comes no later than the first text
     assert on["errors"] == off["errors"] == 0 and on["prefix_hits"] == 2 and off["prefix_hits"] == 0
     assert on["tokens_fed"] <= off["tokens_fed"]  # less when the two requests share one entry (timing)
