@@ -4,28 +4,18 @@ from __future__ import annotations
 
 import pytest
 
+from tests.integration.helpers import SHOTS
 from toolformer_app.batched import generate_batch
 from toolformer_app.inference import InferenceConfig, run_with_tools
 
 pytestmark = pytest.mark.slow
 
-SHOTS = (
-    "The orchard has 36 rows of 24 apple trees, so it holds [Calculator(36 * 24) -> 864] 864 trees in all.\n"
-    "Of the 250 students who sat the exam, 215 passed, a pass rate of [Calculator(215 / 250) -> 0.86] 86%.\n"
-)
 PROMPTS = [
     SHOTS + "The farm has 48 cows and bought 17 more, so it now has",
     SHOTS + "A baker made 12 trays of 30 rolls",  # a call after a few words
     "The capital of France is",
     "Once upon a time, in a small village,",
 ]
-
-
-@pytest.fixture(scope="module")
-def fp32_model():
-    from toolformer_app import models
-
-    return models.load("smollm2-135m", dtype="float32")
 
 
 def test_real_model_batch_equals_alone(fp32_model):

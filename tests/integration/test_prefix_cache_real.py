@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from tests.integration.helpers import SHOTS
 from toolformer_app.batched import BatchDecoder
 from toolformer_app.inference import Done, InferenceConfig, run_with_tools
 
 pytestmark = pytest.mark.slow
 
-SHOTS = (
-    "The orchard has 36 rows of 24 apple trees, so it holds [Calculator(36 * 24) -> 864] 864 trees in all.\n"
-    "Of the 250 students who sat the exam, 215 passed, a pass rate of [Calculator(215 / 250) -> 0.86] 86%.\n"
-)
 PROMPTS = [
     SHOTS + "The farm has 48 cows and bought 17 more, so it now has",
     SHOTS + "A baker made 12 trays of 30 rolls",
@@ -22,13 +19,6 @@ PROMPTS = [
 ]
 CONFIGS = [InferenceConfig(max_new_tokens=20), InferenceConfig(max_new_tokens=24),
            InferenceConfig(max_new_tokens=12, stop=("\n",)), InferenceConfig(max_new_tokens=16)]
-
-
-@pytest.fixture(scope="module")
-def fp32_model():
-    from toolformer_app import models
-
-    return models.load("smollm2-135m", dtype="float32")
 
 
 def _decode(model, tok, tools, prefix_cache: bool) -> tuple[BatchDecoder, list[Done | None]]:
