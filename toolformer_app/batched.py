@@ -123,13 +123,13 @@ class BatchDecoder:
     ``step_tokens`` caps rows x chunk length in a decode pass; ``pad_cost`` is the fixed cost of a
     pass in tokens, used to pick the chunk length (a row with a long feed either makes every row
     pad, or feeds in several steps). ``executor``: where tools run (None: inline, in ``step``).
-    ``prefix_cache``: reuse the KV of shared prompt prefixes (False: every prompt is prefilled whole;
-    a ``PrefixCache`` sets its bounds).
+    ``prefix_cache``: reuse the KV of shared prompt prefixes (a ``PrefixCache`` sets its bounds). Off by
+    default: `bench chat --prefix-cache both` measured it slower overall (serving.Limits).
     Not thread-safe: one thread calls ``submit``/``step``/``cancel``.
     """
 
     def __init__(self, model: Any, tokenizer: Any, max_rows: int = 16, step_tokens: int = 512,
-                 pad_cost: int = 32, executor: Executor | None = None, prefix_cache: bool | PrefixCache = True):
+                 pad_cost: int = 32, executor: Executor | None = None, prefix_cache: bool | PrefixCache = False):
         if max_rows < 1:
             raise ValueError("max_rows must be at least 1")
         self.model, self.tok = model, tokenizer

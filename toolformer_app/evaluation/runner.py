@@ -196,9 +196,7 @@ def predict_batch(jobs: Sequence[tuple[Any, ...]], model: Any, tok: Any, batch_s
     from toolformer_app.batched import BatchDecoder
     from toolformer_app.inference import eos_token_ids
 
-    # No prefix cache: eval prompts are zero-shot and share no long start, and the batched eval's identity to
-    # one item at a time (bench eval: 0 of 1,100 rows differ) was measured without it.
-    decoder = BatchDecoder(model, tok, max_rows=batch_size, prefix_cache=False)
+    decoder = BatchDecoder(model, tok, max_rows=batch_size)
     eos = eos_token_ids(model, tok)
     collectors: dict[int, _Collector] = {}
     index: dict[int, int] = {}
