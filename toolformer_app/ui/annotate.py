@@ -253,20 +253,23 @@ def run_annotation(text: str, tools: list[str], model_name: str, use_defaults: b
            "source": "annotate"}
     t0 = time.perf_counter()
     first_id = items[0][0]
-    for n, item in enumerate(progress.tqdm(items, desc="annotating", unit="text") if len(items) > 1 else items):
-        if len(items) == 1:
-            progress(0.05, desc="scoring positions, sampling and scoring calls")
-        try:
-            result = run_pipeline([item], cfg, model, tok)
-        except (ValueError, KeyError) as exc:
-            raise gr.Error(render.one_line(exc)) from None
-        for tr in result.texts:
-            run["texts"].append(_text_record(tr))
-            run["candidates"] += [c.to_dict() for c in tr.candidates]
-        done = n == len(items) - 1
-        if done:
-            annotate_intro.record(time.perf_counter() - t0, len(items), cfg.tools, model_name)
-        yield _outputs(run, first_id, cfg.tools[0], time.perf_counter() - t0, done)
+    try:
+        for n, item in enumerate(progress.tqdm(items, desc="annotating", unit="text") if len(items) > 1 else items):
+            if len(items) == 1:
+                progress(0.05, desc="scoring positions, sampling and scoring calls")
+            try:
+                result = run_pipeline([item], cfg, model, tok)
+            except (ValueError, KeyError) as exc:
+                raise gr.Error(render.one_line(exc)) from None
+            for tr in result.texts:
+                run["texts"].append(_text_record(tr))
+                run["candidates"] += [c.to_dict() for c in tr.candidates]
+            done = n == len(items) - 1
+            if done:
+                annotate_intro.record(time.perf_counter() - t0, len(items), cfg.tools, model_name)
+            yield _outputs(run, first_id, cfg.tools[0], time.perf_counter() - t0, done)
+    finally:
+        runtime.release_memory()  # a long text's activations, freed, back to the OS
 
 
 def show_selected(run: dict[str, Any] | None, text_id: str | None, tool: str | None):
