@@ -17,8 +17,9 @@ row (its count of cached tokens). A row therefore attends to exactly its own key
   gathered, right-aligned, into new buffers (pads, cropped slots and finished rows are dropped).
 - A crop (a declined call's lookahead) masks the row's last slots and moves its position back.
 - Shared prompt prefixes (``prefix_cache``): a prompt that starts with the ids of a cached prefix gets
-  a copy of its KV in its first slots and prefills only the rest, at positions after it. The prefix's
-  KV is computed once, alone at batch 1, when a prompt shares its start with a recent one.
+  a copy of its KV in its first slots and prefills only the rest, at positions after it. A start that
+  rows admitted together share is computed once, alone at batch 1, before their prefill; one that a
+  new row shares only with recent prompts is copied out of that row's own prefill (no extra pass).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from toolformer_app.inference import (
     eos_token_ids,
     model_keeps_last,
 )
-from toolformer_app.prefix_cache import KV, PrefixCache, PrefixEntry
+from toolformer_app.prefix_cache import KV, PrefixCache, PrefixEntry, common_length
 
 Sink = Callable[[Event], Any]  # receives a row's events; a true return value stops the row right there
 
@@ -110,9 +111,11 @@ class BatchStats:
     slots: int = 0  # rows x chunk length, summed over the decode passes (pads included)
     tokens: int = 0  # tokens fed, pads excluded (prefill and cached prefixes' own pass included)
     prefix_entries: int = 0  # shared prefixes computed (one pass each)
+    prefix_kept: int = 0  # prefixes kept from a row's own prefill (no pass of their own)
     prefix_hits: int = 0  # rows admitted with a cached prefix
     prefix_tokens: int = 0  # prompt tokens those rows did not prefill
     merges: int = 0
+    prefills: int = 0  # prefill passes (each admits the rows that were waiting)
     max_rows: int = 0
 
 
@@ -124,7 +127,7 @@ class BatchDecoder:
     pass in tokens, used to pick the chunk length (a row with a long feed either makes every row
     pad, or feeds in several steps). ``executor``: where tools run (None: inline, in ``step``).
     ``prefix_cache``: reuse the KV of shared prompt prefixes (a ``PrefixCache`` sets its bounds). Off by
-    default: `bench chat --prefix-cache both` measured it slower overall (serving.Limits).
+    default here (evaluation prompts share no long start); the decoding server turns it on (serving.Limits).
     Not thread-safe: one thread calls ``submit``/``step``/``cancel``.
     """
 
@@ -287,8 +290,11 @@ class BatchDecoder:
 
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any) -> Any:
         self.stats.forward_passes += 1
-        return self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
-                          **self.kwargs)
+        # No pad and no cropped slot anywhere (one row, or rows of equal length): every row's slot i holds its
+        # token at position i, which is the model's own causal mask, so none is built (as at batch 1).
+        attention = None if bool(mask.all()) else mask
+        return self.model(input_ids=ids, attention_mask=attention, position_ids=positions, cache=cache,
+                          use_cache=True, **self.kwargs)
 
     def _decode(self, out: list[tuple[int, Event]]) -> None:
         n_rows = len(self.rows)
@@ -321,7 +327,9 @@ class BatchDecoder:
     def _prefill(self, new: list[_Row], out: list[tuple[int, Event]]) -> None:
         """The prompts of new rows in one pass (left-padded), then one merge into the batch. A row with a
         cached prefix has its KV in the first ``head`` slots (right-aligned there) and feeds only the rest."""
-        entries = self._prefixes(new)
+        self.stats.prefills += 1
+        entries, keep = self._prefixes(new)
+        prompts = [list(r.pending) for r in new]
         skip = [len(e.ids) if e else 0 for e in entries]
         head = max(skip)
         width = max(len(r.pending) - s for r, s in zip(new, skip, strict=True))
@@ -344,32 +352,44 @@ class BatchDecoder:
         cache = self._prefix_slots(entries, head) if head else None
         res = self._forward(ids.to(self.device), mask, positions.to(self.device), cache)
         kv = [(layer.keys, layer.values) for layer in res.cache.layers]
+        for i, n in keep:  # a prompt start worth keeping that only this row uses now: its own slots, copied
+            start = head + width - len(prompts[i])
+            if self.prefixes is not None and all(k.shape[2] == head + width for k, _ in kv):
+                self.prefixes.add(prompts[i][:n], [(k[i : i + 1, :, start : start + n].clone(),
+                                                    v[i : i + 1, :, start : start + n].clone()) for k, v in kv])
+                self.stats.prefix_kept += 1
         self._merge(new, kv, mask)
         logits = res.logits[:, -1].float()
         for i, row in enumerate(new):
             self._advance(row, logits[i], out)
 
-    def _prefixes(self, new: list[_Row]) -> list[PrefixEntry | None]:
-        """Each new row's cached prefix (its prompt is ``pending``); a start it shares with a recent prompt
-        or another new row becomes an entry first."""
+    def _prefixes(self, new: list[_Row]) -> tuple[list[PrefixEntry | None], list[tuple[int, int]]]:
+        """Each new row's cached prefix (its prompt is ``pending``), and the (row, length) of starts to keep
+        from this prefill. A start worth caching that other new rows share is computed first, in a pass of its
+        own, and used by all of them; one that only recent prompts share is cut from the row's own prefill
+        afterwards, at no cost (a pass of its own would only add one)."""
         store = self.prefixes
         if store is None:
-            return [None] * len(new)
+            return [None] * len(new), []
         prompts = [r.pending for r in new]
         found: list[PrefixEntry | None] = []
+        keep: list[tuple[int, int]] = []
         for i, ids in enumerate(prompts):
             entry = store.lookup(ids)
-            n = store.worth_caching(ids, prompts[:i] + prompts[i + 1 :], len(entry.ids) if entry else 0)
-            if n:
+            others = prompts[:i] + prompts[i + 1 :]
+            n = store.worth_caching(ids, others, len(entry.ids) if entry else 0)
+            if n and any(common_length(ids, o) >= n for o in others):
                 kv = self._prefix_kv(ids[:n])
                 if kv is None:  # this model's cache cannot be shared this way: prefill whole from now on
                     self.prefixes = None
-                    return [None] * len(new)
+                    return [None] * len(new), []
                 entry = store.add(ids[:n], kv)
+            elif n and entry is None:
+                keep.append((i, n))
             found.append(entry)
         for ids in prompts:
             store.remember(ids)
-        return found
+        return found, keep
 
     def _prefix_kv(self, ids: list[int]) -> KV | None:
         """The KV of ``ids`` alone (batch 1, positions from 0); None when a layer does not keep every slot."""

@@ -8,7 +8,8 @@ row's own prompt ids start with exactly its ids, so the model sees the very toke
 without the cache (a tokenizer that merges across the boundary simply gives no match).
 
 Prefixes are found, not registered: a new prompt that shares at least ``min_tokens`` leading ids
-with recent prompts (or prompts admitted with it) makes that shared part an entry.
+with recent prompts (or prompts admitted with it) makes that shared part an entry (computed in a pass of
+its own when rows admitted together share it, else copied from the row's own prefill: ``batched``).
 """
 
 from __future__ import annotations

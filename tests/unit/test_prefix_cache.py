@@ -106,6 +106,26 @@ def test_rows_with_a_cached_prefix_equal_each_prompt_alone(scripted_model, max_r
     assert on.stats.tokens == off.stats.tokens - on.stats.prefix_tokens + shared
 
 
+def test_a_start_only_one_new_row_shares_is_kept_from_its_own_prefill(scripted_model):
+    """Requests one at a time (one Chat session): the second prompt shares its start with the first; that start
+    is cut from its own prefill (no pass of its own), and the third prompt uses it. Each equals alone."""
+    model, tok = scripted_model
+    tools = {"Calculator": Counting()}
+    picks = [CASES[0], CASES[1], CASES[4]]
+    decoders = {flag: BatchDecoder(model, tok, max_rows=8, prefix_cache=PrefixCache(min_tokens=8) if flag else False)
+                for flag in (True, False)}
+    for prompt, _, cfg in picks:
+        single = run_with_tools(model, tok, prompt, tools, cfg)
+        for decoder in decoders.values():
+            decoder.submit(prompt, tools, cfg)
+            assert [e.text for _, e in decoder.run() if isinstance(e, Done)] == [single.text]
+    on, off = decoders[True].stats, decoders[False].stats
+    assert on.prefix_entries == 0 and on.prefix_kept == 1 and on.prefix_hits == 1
+    assert on.forward_passes == off.forward_passes  # no pass of its own
+    shared = common_length(tok.encode(CASES[0][0]), tok.encode(CASES[1][0]))
+    assert on.prefix_tokens == shared and on.tokens == off.tokens - shared
+
+
 def test_prefilled_rest_gives_the_logits_of_the_whole_prompt(tiny_model):
     """The next-token logits after a prompt, through a cached prefix (rows joining in two waves), are
     those of one forward pass over the whole prompt: the prefix's keys, values and positions are right."""
@@ -141,8 +161,9 @@ def test_bench_chat_reports_the_prefix_cache(tiny_model):
     from toolformer_app.bench import chat
 
     model, tok = tiny_model
+    assert cli.build_parser().parse_args(["bench", "chat"]).prefix_cache == "on"  # as Chat
     args = cli.build_parser().parse_args(["bench", "chat", "--prefix-cache", "both", "--requests", "1"])
-    assert args.prefix_cache == "both"
+    assert args.prefix_cache == "both" and args.repeats == 3
     prompts = [PREFIX * 3 + "A cat", PREFIX * 3 + "Numbers: 1 2 3"]  # a shared start of 64 tokens or more
     cfg = InferenceConfig(max_new_tokens=3, ignore_eos=True, top_k_call=0)
     on = chat._measure(model, tok, 2, args, prompts, {}, cfg, prefix_cache=True)
@@ -151,3 +172,24 @@ def test_bench_chat_reports_the_prefix_cache(tiny_model):
     assert on["first_event_p95_s"] <= on["ttft_p95_s"]  # a call's start comes no later than the first text
     assert on["errors"] == off["errors"] == 0 and on["prefix_hits"] == 2 and off["prefix_hits"] == 0
     assert on["tokens_fed"] <= off["tokens_fed"]  # less when the two requests share one entry (timing)
+
+
+def test_bench_chat_run_pairs_each_one_session_run_with_a_baseline_run(tiny_model_dir, capsys):
+    import json
+
+    from toolformer_app import cli
+
+    args = cli.build_parser().parse_args(["bench", "chat", "--model", str(tiny_model_dir), "--sessions", "1,2",
+                                          "--requests", "1", "--max-new-tokens", "3", "--repeats", "2",
+                                          "--prefix-cache", "both", "--json"])
+    assert args.func(args) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["repeats"] == 2 and report["prefix_cache"] == "both"
+    lo, hi = report["one_session_vs_baseline_range"]
+    assert 0 < lo <= report["one_session_vs_baseline"] <= hi  # the median of two adjacent pairs' ratios
+    one, two = report["runs"]
+    for row in (one, two):
+        assert row["repeats"] == 2 and row["errors"] == 0 and row["requests"] == 2 * row["sessions"]
+        low, high = row["total_tok_s_range"]
+        assert low <= row["total_tok_s"] <= high and "total_tok_s_no_prefix" in row
+    assert one["x_one_session"] == 1.0 and two["x_one_session"] == round(two["total_tok_s"] / one["total_tok_s"], 2)

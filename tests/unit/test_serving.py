@@ -83,6 +83,24 @@ def test_requests_over_the_limits_are_refused_before_joining(scripted_model):
     server.close()
 
 
+def test_requests_sent_together_to_an_idle_server_start_in_one_prefill(scripted_model):
+    model, tok = scripted_model
+    server = DecodingServer(model, tok, Limits(max_rows=4, gather_s=0.2))
+    tickets = []
+    for prompt, _, cfg in CASES[:4]:
+        tickets.append(server.submit(prompt, {"Calculator": Counting()}, cfg))
+        time.sleep(0.05)  # within the gathering window of the first
+    for ticket in tickets:
+        assert list(ticket.events(timeout=60))[-1].kind == "done"
+    assert server.decoder.stats.prefills == 1 and server.decoder.stats.max_rows == 4
+    t0 = time.monotonic()
+    prompt, _, cfg = CASES[0]
+    assert list(server.submit(prompt, {"Calculator": Counting()}, cfg).events(timeout=60))[-1].kind == "done"
+    assert time.monotonic() - t0 < 30  # a lone request waits at most 4 x gather_s for company
+    assert server.decoder.stats.prefills == 2
+    server.close()
+
+
 def test_bench_chat_is_registered():
     from toolformer_app import cli
 

@@ -5,10 +5,12 @@ Each session sends --requests requests in turn, from a mix of prompts that call 
 ignored), so the sessions do the same work at every concurrency. ``baseline_tok_s`` is one session
 through today's ``generate_with_tools`` on the same prompts. With --gradio, a few sessions also go
 through the app's own API with ``gradio_client`` (127.0.0.1, bounded in count and time).
-The few-shot prompts share their examples: with the prefix cache (--prefix-cache on; off by default, as in
-Chat, since it measured slower) the server computes their KV once and prefills only each prompt's own question; "both" also measures every
-concurrency without it (keys ending in "_no_prefix"). The server's own warm-up request is a prompt
-it has seen, as a running Chat server has.
+The few-shot prompts share their examples: with the prefix cache (on by default, as in Chat) the server
+computes their KV once and prefills only each prompt's own question; "both" also measures every concurrency
+without it (keys ending in "_no_prefix"). The server's own warm-up request is a prompt it has seen, as a
+running Chat server has. The machine's speed drifts, so each concurrency is measured --repeats times, in turn
+with what it is compared to (one session with the baseline run, the cache on with off), and rows hold medians
+and ranges; ``one_session_vs_baseline`` is the median of adjacent pairs' ratios.
 The last line (--json) is one JSON object: {"runs": [{"sessions", "total_tok_s", "ttft_p50_s",
 "ttft_p95_s", "peak_rss_mb", "prefix_cache", "prefix_hits", "tokens_fed", ...}, ...], ...}.
 ``tokens_fed``: tokens through the model during the sessions (prompts, shared prefixes, decoding).
@@ -43,8 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gradio", type=int, default=0, metavar="N",
                         help="also run N concurrent sessions through the app's API with gradio_client (0: skip)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--prefix-cache", choices=("on", "off", "both"), default="off",
-                        help="reuse the KV of shared prompt starts; both: measure with and without (default: off, as Chat)")
+    parser.add_argument("--prefix-cache", choices=("on", "off", "both"), default="on",
+                        help="reuse the KV of shared prompt starts; both: measure with and without, in turn (default: on, as Chat)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="measure each concurrency this many times, interleaved with what it is compared to; medians")
     parser.add_argument("--json", action="store_true", help="print one JSON object on the last line")
 
 
@@ -74,32 +78,86 @@ def run(args: argparse.Namespace) -> int:
     sessions = [int(x) for x in args.sessions.split(",") if x.strip()]
 
     run_with_tools(model, tok, prompts[0], tools, cfg)  # warm-up
-    t0 = time.perf_counter()
-    base_tokens = 0
-    for prompt in prompts[: max(2, args.requests)]:
-        base_tokens += run_with_tools(model, tok, prompt, tools, cfg).stats.tokens_generated
-    baseline = base_tokens / (time.perf_counter() - t0)
-    print(f"baseline (generate_with_tools, one at a time): {baseline:.1f} tok/s")
-
+    # This machine's speed drifts by tens of percent over minutes: what is compared (the baseline and one session,
+    # the cache on and off) is measured in turn, --repeats times, and the medians are reported.
+    modes = {"on": [True], "off": [False], "both": [True, False]}[args.prefix_cache]
+    baselines: list[float] = []
+    ratios: list[float] = []
     runs: list[dict[str, Any]] = []
     for n in sessions:
-        row = _measure(model, tok, n, args, prompts, tools, cfg, prefix_cache=args.prefix_cache != "off")
+        samples: dict[bool, list[dict[str, Any]]] = {pc: [] for pc in modes}
+        for _ in range(args.repeats):
+            if n == 1:
+                baselines.append(_baseline(model, tok, prompts, tools, cfg, args.requests))
+            for pc in modes:
+                samples[pc].append(_measure(model, tok, n, args, prompts, tools, cfg, prefix_cache=pc))
+            if n == 1:
+                ratios.append(samples[modes[0]][-1]["total_tok_s"] / baselines[-1])
+        row = _summary(samples[modes[0]])
         if args.prefix_cache == "both":
-            off = _measure(model, tok, n, args, prompts, tools, cfg, prefix_cache=False)
+            off = _summary(samples[False])
             row.update({f"{k}_no_prefix": off[k] for k in ("total_tok_s", "ttft_p50_s", "ttft_p95_s", "tokens_fed")})
-            print(f"  without the prefix cache: {off['total_tok_s']:.1f} tok/s total, time to first token p50 "
-                  f"{off['ttft_p50_s']} s, p95 {off['ttft_p95_s']} s")
+        _print_row(row)
         runs.append(row)
+    if not baselines:
+        baselines = [_baseline(model, tok, prompts, tools, cfg, args.requests) for _ in range(args.repeats)]
+    baseline = statistics.median(baselines)
+    print(f"baseline (generate_with_tools, one at a time): {baseline:.1f} tok/s (median of {len(baselines)}: "
+          f"{', '.join(f'{b:.1f}' for b in baselines)})")
+    one = next((r["total_tok_s"] for r in runs if r["sessions"] == 1), None)
+    for row in runs:
+        if one:
+            row["x_one_session"] = round(row["total_tok_s"] / one, 2)
     report: dict[str, Any] = {"runs": runs, "baseline_tok_s": round(baseline, 2), "model": name,
-                              "max_new_tokens": args.max_new_tokens, "threads": torch.get_num_threads()}
-    if runs and runs[0]["sessions"] == 1:
-        report["one_session_vs_baseline"] = round(runs[0]["total_tok_s"] / baseline, 3)
+                              "max_new_tokens": args.max_new_tokens, "threads": torch.get_num_threads(),
+                              "repeats": args.repeats, "prefix_cache": args.prefix_cache}
+    if ratios:  # each one-session run against the baseline run next to it in time
+        report["one_session_vs_baseline"] = round(statistics.median(ratios), 3)
+        report["one_session_vs_baseline_range"] = [round(min(ratios), 3), round(max(ratios), 3)]
     if args.gradio > 0:
         report["gradio"] = _through_gradio(args.gradio, name, args.max_new_tokens)
         print(f"through gradio_client: {report['gradio']}")
     if args.json:
         print(json.dumps(report))
     return 0
+
+
+def _baseline(model: Any, tok: Any, prompts: list[str], tools: dict[str, Any], cfg: Any, requests: int) -> float:
+    """tok/s of today's ``generate_with_tools``, one prompt after the other (one session's prompts)."""
+    from toolformer_app.inference import run_with_tools
+
+    t0 = time.perf_counter()
+    tokens = sum(run_with_tools(model, tok, prompt, tools, cfg).stats.tokens_generated
+                 for prompt in prompts[: max(2, requests)])
+    return tokens / (time.perf_counter() - t0)
+
+
+_MEDIAN_KEYS = ("total_tok_s", "ttft_p50_s", "ttft_p95_s", "first_event_p50_s", "first_event_p95_s", "wall_s",
+                "tokens_fed")
+
+
+def _summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """One concurrency's row from its repeats: medians of the rates and times, their ranges, counts summed."""
+    row = dict(samples[-1])
+    for key in _MEDIAN_KEYS:
+        row[key] = round(statistics.median(s[key] for s in samples), 3)
+    for key in ("total_tok_s", "ttft_p95_s"):
+        row[f"{key}_range"] = [min(s[key] for s in samples), max(s[key] for s in samples)]
+    for key in ("requests", "calls", "errors", "prefix_hits"):
+        row[key] = sum(s[key] for s in samples)
+    row["peak_rss_mb"] = max(s["peak_rss_mb"] for s in samples)
+    row["repeats"] = len(samples)
+    return row
+
+
+def _print_row(row: dict[str, Any]) -> None:
+    print(f"{row['sessions']} session(s), median of {row['repeats']}: {row['total_tok_s']:.1f} tok/s total "
+          f"(range {row['total_tok_s_range'][0]:.1f}-{row['total_tok_s_range'][1]:.1f}), time to first token p50 "
+          f"{row['ttft_p50_s']} s, p95 {row['ttft_p95_s']} s (range {row['ttft_p95_s_range'][0]}-"
+          f"{row['ttft_p95_s_range'][1]}), peak RSS {row['peak_rss_mb']} MB")
+    if "total_tok_s_no_prefix" in row:
+        print(f"  without the prefix cache: {row['total_tok_s_no_prefix']:.1f} tok/s total, time to first token p50 "
+              f"{row['ttft_p50_s_no_prefix']} s, p95 {row['ttft_p95_s_no_prefix']} s")
 
 
 def _measure(model: Any, tok: Any, n: int, args: argparse.Namespace, prompts: list[str], tools: dict[str, Any],
@@ -119,10 +177,10 @@ def _measure(model: Any, tok: Any, n: int, args: argparse.Namespace, prompts: li
            "first_event_p95_s": _pct(first_event, 0.95), "peak_rss_mb": _rss_mb(), "requests": n * args.requests,
            "calls": calls, "errors": len(errors), "wall_s": round(wall, 2), "prefix_cache": prefix_cache,
            "prefix_hits": stats.prefix_hits, "tokens_fed": stats.tokens - before}
-    print(f"{n} session(s){'' if prefix_cache else ' (no prefix cache)'}: {row['total_tok_s']:.1f} tok/s total, "
+    print(f"  {n} session(s){'' if prefix_cache else ' (no prefix cache)'}: {row['total_tok_s']:.1f} tok/s total, "
           f"time to first token p50 {row['ttft_p50_s']} s, p95 {row['ttft_p95_s']} s (first event, a call's start "
           f"included: p50 {row['first_event_p50_s']} s, p95 {row['first_event_p95_s']} s), {calls} calls, "
-          f"{len(errors)} errors, {stats.prefix_hits} prefix hits, peak RSS {row['peak_rss_mb']} MB")
+          f"{len(errors)} errors, {stats.prefix_hits} prefix hits")
     return row
 
 
