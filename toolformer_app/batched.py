@@ -329,7 +329,7 @@ class BatchDecoder:
         cached prefix has its KV in the first ``head`` slots (right-aligned there) and feeds only the rest."""
         self.stats.prefills += 1
         entries, keep = self._prefixes(new)
-        prompts = [list(r.pending) for r in new]
+        kept_ids = {i: list(new[i].pending) for i, _ in keep}
         skip = [len(e.ids) if e else 0 for e in entries]
         head = max(skip)
         width = max(len(r.pending) - s for r, s in zip(new, skip, strict=True))
@@ -353,9 +353,9 @@ class BatchDecoder:
         res = self._forward(ids.to(self.device), mask, positions.to(self.device), cache)
         kv = [(layer.keys, layer.values) for layer in res.cache.layers]
         for i, n in keep:  # a prompt start worth keeping that only this row uses now: its own slots, copied
-            start = head + width - len(prompts[i])
+            start = head + width - len(kept_ids[i])
             if self.prefixes is not None and all(k.shape[2] == head + width for k, _ in kv):
-                self.prefixes.add(prompts[i][:n], [(k[i : i + 1, :, start : start + n].clone(),
+                self.prefixes.add(kept_ids[i][:n], [(k[i : i + 1, :, start : start + n].clone(),
                                                     v[i : i + 1, :, start : start + n].clone()) for k, v in kv])
                 self.stats.prefix_kept += 1
         self._merge(new, kv, mask)

@@ -164,6 +164,8 @@ def test_bench_chat_reports_the_prefix_cache(tiny_model):
     assert cli.build_parser().parse_args(["bench", "chat"]).prefix_cache == "on"  # as Chat
     args = cli.build_parser().parse_args(["bench", "chat", "--prefix-cache", "both", "--requests", "1"])
     assert args.prefix_cache == "both" and args.repeats == 3
+    with pytest.raises(SystemExit):  # argparse's one-line usage error
+        cli.build_parser().parse_args(["bench", "chat", "--repeats", "0"])
     prompts = [PREFIX * 3 + "A cat", PREFIX * 3 + "Numbers: 1 2 3"]  # a shared start of 64 tokens or more
     cfg = InferenceConfig(max_new_tokens=3, ignore_eos=True, top_k_call=0)
     on = chat._measure(model, tok, 2, args, prompts, {}, cfg, prefix_cache=True)

@@ -47,9 +47,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--prefix-cache", choices=("on", "off", "both"), default="on",
                         help="reuse the KV of shared prompt starts; both: measure with and without, in turn (default: on, as Chat)")
-    parser.add_argument("--repeats", type=int, default=3,
+    parser.add_argument("--repeats", type=_at_least_one, default=3,
                         help="measure each concurrency this many times, interleaved with what it is compared to; medians")
     parser.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _rss_mb() -> float:
