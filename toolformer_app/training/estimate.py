@@ -24,18 +24,20 @@ def measure_cpu_step(model_name: str) -> float:
     with _probe_lock:
         if model_name in _probe:
             return _probe[model_name]
-        import torch
         from transformers import AutoModelForCausalLM
 
         from toolformer_app import models
         from toolformer_app.training import FinetuneConfig
-        from toolformer_app.training.trainer import memory_check
+        from toolformer_app.training.trainer import _amp_flags, memory_check
 
         source = models.resolve(models.check_allowed(model_name))
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.bfloat16)  # the CPU training dtype
+        cfg = FinetuneConfig(batch_size=1, max_length=PROBE_TOKENS)
+        # the dtype a CPU finetune trains in (float32 where bf16 is emulated, which ran ~5x slower: the probe
+        # then overstated every step and took a minute and a half before the tab showed anything)
+        dtype, _, _ = _amp_flags(cfg, cuda=False)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
         ids = list(range(100, 100 + PROBE_TOKENS))
         examples = [{"input_ids": ids, "labels": ids}]
-        cfg = FinetuneConfig(batch_size=1, max_length=PROBE_TOKENS)
         memory_check(model, examples, cfg, "cpu", {})  # warm-up: allocator, kernels
         seconds = min(memory_check(model, examples, cfg, "cpu", {}) for _ in range(2))
         del model
