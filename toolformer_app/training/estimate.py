@@ -28,13 +28,13 @@ def measure_cpu_step(model_name: str) -> float:
 
         from toolformer_app import models
         from toolformer_app.training import FinetuneConfig
-        from toolformer_app.training.trainer import _amp_flags, memory_check
+        from toolformer_app.training.trainer import amp_flags, memory_check
 
         source = models.resolve(models.check_allowed(model_name))
         cfg = FinetuneConfig(batch_size=1, max_length=PROBE_TOKENS)
         # the dtype a CPU finetune trains in (float32 where bf16 is emulated, which ran ~5x slower: the probe
         # then overstated every step and took a minute and a half before the tab showed anything)
-        dtype, _, _ = _amp_flags(cfg, cuda=False)
+        dtype, _, _ = amp_flags(cfg, cuda=False)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
         ids = list(range(100, 100 + PROBE_TOKENS))
         examples = [{"input_ids": ids, "labels": ids}]

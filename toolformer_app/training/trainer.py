@@ -84,7 +84,7 @@ def resolve_model(name: str) -> str:
 # ---------------------------------------------------------------- precision and optimizer
 
 
-def _amp_flags(cfg: FinetuneConfig, cuda: bool) -> tuple[Any, dict[str, bool], bool]:
+def amp_flags(cfg: FinetuneConfig, cuda: bool) -> tuple[Any, dict[str, bool], bool]:
     """(weight dtype, Trainer bf16/fp16 flags, master weights in the optimizer?)."""
     import torch
 
@@ -222,7 +222,7 @@ def load_training_model(cfg: FinetuneConfig) -> tuple[Any, Any, dict[str, bool]]
     tokenizer and the autocast flags; for measurements beside a run (``bench finetune``)."""
     import torch
 
-    weight_dtype, amp, _ = _amp_flags(cfg, torch.cuda.is_available())
+    weight_dtype, amp, _ = amp_flags(cfg, torch.cuda.is_available())
     model, tokenizer = _load_model_and_tokenizer(resolve_model(cfg.model), weight_dtype)
     return (_apply_lora(model, cfg) if cfg.lora else model), tokenizer, amp
 
@@ -528,7 +528,7 @@ def run_finetune(
     cuda = torch.cuda.is_available()
     if cfg.cpu_threads and not cuda:
         torch.set_num_threads(cfg.cpu_threads)
-    weight_dtype, amp, master = _amp_flags(cfg, cuda)
+    weight_dtype, amp, master = amp_flags(cfg, cuda)
     set_seed(cfg.seed)
     events.emit("status", message=f"loading {cfg.model}")
     model, tokenizer = _load_model_and_tokenizer(prep.model_source, weight_dtype)
