@@ -292,3 +292,14 @@ def test_table_skips_a_suite_that_ran_in_no_mode():
                "suites": {"math": {"base": entry}, "plain": {}}}
     table = format_table(results)
     assert "| math (n=4) |" in table and "plain" not in table.split("\n\n")[1]
+
+
+def test_plain_is_decoded_only_with_tools(forced):
+    # `plain` is scored by its call rate alone; base and disabled decoding cannot call, so they are not run
+    model, tok = forced
+    cfg = EvalConfig(suites=("plain",), limit=2, max_new_tokens=8, batch_size=2)
+    res = evaluate(config=cfg, model=model, tokenizer=tok, tools={"Calculator": Calculator()}, progress=False)
+    assert cfg.modes == ("base", "tools", "disabled")
+    assert set(res["suites"]["plain"]) == {"tools"}
+    assert res["suites"]["plain"]["tools"]["n"] == 2
+    assert [t for t in res["timing_s"] if t.startswith("plain/")] == ["plain/tools/k=10"]

@@ -532,8 +532,8 @@ def evaluate(
     for name, items in accuracy_suites:
         entry = results["suites"][name] = {}
         for mode in cfg.modes:
-            if name == suite_lib.PLAIN and mode == "base":
-                continue  # plain decoding makes no call: nothing to count
+            if name == suite_lib.PLAIN and mode != "tools":
+                continue  # `plain` has no answer, only its call rate, and neither mode can call: nothing to count
             entry[mode] = run_mode(name, items, mode, cfg.top_k_call if mode == "tools" else 0,
                                    cfg.call_threshold if mode == "tools" else None)
         if cfg.ks:
