@@ -68,6 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="decode tool names freely (a suite's disallowed tool can be written; the old behaviour)")
     p.add_argument("--batch-size", type=int, default=16,
                    help="items decoded together in each mode (default 16; 1: one at a time, the same outputs in fp32)")
+    p.add_argument("--no-base-cache", action="store_true",
+                   help="decode the base mode again instead of reusing earlier runs' rows (<data dir>/eval_cache.sqlite)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default: auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -90,7 +92,7 @@ def main(args: argparse.Namespace) -> int:
         modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()), top_k_call=args.top_k, ks=args.ks,
         max_new_tokens=args.max_new_tokens, ppl_tokens=args.ppl_tokens, seed=args.seed,
         thresholds=args.thresholds, call_threshold=args.call_threshold, constrain_names=not args.free_names,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size, base_cache=not args.no_base_cache,
     )
     name = args.model or models.model_id()
     out = Path(args.out) if args.out else config.data_dir() / "eval" / re.sub(r"[^\w.-]+", "_", name).strip("_")
@@ -102,6 +104,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_table(results))
-    print(f"\nwrote {out}/results.json, predictions.jsonl, table.md in {time.perf_counter() - t0:.0f} s",
+    cached = results.get("base_cache")
+    reused = f" (base mode: {cached['hits']} rows reused, {cached['misses']} decoded)" if cached else ""
+    print(f"\nwrote {out}/results.json, predictions.jsonl, table.md in {time.perf_counter() - t0:.0f} s{reused}",
           file=sys.stderr)
     return 0

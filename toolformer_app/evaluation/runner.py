@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolformer_app.calls import api_token_id
+from toolformer_app.config import data_dir
 from toolformer_app.evaluation import scoring
 from toolformer_app.evaluation import suites as suite_lib
+from toolformer_app.evaluation.base_cache import BaseCache, fingerprint
 from toolformer_app.evaluation.suites import Item, SuiteError
 
 if TYPE_CHECKING:
@@ -71,6 +73,7 @@ class EvalConfig:
     call_threshold: float | None = None  # "tools" mode calls when p(" [") reaches this, instead of top-k
     thresholds: tuple[float, ...] = ()  # Table 9 analogue: a sweep over call thresholds
     batch_size: int = 16  # items decoded together in each mode (1: one at a time; same outputs in float32)
+    base_cache: bool = True  # reuse the base mode's rows from earlier runs (base_cache.py; float32 bases by name)
 
     def validate(self) -> None:
         known = suite_lib.BUILTIN + (suite_lib.FACTS_PLAIN, suite_lib.PERPLEXITY, suite_lib.PLAIN)
@@ -451,20 +454,26 @@ def evaluate(
 
     t_start = time.perf_counter()
     label = model_name or ("custom model" if model is not None else models.model_id())
+    # A base loaded here by name can reuse its rows from earlier runs (base_cache.py): its weights decide its
+    # outputs. A model object passed in (a test's scripted wrapper) may decide otherwise, so it never does.
+    base_by_name = model is None
     if model is None:
         model, tokenizer = models.load(model_name, device=device)
     reader: str | None = model_name  # QA and MT read with the base model (the tools are not finetuned)
     if base is not None:
         base_label = base_model or "custom base model"
         reader = base_model
+        base_by_name = False
     else:
         base_label = base_model or base_model_name(model_name) or label
         if base_label not in (label, model_name):
             base = models.load(base_label, device=device)
             reader = base_label
+            base_by_name = True
         else:
             base = (model, tokenizer)
     registry = dict(tools) if tools is not None else build_tools(cfg.clock, reader)
+    cache = _base_cache(base[0]) if cfg.base_cache and base_by_name and "base" in cfg.modes else None
     api_id = api_token_id(tokenizer)
     torch.manual_seed(cfg.seed)
 
@@ -506,15 +515,32 @@ def evaluate(
                                        call_threshold=threshold if mode == "tools" else None)
                 jobs.append(("tools", item.prompt, registry, icfg, stop))
         pair = base if mode == "base" else (model, tokenizer)
+        keys = [cache.key("plain", it.prompt, cfg.max_new_tokens, it.kind, it.answer_type) for it in items] \
+            if cache is not None and mode == "base" else []
+        kept = cache.get_many(keys) if keys else {}
+        todo = [i for i in range(len(jobs)) if not keys or keys[i] not in kept]
+        for i, key in enumerate(keys):
+            if key in kept:
+                finished(i, Prediction(**kept[key]))
+        fresh: dict[str, Any] = {}
+
+        def decoded(j: int, pred: Prediction) -> None:
+            finished(todo[j], pred)
+            if keys:
+                fresh[keys[todo[j]]] = dataclasses.asdict(pred)
+
         if cfg.batch_size > 1:
-            predict_batch(jobs, pair[0], pair[1], cfg.batch_size, finished)
+            predict_batch([jobs[i] for i in todo], pair[0], pair[1], cfg.batch_size, decoded)
         else:
-            for i, job in enumerate(jobs):
+            for j, i in enumerate(todo):
+                job = jobs[i]
                 if job[0] == "plain":
                     text = plain_greedy(pair[0], pair[1], *job[1:])
-                    finished(i, Prediction(text, text))
+                    decoded(j, Prediction(text, text))
                 else:
-                    finished(i, predict_with_tools(pair[0], pair[1], *job[1:]))
+                    decoded(j, predict_with_tools(pair[0], pair[1], *job[1:]))
+        if cache is not None:
+            cache.put_many(fresh)
         rows = [by_index[i] for i in range(len(items))]
         for row in rows:
             predictions.append({"suite": name, "mode": mode, "k": k if mode == "tools" else None, **row})
@@ -552,10 +578,12 @@ def evaluate(
 
     if held_out:
         results["suites"][suite_lib.PERPLEXITY] = _perplexity_entries(
-            cfg, held_out, (model, tokenizer), base, api_id, bars, callback, timing)
+            cfg, held_out, (model, tokenizer), base, api_id, bars, callback, timing, cache)
 
     timing["total"] = round(time.perf_counter() - t_start, 2)
     results["timing_s"] = timing
+    if cache is not None:
+        results["base_cache"] = {"hits": cache.hits, "misses": cache.misses}
     if out_dir is not None:
         write_outputs(out_dir, results, predictions)
     return results
@@ -563,7 +591,7 @@ def evaluate(
 
 def _perplexity_entries(cfg: EvalConfig, texts: list[str], tuned: tuple[Any, Any], base: tuple[Any, Any],
                         api_id: int, bars: bool, callback: Progress | None,
-                        timing: dict[str, float]) -> dict[str, Any]:
+                        timing: dict[str, float], cache: BaseCache | None = None) -> dict[str, Any]:
     from tqdm import tqdm
 
     def measure(pair: tuple[Any, Any], task: str, masked: bool) -> dict[str, Any]:
@@ -588,10 +616,20 @@ def _perplexity_entries(cfg: EvalConfig, texts: list[str], tuned: tuple[Any, Any
         return {"n": n, "correct": None, "accuracy": None, "ci_low": None, "ci_high": None,
                 "call_rate": {t: 0.0 for t in (*TOOL_COLUMNS, "other", "any")}, "perplexity": ppl, **extra}
 
+    def measure_base() -> dict[str, Any]:
+        key = cache.key("perplexity", texts, cfg.ppl_tokens, cfg.ppl_batch_size) if cache is not None else ""
+        kept = cache.get_many([key]) if cache is not None else {}
+        if key in kept:
+            timing["perplexity/base"] = 0.0
+            return kept[key]
+        res = measure(base, "perplexity/base", masked=False)
+        if cache is not None:
+            cache.put_many({key: res})
+        return res
+
     same = base[0] is tuned[0]
     tuned_res = measure(tuned, "perplexity/disabled", masked=True) if "disabled" in cfg.modes or same else None
-    base_res = tuned_res if same and tuned_res else (measure(base, "perplexity/base", masked=False)
-                                                     if "base" in cfg.modes else None)
+    base_res = tuned_res if same and tuned_res else (measure_base() if "base" in cfg.modes else None)
     out: dict[str, Any] = {}
     if "base" in cfg.modes and base_res:
         out["base"] = entry(base_res["texts"], base_res["perplexity"], {"tokens": base_res["tokens"]})
@@ -601,6 +639,15 @@ def _perplexity_entries(cfg: EvalConfig, texts: list[str], tuned: tuple[Any, Any
         out["disabled"] = entry(tuned_res["texts"], tuned_res["perplexity_masked"],
                                 {"tokens": tuned_res["tokens"], "perplexity_unmasked": tuned_res["perplexity"]})
     return out
+
+
+def _base_cache(model: Any) -> BaseCache | None:
+    """The data dir's cache for this base, or None where batched decoding may round differently (not float32)."""
+    import torch
+
+    if any(p.dtype != torch.float32 for p in model.parameters()):
+        return None
+    return BaseCache(data_dir() / "eval_cache.sqlite", fingerprint(model))
 
 
 def write_outputs(out_dir: str | Path, results: dict[str, Any], predictions: Iterable[dict[str, Any]]) -> None:
