@@ -39,7 +39,7 @@ test: setup chromium
 lint: setup
 	$(BIN)/ruff check .
 
-# Rebuild the shipped tool-using model from nothing (about 2 hours on 2 CPU cores; rerun to resume).
+# Rebuild the shipped tool-using model from nothing (about 50 minutes on 2 CPU cores; rerun to resume).
 toolformer: setup
 	$(BIN)/python -m toolformer_app recipe --model smollm2-135m --out runs/recipe --ship assets/models/smollm2-135m-toolformer
 
