@@ -195,3 +195,19 @@ def test_bench_chat_run_pairs_each_one_session_run_with_a_baseline_run(tiny_mode
         low, high = row["total_tok_s_range"]
         assert low <= row["total_tok_s"] <= high and "total_tok_s_no_prefix" in row
     assert one["x_one_session"] == 1.0 and two["x_one_session"] == round(two["total_tok_s"] / one["total_tok_s"], 2)
+    raw = report["raw_decode"]  # the bare decode step at each concurrency as a batch: the ceiling
+    assert set(raw) == {"1", "2"} and raw["1"]["x"] == 1.0 and raw["2"]["tok_s"] > 0
+
+
+def test_bench_chat_raw_only_measures_the_bare_decode_step(tiny_model_dir, capsys):
+    import json
+
+    from toolformer_app import cli
+
+    args = cli.build_parser().parse_args(["bench", "chat", "--model", str(tiny_model_dir), "--sessions", "1,4",
+                                          "--repeats", "1", "--raw-only", "--json"])
+    assert args.func(args) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "runs" not in report and set(report["raw_decode"]) == {"1", "4"}
+    four, one = report["raw_decode"]["4"], report["raw_decode"]["1"]
+    assert four["x"] == pytest.approx(four["tok_s"] / one["tok_s"], rel=0.05)  # tok/s are rounded to 0.1

@@ -14,6 +14,10 @@ and ranges; ``one_session_vs_baseline`` is the median of adjacent pairs' ratios.
 The last line (--json) is one JSON object: {"runs": [{"sessions", "total_tok_s", "ttft_p50_s",
 "ttft_p95_s", "peak_rss_mb", "prefix_cache", "prefix_hits", "tokens_fed", ...}, ...], ...}.
 ``tokens_fed``: tokens through the model during the sessions (prompts, shared prefixes, decoding).
+``raw_decode``: the machine's ceiling for batching, measured first: tok/s of the model's bare decode step
+(random ids, a KV cache of 150 tokens, no server, no prefill) at each concurrency as a batch, and its ratio to
+batch 1 (``raw_x``). The sessions' ratio (``x_one_session``) stays below it by what prefills, joins and tool
+calls cost; ``--raw-only`` measures only this.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reuse the KV of shared prompt starts; both: measure with and without, in turn (default: on, as Chat)")
     parser.add_argument("--repeats", type=_at_least_one, default=3,
                         help="measure each concurrency this many times, interleaved with what it is compared to; medians")
+    parser.add_argument("--raw-only", action="store_true",
+                        help="measure only the bare decode step at each concurrency as a batch (the ceiling)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on the last line")
 
 
@@ -84,6 +90,13 @@ def run(args: argparse.Namespace) -> int:
     cfg = InferenceConfig(max_new_tokens=args.max_new_tokens, ignore_eos=True, tools=("Calculator",))
     sessions = [int(x) for x in args.sessions.split(",") if x.strip()]
 
+    raw = _raw_decode(model, sessions, args.repeats)
+    print("bare decode step (the ceiling): " + ", ".join(
+        f"batch {b}: {r['tok_s']} tok/s ({r['x']}x)" for b, r in raw.items()))
+    if args.raw_only:
+        if args.json:
+            print(json.dumps({"raw_decode": raw, "model": name, "threads": torch.get_num_threads()}))
+        return 0
     run_with_tools(model, tok, prompts[0], tools, cfg)  # warm-up
     # This machine's speed drifts by tens of percent over minutes: what is compared (the baseline and one session,
     # the cache on and off) is measured in turn, --repeats times, and the medians are reported.
@@ -117,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
             row["x_one_session"] = round(row["total_tok_s"] / one, 2)
     report: dict[str, Any] = {"runs": runs, "baseline_tok_s": round(baseline, 2), "model": name,
                               "max_new_tokens": args.max_new_tokens, "threads": torch.get_num_threads(),
-                              "repeats": args.repeats, "prefix_cache": args.prefix_cache}
+                              "repeats": args.repeats, "prefix_cache": args.prefix_cache, "raw_decode": raw}
     if ratios:  # each one-session run against the baseline run next to it in time
         report["one_session_vs_baseline"] = round(statistics.median(ratios), 3)
         report["one_session_vs_baseline_range"] = [round(min(ratios), 3), round(max(ratios), 3)]
@@ -127,6 +140,33 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
     return 0
+
+
+def _raw_decode(model: Any, batches: list[int], repeats: int, kv: int = 150, steps: int = 16) -> dict[int, dict]:
+    """tok/s of the bare decode step at each batch size (median of ``repeats``, measured in turn) and its ratio
+    to batch 1: the most that batching sessions can give on this machine."""
+    import torch
+
+    from toolformer_app.inference import model_keeps_last
+
+    device = getattr(model, "device", None) or next(model.parameters()).device
+    vocab = int(model.config.vocab_size)
+    last = {"logits_to_keep": 1} if model_keeps_last(model) else {}
+    gen = torch.Generator().manual_seed(0)
+    times: dict[int, list[float]] = {b: [] for b in sorted({1, *batches})}
+    for _ in range(repeats):
+        for b in times:
+            ids = torch.randint(0, vocab, (b, kv), generator=gen).to(device)
+            nxt = torch.randint(0, vocab, (b, 1), generator=gen).to(device)
+            with torch.inference_mode():
+                cache = model(input_ids=ids, use_cache=True).cache
+                t0 = time.perf_counter()
+                for _ in range(steps):
+                    cache = model(input_ids=nxt, cache=cache, use_cache=True, **last).cache
+                times[b].append((time.perf_counter() - t0) / steps)
+    one = 1 / statistics.median(times[1])
+    return {b: {"tok_s": round(b / statistics.median(t), 1), "x": round(b / statistics.median(t) / one, 2)}
+            for b, t in times.items()}
 
 
 def _baseline(model: Any, tok: Any, prompts: list[str], tools: dict[str, Any], cfg: Any, requests: int) -> float:
