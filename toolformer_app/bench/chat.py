@@ -16,7 +16,7 @@ The last line (--json) is one JSON object: {"runs": [{"sessions", "total_tok_s",
 ``tokens_fed``: tokens through the model during the sessions (prompts, shared prefixes, decoding).
 ``raw_decode``: the machine's ceiling for batching, measured first: tok/s of the model's bare decode step
 (random ids, a KV cache of 150 tokens, no server, no prefill) at each concurrency as a batch, and its ratio to
-batch 1 (``raw_x``). The sessions' ratio (``x_one_session``) stays below it by what prefills, joins and tool
+batch 1 (``x``). The sessions' ratio (``x_one_session``) stays below it by what prefills, joins and tool
 calls cost; ``--raw-only`` measures only this.
 """
 

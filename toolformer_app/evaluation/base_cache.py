@@ -3,11 +3,13 @@
 An experiment loop evaluates many finetunes of one base model, and the ``base`` mode decodes that base plainly,
 so its rows come out the same in every run: about a quarter of a full ``eval``'s time. They are stored in SQLite
 under the data dir, one row per item (a run over more items reuses the ones it has), keyed by everything the
-output depends on: the base's weights (a fingerprint of every tensor), its dtype, the batch size, the prompt, the
-token budget and the answer type (which decides where decoding stops), and the cache's own version.
+output depends on: the base's weights and dtype (a fingerprint of every tensor), the prompt, the token budget and
+the answer type (which decides where decoding stops), and the cache's own version; the base's perplexity by its
+texts, budget and batch size.
 
-Only a base that the runner loaded by name is cached: a model object passed in (a test's scripted wrapper) may
-decide differently from what its weights say. ``EvalConfig.base_cache`` (``eval --no-base-cache``) turns it off.
+Only a float32 base that the runner loaded by name is cached: in float32 a batched decode equals decoding alone,
+so which items share a batch does not matter (in bf16 it can); a model object passed in (a test's scripted
+wrapper) may decide differently from what its weights say. ``EvalConfig.base_cache`` (``eval --no-base-cache``) turns it off.
 """
 
 from __future__ import annotations
