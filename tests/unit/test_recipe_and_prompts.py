@@ -111,7 +111,7 @@ def test_the_card_of_a_scaled_run_says_so(tmp_path: Path) -> None:
         (tmp_path / "gen" / s.name / "stats.json").write_text(json.dumps({"per_tool": {}}))
     recipe.write_card(cfg, {"finetune": 60.0})
     card = (tmp_path / "adapter" / "README.md").read_text()
-    assert "Scaled run (`--scale 0.05`)" in card and "not measured yet" in card
+    assert "Scaled run (`--scale 0.05`)" in card and "learned no call" in card
     assert "8 steps, about 2.3 epochs over the mix" in card and "`eval --limit 20`" in card
 
 
