@@ -7,7 +7,7 @@ so the recipe is exactly the commands the README shows. Each stage is skipped wh
 complete, and the interrupted stage resumes (generate keeps its work log; finetune resumes its job
 from the last checkpoint), so Ctrl-C and rerunning the same command continues where it stopped.
 
-``--scale S`` makes a faithful small run for sweeps: S x the texts, the finetune's steps scaled with them
+``--scale S`` makes a small run in the recipe's proportions, for sweeps: S x the texts, the finetune's steps scaled with them
 (the same epochs over a smaller mix), S x the eval items and calibration examples (at least 20 each). Its
 results differ from the full run's by fewer training texts (fewer calls to learn from) and fewer eval items
 (wider intervals); at --scale 0.25 it learned no call where the full run did (``SCALE_NOTE``, ``recipe --help``).
@@ -503,7 +503,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d = RecipeConfig()
     p.add_argument("--model", default=d.model, help="base model: preset, hub id or directory")
     p.add_argument("--out", default=d.out, help="working directory (resumable)")
-    p.add_argument("--scale", type=float, default=d.scale, help="a faithful small run: multiply every corpus size and scale the finetune, eval and calibration with "
+    p.add_argument("--scale", type=float, default=d.scale, help="a small run in the recipe's proportions: multiply every corpus size and scale the finetune, eval and calibration with "
                    "it (0.05: a smoke run; see above)")
     p.add_argument("--plain-ratio", type=float, default=d.plain_ratio, help="call-free texts per text with calls")
     p.add_argument("--max-steps", type=int, default=d.max_steps)
