@@ -85,3 +85,16 @@ def test_fingerprint_and_store(tiny_model, tmp_path):
     store.put_many({key: {"output": " 19", "prediction": " 19", "calls": []}})
     assert BaseCache(tmp_path / "c.sqlite", fingerprint(model)).get_many([key, "missing"]) == {
         key: {"output": " 19", "prediction": " 19", "calls": []}}
+
+
+def test_a_damaged_cache_file_only_turns_the_cache_off(tiny_model_dir, suite, monkeypatch, tmp_path):
+    from toolformer_app import config
+
+    monkeypatch.setenv("TOOLFORMER_DTYPE", "float32")
+    clean = _eval(str(tiny_model_dir), suite)
+    damaged = config.data_dir() / "eval_cache.sqlite"
+    damaged.write_bytes(b"\x00not a database\xff" * 64)
+    with pytest.warns(UserWarning, match="cache off for this run"):
+        again = _eval(str(tiny_model_dir), suite)
+    assert again["suites"] == clean["suites"] and again["base_cache"] == {"hits": 0, "misses": 3}
+    assert damaged.read_bytes() == b"\x00not a database\xff" * 64  # nothing written over it

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -42,14 +43,17 @@ def fingerprint(model: Any) -> str:
 
 
 class BaseCache:
-    """Results of one base model (``fingerprint``) in one SQLite file; every write is one transaction."""
+    """Results of one base model (``fingerprint``) in one SQLite file; every write is one transaction.
+
+    A file that SQLite cannot use (damaged, not a database, read-only) only turns the cache off for this run, with
+    one warning: the evaluation decodes what it would have read, and nothing is written over the file."""
 
     def __init__(self, path: str | Path, model_key: str):
         self.path, self.model_key = Path(path), model_key
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         self.hits = self.misses = 0
+        self.broken = False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._try(lambda db: db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT NOT NULL)"))
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -60,22 +64,36 @@ class BaseCache:
         """The key of one result: this model's fingerprint and the given parts (JSON-encoded)."""
         return hashlib.sha256(json.dumps([self.model_key, VERSION, *parts]).encode()).hexdigest()
 
+    def _try(self, work: Any) -> Any:
+        """``work(db)`` in one transaction; None (and the cache off, one warning) when SQLite cannot use the file."""
+        if self.broken:
+            return None
+        try:
+            with self._connect() as db:
+                return work(db)
+        except (sqlite3.Error, ValueError) as exc:  # ValueError: a stored value that is not JSON
+            self.broken = True
+            warnings.warn(f"{self.path.name}: base-mode cache off for this run ({exc})", stacklevel=2)
+            return None
+
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         keys = list(keys)
-        found: dict[str, Any] = {}
-        with self._connect() as db:
+
+        def read(db: sqlite3.Connection) -> dict[str, Any]:
+            found: dict[str, Any] = {}
             for i in range(0, len(keys), 500):  # SQLite's bound-parameter limit
                 chunk = keys[i : i + 500]
                 rows = db.execute(f"SELECT key, value FROM results WHERE key IN ({','.join('?' * len(chunk))})",
                                   chunk).fetchall()
                 found.update((k, json.loads(v)) for k, v in rows)
+            return found
+
+        found = self._try(read) or {}
         self.hits += len(found)
         self.misses += len(keys) - len(found)
         return found
 
     def put_many(self, items: dict[str, Any]) -> None:
-        if not items:
-            return
-        with self._connect() as db:
-            db.executemany("INSERT OR REPLACE INTO results (key, value) VALUES (?, ?)",
-                           [(k, json.dumps(v)) for k, v in items.items()])
+        if items:
+            self._try(lambda db: db.executemany("INSERT OR REPLACE INTO results (key, value) VALUES (?, ?)",
+                                                [(k, json.dumps(v)) for k, v in items.items()]))
