@@ -28,17 +28,15 @@ from pathlib import Path
 from typing import Any
 
 SHIPPED_NAME = "smollm2-135m-toolformer"
-SMALL_MODEL = "smollm2-135m"
 CARD_MARK = "<!-- toolformer recipe card -->"
 GENERATION_KEYS = ("model", "scale", "seed")  # a rerun must match these; later stages can be redone by deleting them
 EVAL_SUITES = "math,facts,facts_plain,dates,perplexity,plain"
 CALIBRATED_SUITES = "math,plain"  # Chat's calibrated default: calls on math, none on plain sentences
-# The full run's held-out evaluations and checkpoints: every 80 of its 160 steps (evaluations at 0, 80 and 160;
-# the finetune's own default is 50, i.e. 5 evaluations). Its held-out loss fell at every evaluation in the runs
-# so far (best step 160 in session 11), and each evaluation costs a forward pass over the held-out tenth.
-RECIPE_EVAL_EVERY = 80
-RECIPE_SAVE_EVERY = 80
-CALIBRATE_N = 100  # calibrate's examples per side (evaluation/calibrate.py; a test pins it)
+# The finetune's own defaults (training/options.py FinetuneConfig; a test pins them), which the full run uses
+# for its held-out evaluations and checkpoints, and calibrate's examples per side (evaluation/calibrate.py).
+FINETUNE_EVAL_EVERY = 50
+FINETUNE_SAVE_EVERY = 50
+CALIBRATE_N = 100
 # Floors of a scaled run: a schedule with a warmup step and a decay; an accuracy over 20 items still moves in
 # 5-point steps (a 95% interval of about +-20 points at 50%); 20 negatives put FPR <= 10% at 2 false calls.
 MIN_STEPS = 4
@@ -73,9 +71,7 @@ class Source:
 # English paragraphs quoting French or Spanish. k=3 positions for the tools whose execution runs a
 # model (QA, MT) keeps generation within the CPU budget.
 SOURCES: tuple[Source, ...] = (
-    # 120 dated documents: the mix caps the Calendar at 35% of the call texts (28 in session 11, of the 140 that
-    # 300 documents gave); 120 give about 56, of which the cap keeps the 28 with the largest loss reduction
-    Source("calendar", ("--dated", "--tools", "Calendar"), 120),
+    Source("calendar", ("--dated", "--tools", "Calendar"), 300),
     Source("calculator", ("--arithmetic", "--tools", "Calculator"), 160),
     Source("mt", ("--foreign", "--tools", "MT", "--k", "3"), 40),  # 25% precision at 135M: few texts
     # 32 texts: QA's LM reader prefills ~600-token prompts for every sampled question (~7 a text), which
@@ -86,7 +82,7 @@ SOURCES: tuple[Source, ...] = (
 
 @dataclass
 class RecipeConfig:
-    model: str = SMALL_MODEL
+    model: str = "smollm2-135m"
     out: str = "runs/recipe"
     scale: float = 1.0  # multiplies every source's limit and scales every later stage (SCALE_NOTE; smoke: 0.05)
     # More call-free text and fewer steps than the first shipped model (ratio 2, 240 steps, 2e-4: ~3.9 epochs),
@@ -132,11 +128,11 @@ class RecipeConfig:
         return max(1, round(full * self.finetune_steps() / self.max_steps))
 
     def eval_every(self) -> int:
-        return self.interval(RECIPE_EVAL_EVERY)
+        return self.interval(FINETUNE_EVAL_EVERY)
 
     def save_every(self) -> int:
         # HF Trainer keeps the best checkpoint only when saves fall on evaluations: a multiple of eval_every
-        return self.eval_every() * max(1, round(RECIPE_SAVE_EVERY / RECIPE_EVAL_EVERY))
+        return self.eval_every() * max(1, round(FINETUNE_SAVE_EVERY / FINETUNE_EVAL_EVERY))
 
     def scaled_eval_limit(self, full: int) -> int:
         """Eval items per suite: scaled, floored so that an accuracy still means something, never above the
@@ -179,12 +175,10 @@ def finetune_command(cfg: RecipeConfig, job_id: str, resume: bool) -> list[str]:
     cmd = [*_python(), "finetune", "--data", str(out / "mix.jsonl"), "--model", cfg.model, "--lora",
            "--lora-r", str(cfg.lora_r), "--max-steps", str(cfg.finetune_steps()), "--batch-size",
            str(cfg.batch_size), "--lr", str(cfg.learning_rate), "--seed", str(cfg.seed), "--out",
-           str(out / "adapter"), "--job-id", job_id, "--eval-every", str(cfg.eval_every()),
-           "--save-every", str(cfg.save_every())]
-    if cfg.model == SMALL_MODEL:
-        # the memory probe (one extra forward + backward on the longest batch) only gives early advice on an
-        # out-of-memory; 8 x 256 tokens of the 135M default need well under 1 GB. Other models keep it.
-        cmd.append("--no-memory-check")
+           str(out / "adapter"), "--job-id", job_id]
+    # the intervals only when scaled: at the defaults the command stays the one a full run always had
+    if (cfg.eval_every(), cfg.save_every()) != (FINETUNE_EVAL_EVERY, FINETUNE_SAVE_EVERY):
+        cmd += ["--eval-every", str(cfg.eval_every()), "--save-every", str(cfg.save_every())]
     return cmd + (["--resume"] if resume else [])
 
 
