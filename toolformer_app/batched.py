@@ -24,6 +24,7 @@ row (its count of cached tokens). A row therefore attends to exactly its own key
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
@@ -117,6 +118,10 @@ class BatchStats:
     merges: int = 0
     prefills: int = 0  # prefill passes (each admits the rows that were waiting)
     max_rows: int = 0
+    # wall seconds by phase (where a step's time goes: `bench chat` prints them)
+    decode_s: float = 0.0  # decode passes, the rows' coroutines included
+    prefill_s: float = 0.0  # prefill passes of joining rows (their shared prefixes' own passes included)
+    merge_s: float = 0.0  # cache merges (joins, and dropping finished rows)
 
 
 class BatchDecoder:
@@ -236,17 +241,23 @@ class BatchDecoder:
         """Admit waiting rows, run one decode pass (and a prefill pass for new rows); the events of rows
         without a sink, as (row id, event)."""
         out: list[tuple[int, Event]] = []
+        stats = self.stats
         with torch.inference_mode():
             self._resume(out)
             new = self._admit(out)
+            t0 = time.perf_counter()
             if any(r.pending for r in self.rows):
                 self._decode(out)
+            t1 = time.perf_counter()
+            stats.decode_s += t1 - t0
             dead = len(self.rows) - self.live()
             if new:
+                merged = stats.merge_s
                 self._prefill(new, out)
+                stats.prefill_s += time.perf_counter() - t1 - (stats.merge_s - merged)  # its merge: in merge_s
             elif dead and (dead * 2 >= len(self.rows) or not self.waiting and dead * 4 >= len(self.rows)):
                 self._merge([], None, None)
-            self.stats.steps += 1
+            stats.steps += 1
         return out
 
     def run(self) -> Iterator[tuple[int, Event]]:
@@ -422,6 +433,7 @@ class BatchDecoder:
                new_mask: torch.Tensor | None) -> None:
         """Fresh buffers holding every live row's tokens right-aligned (rows, heads, width, dim), then the
         new rows' prompts; finished rows, pads and cropped slots are dropped."""
+        t0 = time.perf_counter()
         keep = [b for b, r in enumerate(self.rows) if not r.finished]
         parts: list[tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]] = []
         if keep and self.cache is not None:
@@ -436,6 +448,7 @@ class BatchDecoder:
         self.stats.merges += 1
         if not parts:
             self.cache, self.mask = None, self.mask.new_zeros((0, 0))
+            self.stats.merge_s += time.perf_counter() - t0
             return
         width = max(int(m.sum(1).max()) for _, m in parts)
         layers: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
@@ -448,6 +461,7 @@ class BatchDecoder:
         self.cache = _SlotCache([_SlotLayer(torch.cat([p[i][0] for p in layers]), torch.cat([p[i][1] for p in layers]))
                                  for i in range(len(layers[0]))])
         self.stats.max_rows = max(self.stats.max_rows, len(self.rows))
+        self.stats.merge_s += time.perf_counter() - t0
 
 
 def _right_aligned(mask: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -112,6 +112,8 @@ def test_batched_rows_equal_each_prompt_alone(scripted_model, max_rows, pad_cost
         events[rid].append(event)
     assert sorted(calc.inputs) == ["2 + 3", "4 + 7 + 9", "8 - 3"]
     assert decoder.stats.max_rows <= max_rows
+    st = decoder.stats  # the phase timers cover the passes that ran
+    assert st.decode_s > 0 and st.prefill_s > 0 and st.merge_s > 0 and st.merges >= st.prefills
     for rid, single in zip(ids, alone, strict=True):
         done = events[rid][-1]
         assert isinstance(done, Done)

@@ -215,7 +215,8 @@ def _measure(model: Any, tok: Any, n: int, args: argparse.Namespace, prompts: li
     limits = Limits(max_rows=args.max_rows, max_new_tokens=max(256, args.max_new_tokens), prefix_cache=prefix_cache)
     server = DecodingServer(model, tok, limits)
     list(server.submit(prompts[0], tools, cfg).events(timeout=300))  # warm-up of this server
-    before = server.decoder.stats.tokens
+    st = server.decoder.stats
+    before = {k: getattr(st, k) for k in ("tokens", "decode_s", "prefill_s", "merge_s", "forward_passes", "slots")}
     tokens, calls, ttft, first_event, errors, wall = _sessions(server, n, args.requests, prompts, tools, cfg)
     server.close()
     stats = server.decoder.stats
@@ -223,11 +224,16 @@ def _measure(model: Any, tok: Any, n: int, args: argparse.Namespace, prompts: li
            "ttft_p95_s": _pct(ttft, 0.95), "first_event_p50_s": _pct(first_event, 0.5),
            "first_event_p95_s": _pct(first_event, 0.95), "peak_rss_mb": _rss_mb(), "requests": n * args.requests,
            "calls": calls, "errors": len(errors), "wall_s": round(wall, 2), "prefix_cache": prefix_cache,
-           "prefix_hits": stats.prefix_hits, "tokens_fed": stats.tokens - before}
+           "prefix_hits": stats.prefix_hits, "tokens_fed": stats.tokens - before["tokens"],
+           # where the server's time went during the sessions (the rest of the wall: waiting for requests, tools)
+           "phase_s": {k[:-2]: round(getattr(stats, k) - before[k], 2) for k in ("decode_s", "prefill_s", "merge_s")},
+           "forward_passes": stats.forward_passes - before["forward_passes"],
+           "decode_slots": stats.slots - before["slots"]}
     print(f"  {n} session(s){'' if prefix_cache else ' (no prefix cache)'}: {row['total_tok_s']:.1f} tok/s total, "
           f"time to first token p50 {row['ttft_p50_s']} s, p95 {row['ttft_p95_s']} s (first event, a call's start "
           f"included: p50 {row['first_event_p50_s']} s, p95 {row['first_event_p95_s']} s), {calls} calls, "
-          f"{len(errors)} errors, {stats.prefix_hits} prefix hits")
+          f"{len(errors)} errors, {stats.prefix_hits} prefix hits; server time: decode {row['phase_s']['decode']} s, "
+          f"prefill {row['phase_s']['prefill']} s, merge {row['phase_s']['merge']} s of {row['wall_s']} s wall")
     return row
 
 
