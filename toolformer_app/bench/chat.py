@@ -226,7 +226,8 @@ def _measure(model: Any, tok: Any, n: int, args: argparse.Namespace, prompts: li
            "calls": calls, "errors": len(errors), "wall_s": round(wall, 2), "prefix_cache": prefix_cache,
            "prefix_hits": stats.prefix_hits, "tokens_fed": stats.tokens - before["tokens"],
            # where the server's time went during the sessions (the rest of the wall: waiting for requests, tools)
-           "phase_s": {k[:-2]: round(getattr(stats, k) - before[k], 2) for k in ("decode_s", "prefill_s", "merge_s")},
+           "phase_s": {**{k[:-2]: round(getattr(stats, k) - before[k], 2) for k in ("decode_s", "prefill_s", "merge_s")},
+                       "wall": round(wall, 2)},  # this run's (a row's wall_s is the median of its repeats)
            "forward_passes": stats.forward_passes - before["forward_passes"],
            "decode_slots": stats.slots - before["slots"]}
     print(f"  {n} session(s){'' if prefix_cache else ' (no prefix cache)'}: {row['total_tok_s']:.1f} tok/s total, "
