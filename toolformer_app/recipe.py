@@ -96,6 +96,7 @@ class RecipeConfig:
     batch_size: int = 8
     learning_rate: float = 4e-4
     lora_r: int = 16
+    kl_weight: float = 0.0  # KL to the base on call-free tokens (FinetuneConfig.kl_weight); 0: the paper's LM loss
     eval_limit: int = 100
     eval_suites: str = EVAL_SUITES
     ship: str | None = None  # copy the adapter, card and C* here (e.g. assets/models/smollm2-135m-toolformer)
@@ -176,6 +177,8 @@ def finetune_command(cfg: RecipeConfig, job_id: str, resume: bool) -> list[str]:
            "--lora-r", str(cfg.lora_r), "--max-steps", str(cfg.finetune_steps()), "--batch-size",
            str(cfg.batch_size), "--lr", str(cfg.learning_rate), "--seed", str(cfg.seed), "--out",
            str(out / "adapter"), "--job-id", job_id]
+    if cfg.kl_weight > 0:  # only when set: at 0 the command stays the one the shipped run used
+        cmd += ["--kl-weight", str(cfg.kl_weight)]
     # the intervals only when scaled: at the defaults the command stays the one a full run always had
     if (cfg.eval_every(), cfg.save_every()) != (FINETUNE_EVAL_EVERY, FINETUNE_SAVE_EVERY):
         cmd += ["--eval-every", str(cfg.eval_every()), "--save-every", str(cfg.save_every())]
@@ -433,7 +436,8 @@ def write_card(cfg: RecipeConfig, timing: dict[str, float]) -> None:
         f"{json.dumps(mix_stats['calls_per_tool'])}, texts per source {json.dumps(mix_stats['texts_per_source'])}.",
         f"- **C\\* per source (kept calls at tau_f, precision):** `{json.dumps(gen)}`.",
         f"- **Finetune:** LoRA r={cfg.lora_r} on every linear layer, {steps} steps{epochs}, batch {cfg.batch_size}, "
-        f"lr {cfg.learning_rate}, precision {train.get('hyperparameters', {}).get('precision', 'auto')} (fp32 on a "
+        f"lr {cfg.learning_rate}" + (f", KL to the base on call-free tokens (weight {cfg.kl_weight})"
+                                      if cfg.kl_weight > 0 else "") + f", precision {train.get('hyperparameters', {}).get('precision', 'auto')} (fp32 on a "
         "CPU without native bf16, `models.cpu_has_native_bf16`), "
         "tool results masked in the loss; metrics "
         f"`{json.dumps({k: v for k, v in train.get('metrics', {}).items() if k != 'path'})}`.",
@@ -509,6 +513,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, default=d.max_steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.learning_rate)
+    p.add_argument("--kl-weight", type=float, default=d.kl_weight,
+                   help="KL to the base on call-free tokens in the finetune, against forgetting (default 0: off)")
     p.add_argument("--eval-limit", type=int, default=d.eval_limit)
     p.add_argument("--ship", default=None, help="copy the adapter, card and C* here when done")
     p.add_argument("--until", choices=["generate", "mix", "finetune", "eval"], default=None,
@@ -524,9 +530,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     cfg = RecipeConfig(model=args.model, out=args.out, scale=args.scale, plain_ratio=args.plain_ratio,
                        max_steps=args.max_steps, batch_size=args.batch_size, learning_rate=args.lr,
-                       eval_limit=args.eval_limit, ship=args.ship, until=args.until)
-    if cfg.scale <= 0 or cfg.max_steps < 1 or cfg.eval_limit < 1 or cfg.plain_ratio < 0:
-        print("error: --scale, --max-steps and --eval-limit must be positive, --plain-ratio >= 0", file=sys.stderr)
+                       kl_weight=args.kl_weight, eval_limit=args.eval_limit, ship=args.ship, until=args.until)
+    if cfg.scale <= 0 or cfg.max_steps < 1 or cfg.eval_limit < 1 or cfg.plain_ratio < 0 or not cfg.kl_weight >= 0:
+        print("error: --scale, --max-steps and --eval-limit must be positive, --plain-ratio and --kl-weight >= 0",
+              file=sys.stderr)
         return 2
     if args.sweep:
         try:

@@ -36,6 +36,9 @@ def test_the_commands_are_the_clis_own(tmp_path: Path) -> None:
     assert "--lora" in ft and ft[ft.index("--max-steps") + 1] == "7" and ft[-1] == "--resume"
     ev = recipe.eval_command(cfg)
     assert ev[ev.index("--suites") + 1] == "math,facts,facts_plain,dates,perplexity,plain"
+    assert "--kl-weight" not in ft  # off by default: the command the shipped run used
+    kl = recipe.finetune_command(recipe.RecipeConfig(out=str(tmp_path), kl_weight=0.5), "recipe-x", resume=False)
+    assert kl[kl.index("--kl-weight") + 1] == "0.5"
 
 
 def test_scale_one_runs_exactly_the_full_recipe(tmp_path: Path) -> None:

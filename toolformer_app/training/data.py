@@ -23,6 +23,7 @@ from toolformer_app.files import parse_json_line
 from toolformer_app.training.options import FinetuneConfig, TrainingInputError
 
 IGNORE_INDEX = -100  # the label value the HF loss skips
+KL_MASK = "kl_mask"  # per token: 1 where the KL term to the base applies (FinetuneConfig.kl_weight)
 
 
 @dataclass
@@ -204,10 +205,13 @@ def build_examples(text: str, tokenizer: Any, cfg: FinetuneConfig) -> list[dict[
     offsets = [tuple(o) for o in enc["offset_mapping"]]
     results = result_spans(text) if cfg.mask_results else []
     labels = [IGNORE_INDEX if _overlaps(a, b, results) else t for t, (a, b) in zip(ids, offsets, strict=True)]
+    calls = call_spans(text)
+    # Call-free tokens: trained ones that end before the first call, where the base sees the same context.
+    first_call = min((s for s, _ in calls), default=len(text))
+    free = [int(lab != IGNORE_INDEX and b <= first_call) for lab, (_, b) in zip(labels, offsets, strict=True)]
 
     bos = getattr(tokenizer, "bos_token_id", None)
     lead = [bos] if bos is not None and ids and ids[0] == bos and offsets[0] == (0, 0) else []
-    calls = call_spans(text)
     out, first = [], 0
     while first < len(ids):
         # Later windows get the BOS again (when the tokenizer uses one), so each looks like a document start.
@@ -215,7 +219,10 @@ def build_examples(text: str, tokenizer: Any, cfg: FinetuneConfig) -> list[dict[
         end = _window_ends(offsets, first, cfg.max_length - len(extra), calls)
         window_ids, window_labels = extra + ids[first:end], [IGNORE_INDEX] * len(extra) + labels[first:end]
         if len(window_ids) >= 2:
-            out.append({"input_ids": window_ids, "labels": window_labels})
+            example = {"input_ids": window_ids, "labels": window_labels}
+            if cfg.kl_weight > 0:
+                example[KL_MASK] = [0] * len(extra) + free[first:end]
+            out.append(example)
         if cfg.long_texts == "truncate":
             break
         first = end
@@ -262,12 +269,16 @@ class PadCollator:
         ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
+        free = torch.zeros((len(batch), width), dtype=torch.bool) if KL_MASK in batch[0] else None
         for row, e in enumerate(batch):
             n = len(e["input_ids"])
             ids[row, :n] = torch.tensor(e["input_ids"], dtype=torch.long)
             labels[row, :n] = torch.tensor(e["labels"], dtype=torch.long)
             mask[row, :n] = 1
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+            if free is not None:
+                free[row, :n] = torch.tensor(e[KL_MASK], dtype=torch.bool)
+        out = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        return out | ({KL_MASK: free} if free is not None else {})
 
 
 # ---------------------------------------------------------------- packing
@@ -321,6 +332,7 @@ def pack_batch(batch: list[dict[str, list[int]]], pad_token_id: int, max_length:
     ids = torch.full((len(rows), width), int(pad_token_id), dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
     positions = torch.zeros((len(rows), width), dtype=torch.long)
+    free = torch.zeros((len(rows), width), dtype=torch.bool) if KL_MASK in batch[0] else None
     placed: list[Placement] = [(0, 0, 0)] * len(batch)
     for r, row in enumerate(rows):
         col = 0
@@ -329,12 +341,15 @@ def pack_batch(batch: list[dict[str, list[int]]], pad_token_id: int, max_length:
             ids[r, col : col + n] = torch.tensor(batch[i]["input_ids"], dtype=torch.long)
             labels[r, col + 1 : col + n] = torch.tensor(batch[i]["labels"][1:], dtype=torch.long)
             positions[r, col : col + n] = torch.arange(n)
+            if free is not None:  # like the labels: a text's first token is not predicted
+                free[r, col + 1 : col + n] = torch.tensor(batch[i][KL_MASK][1:], dtype=torch.bool)
             placed[i] = (r, col, n)
             col += n
         if col < width:  # the pad tail: its own positions, after the last text's
             start = int(positions[r, col - 1]) + 1 if col else 0
             positions[r, col:] = torch.arange(start, start + width - col)
-    return {"input_ids": ids, "position_ids": positions, "labels": labels}, placed
+    inputs = {"input_ids": ids, "position_ids": positions, "labels": labels}
+    return inputs | ({KL_MASK: free} if free is not None else {}), placed
 
 
 class PackCollator:
@@ -352,7 +367,7 @@ def token_losses(model: Any, inputs: dict[str, Any]) -> Any:
     import torch
 
     device = next(model.parameters()).device
-    model_inputs = {k: v.to(device) for k, v in inputs.items() if k != "labels"}
+    model_inputs = {k: v.to(device) for k, v in inputs.items() if k not in ("labels", KL_MASK)}
     # use_cache=False: with a KV cache transformers no longer reads packing from the position ids
     logits = model(**model_inputs, use_cache=False).logits.float()
     labels = inputs["labels"][:, 1:].to(device)
@@ -360,6 +375,22 @@ def token_losses(model: Any, inputs: dict[str, Any]) -> Any:
         logits[:, :-1].transpose(1, 2), labels.clamp(min=0), reduction="none")
     nll = nll.masked_fill(labels == IGNORE_INDEX, 0.0)
     return torch.nn.functional.pad(nll, (1, 0))  # column t holds the loss of the token at t
+
+
+def kl_to_base(logits: Any, base_logits: Any, free: Any) -> Any:
+    """Mean over the call-free tokens of KL(base || model) of the next-token distributions, a 0-dim tensor.
+
+    ``logits``/``base_logits``: (rows, width, vocab), column t predicting the token at t + 1; ``free``:
+    (rows, width) bool, True where the token at that column is call-free (``KL_MASK``). 0 when none is.
+    """
+    import torch
+
+    keep = free[:, 1:].to(logits.device)
+    if not bool(keep.any()):
+        return logits.sum() * 0.0  # keeps the graph (and DDP's gradient hooks) intact
+    log_p = torch.log_softmax(logits[:, :-1][keep].float(), dim=-1)  # (tokens, vocab)
+    log_q = torch.log_softmax(base_logits[:, :-1][keep].float(), dim=-1)
+    return torch.nn.functional.kl_div(log_p, log_q, log_target=True, reduction="batchmean")
 
 
 def text_losses(model: Any, batch: list[dict[str, list[int]]], pad_token_id: int, max_length: int | None = None) -> list[float]:

@@ -91,6 +91,13 @@ class FinetuneConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
+    kl_weight: float = 0.0
+    """Weight of a KL term to the base model on call-free tokens (0: off, the paper's plain LM loss). Each
+    trained token of a text before its first call adds KL(base || model) of the next-token distributions,
+    averaged over those tokens, where the base is this model with its LoRA adapters off (so it needs
+    --lora and costs one more forward pass a step, without gradients). It anchors what the finetune
+    must not change (the text without calls) to what the base predicts, against forgetting; tokens at and
+    after a call are trained by the LM loss alone. The held-out loss stays the LM loss."""
     merge_lora: bool = False
     """Write merged full weights instead of the adapter."""
     precision: Precision = "auto"
@@ -176,6 +183,10 @@ def validate_hyperparameters(cfg: FinetuneConfig) -> None:
         bad(f"keep_checkpoints must be >= 1 (got {cfg.keep_checkpoints}); resuming needs one")
     if cfg.lora and (cfg.lora_r < 1 or cfg.lora_alpha <= 0 or not 0 <= cfg.lora_dropout < 1):
         bad(f"LoRA needs r >= 1, alpha > 0, dropout in [0, 1) (got {cfg.lora_r}, {cfg.lora_alpha}, {cfg.lora_dropout})")
+    if not (math.isfinite(cfg.kl_weight) and cfg.kl_weight >= 0):
+        bad(f"kl weight must be >= 0 (got {cfg.kl_weight})")
+    if cfg.kl_weight > 0 and not cfg.lora:
+        bad("--kl-weight needs --lora: the base is the model with its adapters off")
     if cfg.cpu_threads is not None and cfg.cpu_threads < 1:
         bad(f"cpu threads must be >= 1 (got {cfg.cpu_threads})")
     if cfg.report_to not in REPORT_TO:

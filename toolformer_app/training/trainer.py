@@ -265,6 +265,7 @@ def memory_check(model: Any, examples: list[dict], cfg: FinetuneConfig, device: 
 
     batch = sorted(examples, key=lambda e: len(e["input_ids"]), reverse=True)[: cfg.batch_size]
     inputs = (collator or tdata.PadCollator(0))(batch)
+    inputs.pop(tdata.KL_MASK, None)
     width = inputs["input_ids"].shape[1]
     inputs = {k: v.to(device) for k, v in inputs.items()}
     model.to(device)
@@ -442,6 +443,33 @@ def _callbacks(events: EventWriter, job_dir: Path, stop: threading.Event, on_che
     return Events()
 
 
+# ---------------------------------------------------------------- KL to the base
+
+
+def _kl_trainer_class(kl_weight: float):
+    """A Trainer whose training loss adds ``kl_weight`` x KL(base || model) on call-free tokens (``data.kl_to_base``).
+
+    The base is the same PeftModel with its adapters off (no copy, no gradients). Evaluation (model.eval())
+    returns the LM loss alone, so eval_loss and best-checkpoint selection mean what they mean without it.
+    """
+    import torch
+    from transformers import Trainer
+
+    class KLTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            free = inputs.pop(tdata.KL_MASK, None)
+            loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
+                                                 num_items_in_batch=num_items_in_batch)
+            if model.training and free is not None and kl_weight > 0:
+                plain = {k: v for k, v in inputs.items() if k != "labels"}
+                with torch.no_grad(), self.accelerator.unwrap_model(model).disable_adapter():
+                    base_logits = model(**plain).logits
+                loss = loss + kl_weight * tdata.kl_to_base(outputs.logits, base_logits, free)
+            return (loss, outputs) if return_outputs else loss
+
+    return KLTrainer
+
+
 # ---------------------------------------------------------------- the run
 
 
@@ -595,7 +623,8 @@ def run_finetune(
     optimizer_cls = None
     if master:
         optimizer_cls = (_master_adamw_class(), {"lr": cfg.effective_lr(), "betas": (0.9, 0.999), "eps": 1e-8})
-    trainer = Trainer(
+    trainer_cls = _kl_trainer_class(cfg.kl_weight) if cfg.kl_weight > 0 else Trainer
+    trainer = trainer_cls(
         model=model,
         args=args,
         train_dataset=tdata.ListDataset(train_examples),
