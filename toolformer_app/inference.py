@@ -369,19 +369,25 @@ class RowDecoder:
     def read_name(self, logits: torch.Tensor) -> Generator[Feed, Any, tuple[str, list[int], torch.Tensor]]:
         """After " [" has been fed (``logits``: the next-token logits), the greedy path through the name trie.
 
-        Returns (name, its ids, logits after all but its last id), with every id but the last fed.
-        The trie holds the enabled names. With ``decline_disabled`` each name token is the model's own
-        greedy choice, and a token that spells no enabled name gives the name "" (a disabled tool, or
-        something else: the caller declines the call); without it, the best enabled continuation is forced.
+        Returns (name, its ids, the logits after the last id fed); the caller feeds the rest (at least the last
+        id; ``cache_len`` says how many were fed). The trie holds the enabled names. With ``decline_disabled``
+        each name token is the model's own greedy choice, and a token that spells no enabled name gives the
+        name "" (a disabled tool, or something else: the caller declines the call); without it, the best
+        enabled continuation is forced. Once the tokens chosen start one known name only (enabled or not:
+        " [Calcul" is the Calculator, " [Cal" could be the Calendar), the model has chosen that tool and the
+        rest of its name is written without a forward pass per token (two fewer for the Calculator).
         """
         decline = self.cfg.decline_disabled and self.can_crop()  # a declined call is cropped away
         paths = [(n, ids) for n, ids, on in self.name_trie if on]
+        known = [ids for _, ids, _ in self.name_trie]
         chosen: list[int] = []
         while True:
             live = [(n, ids) for n, ids in paths if ids[: len(chosen)] == chosen]
             done = next((n for n, ids in live if len(ids) == len(chosen)), None)
             if done is not None:
                 return done, chosen, logits
+            if chosen and len(live) == 1 and sum(ids[: len(chosen)] == chosen for ids in known) == 1:
+                return live[0][0], list(live[0][1]), logits
             options = sorted({ids[len(chosen)] for _, ids in live})
             if decline:  # the model's own next token must spell an enabled name, else no call here
                 tok = int(logits.argmax())
@@ -523,7 +529,8 @@ class RowDecoder:
                                 break
                             yield from feed([tok], False)
                             continue
-                        logits = after  # " [" and all name ids but the last are in the cache
+                        logits = after  # " [" and the name ids fed while reading are in the cache
+                        name_fed = self.cache_len - before_call - len(self.api_ids)
                     yield from emit(detok.flush(), False)
                     if stop_reason == "stop":
                         break
@@ -532,7 +539,7 @@ class RowDecoder:
                     if name_ids:
                         stats.tokens_generated += len(name_ids)
                         yield from feed(self.api_ids + name_ids, True)
-                        del unfed[: len(self.api_ids) + len(name_ids) - 1]  # fed while reading the name
+                        del unfed[: len(self.api_ids) + name_fed]  # fed while reading the name
                     else:
                         yield from feed(self.api_ids, True)
                 else:

@@ -380,6 +380,19 @@ def test_enabled_name_is_read_from_the_trie_same_as_free_decoding(tiny_model):
     trie = run_with_tools(model, tok, PROMPT, {"Calculator": Counting()}, InferenceConfig(max_new_tokens=16, ignore_eos=True))
     assert trie.text == free.text and trie.token_ids == free.token_ids
     assert trie.stats.prefix_tokens_reencoded == 0
+    # " [Calcul" starts one known name only: "Calcul", "ator", "(" go in with one pass, not a pass per token
+    assert trie.stats.forward_passes < free.stats.forward_passes
+
+
+def test_a_name_start_that_only_one_tool_has_chooses_that_tool(tiny_model):
+    """After " [Calcul" the model would write "us": the Calculator is still its choice (no other name starts
+    so), so the call is written, as constrained decoding writes the rest of a name that is already decided."""
+    _, tok = tiny_model
+    model, _ = scripted(tiny_model, PROMPT, " it has [Calculus(2 + 3) ->")
+    calc = Counting()
+    res = run_with_tools(model, tok, PROMPT, {"Calculator": calc}, InferenceConfig(max_new_tokens=16, ignore_eos=True))
+    assert [c.tool for c in res.calls] == ["Calculator"] and res.calls[0].text.startswith(" [Calculator(")
+    assert res.stats.calls_declined == 0 and tok.decode(res.token_ids) == res.text
 
 
 def test_call_threshold_gates_on_p_api_start(tiny_model):
