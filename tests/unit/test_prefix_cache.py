@@ -189,6 +189,7 @@ def test_bench_chat_run_pairs_each_one_session_run_with_a_baseline_run(tiny_mode
     assert report["repeats"] == 2 and report["prefix_cache"] == "both"
     lo, hi = report["one_session_vs_baseline_range"]
     assert 0 < lo <= report["one_session_vs_baseline"] <= hi  # the median of two adjacent pairs' ratios
+    assert report["one_row_decoder_vs_baseline"] > 0  # the decoder alone, to tell its cost from the server's
     one, two = report["runs"]
     for row in (one, two):
         assert row["repeats"] == 2 and row["errors"] == 0 and row["requests"] == 2 * row["sessions"]
