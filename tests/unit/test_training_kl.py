@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from tests.unit.helpers import save_tiny_llama
 from toolformer_app import models
 from toolformer_app.training import data as tdata
 from toolformer_app.training import trainer as tr
@@ -74,17 +75,8 @@ def test_the_option_needs_lora_and_a_weight_of_at_least_zero():
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, tok) -> str:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    path = tmp_path_factory.mktemp("tiny") / "tiny-llama"
-    LlamaForCausalLM(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
+def tiny_dir(tmp_path_factory) -> str:
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny") / "tiny-llama")
 
 
 def test_a_lora_run_with_the_kl_term_trains_and_its_loss_starts_at_the_lm_loss(tiny_dir, tok, tmp_path):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.unit.helpers import save_tiny_llama
 from toolformer_app import models
 from toolformer_app.training import trainer as tr
 from toolformer_app.training.events import EventWriter, read_event_file
@@ -27,17 +28,7 @@ TEXTS = [
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory) -> str:
     """A tiny random llama saved with the default model's tokenizer: a model dir like any other."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tok = AutoTokenizer.from_pretrained(models.resolve("smollm2-135m"))
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    path = tmp_path_factory.mktemp("tiny") / "tiny-llama"
-    LlamaForCausalLM(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny") / "tiny-llama")
 
 
 @pytest.fixture()
