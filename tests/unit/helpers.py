@@ -28,3 +28,15 @@ def save_tiny_llama(path: Path) -> str:
     LlamaForCausalLM(cfg).save_pretrained(path)
     tok.save_pretrained(path)
     return str(path)
+
+
+def default_tokenizer():
+    """Only the default model's tokenizer (no weights): SmolLM2, where pad == eos."""
+    from transformers import AutoTokenizer
+
+    from toolformer_app import models
+
+    tok = AutoTokenizer.from_pretrained(models.resolve("smollm2-135m"))
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok

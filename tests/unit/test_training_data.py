@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.unit.helpers import default_tokenizer
 from toolformer_app.training import data as tdata
 from toolformer_app.training.options import FinetuneConfig, TrainingInputError, validate_hyperparameters
 
@@ -24,15 +25,7 @@ def write_jsonl(path: Path, rows: list) -> Path:
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    """Only the default model's tokenizer (no weights): SmolLM2, where pad == eos."""
-    from transformers import AutoTokenizer
-
-    from toolformer_app import models
-
-    tok = AutoTokenizer.from_pretrained(models.resolve("smollm2-135m"))
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    return tok
+    return default_tokenizer()
 
 
 # ---------------------------------------------------------------- file validation

@@ -8,8 +8,7 @@ import json
 import pytest
 import torch
 
-from tests.unit.helpers import save_tiny_llama
-from toolformer_app import models
+from tests.unit.helpers import default_tokenizer, save_tiny_llama
 from toolformer_app.training import data as tdata
 from toolformer_app.training import trainer as tr
 from toolformer_app.training.options import FinetuneConfig, TrainingInputError, validate_hyperparameters
@@ -20,12 +19,7 @@ PLAIN = "The Nile flows north into the Mediterranean Sea, through Egypt and Suda
 
 @pytest.fixture(scope="module")
 def tok():
-    from transformers import AutoTokenizer
-
-    t = AutoTokenizer.from_pretrained(models.resolve("smollm2-135m"))
-    if t.pad_token_id is None:
-        t.pad_token = t.eos_token
-    return t
+    return default_tokenizer()
 
 
 def _free_text(tok, example: dict) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from toolformer_app import models
+from tests.unit.helpers import default_tokenizer
 from toolformer_app.training import data as tdata
 from toolformer_app.training import trainer as tr
 from toolformer_app.training.options import FinetuneConfig
@@ -22,12 +22,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def tok():
-    from transformers import AutoTokenizer
-
-    t = AutoTokenizer.from_pretrained(models.resolve("smollm2-135m"))
-    if t.pad_token_id is None:
-        t.pad_token = t.eos_token
-    return t
+    return default_tokenizer()
 
 
 @pytest.fixture(scope="module")
