@@ -32,7 +32,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("toolformer_app.pipeline",),  # corpus -> positions -> sampling -> execution -> scoring -> filtering -> C*
     ("toolformer_app.tools",),  # the five tools and the user's
     ("toolformer_app.models",),  # loading models, their forward pass
-    ("toolformer_app.calls", "toolformer_app.files", "toolformer_app.wheelfiles"),  # call format, files, wheels
+    ("toolformer_app.calls", "toolformer_app.files", "toolformer_app.wheelfiles",
+     "toolformer_app.torch_thread"),  # call format, files, wheels, a thread per torch job
     ("toolformer_app.config",),  # settings
 )
 ROOT = "toolformer_app"  # the package's __init__: placed by exact name only

@@ -31,6 +31,7 @@ import time
 from typing import Any
 
 from toolformer_app.bench.inference import QUESTIONS, SHOTS
+from toolformer_app.torch_thread import alone
 
 PLAIN = (
     "Once upon a time, in a small village by the sea,",
@@ -84,20 +85,22 @@ def run(args: argparse.Namespace) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     name = args.model or config.default_chat_model()
-    model, tok = models.load(name)
+    # Every torch call of the bench runs in a thread of its own (``alone``), as in the app, whose main thread
+    # never runs torch: a team left alive in the main thread made the server's thread 1.6x slower.
+    model, tok = alone(models.load, name)
     tools = {"Calculator": get_tool("Calculator")}
     prompts = [p for pair in zip([SHOTS + q for q in QUESTIONS], PLAIN * 2, strict=False) for p in pair]
     cfg = InferenceConfig(max_new_tokens=args.max_new_tokens, ignore_eos=True, tools=("Calculator",))
     sessions = [int(x) for x in args.sessions.split(",") if x.strip()]
 
-    raw = _raw_decode(model, sessions, args.repeats)
+    raw = alone(_raw_decode, model, sessions, args.repeats)
     print("bare decode step (the ceiling): " + ", ".join(
         f"batch {b}: {r['tok_s']} tok/s ({r['x']}x)" for b, r in raw.items()))
     if args.raw_only:
         if args.json:
             print(json.dumps({"raw_decode": raw, "model": name, "threads": torch.get_num_threads()}))
         return 0
-    run_with_tools(model, tok, prompts[0], tools, cfg)  # warm-up
+    alone(run_with_tools, model, tok, prompts[0], tools, cfg)  # warm-up
     # This machine's speed drifts by tens of percent over minutes: what is compared (the baseline and one session,
     # the cache on and off) is measured in turn, --repeats times, and the medians are reported.
     modes = {"on": [True], "off": [False], "both": [True, False]}[args.prefix_cache]
@@ -109,12 +112,12 @@ def run(args: argparse.Namespace) -> int:
         samples: dict[bool, list[dict[str, Any]]] = {pc: [] for pc in modes}
         for _ in range(args.repeats):
             if n == 1:
-                baselines.append(_baseline(model, tok, prompts, tools, cfg, args.requests))
+                baselines.append(alone(_baseline, model, tok, prompts, tools, cfg, args.requests))
             for pc in modes:
                 samples[pc].append(_measure(model, tok, n, args, prompts, tools, cfg, prefix_cache=pc))
             if n == 1:
                 ratios.append(samples[modes[0]][-1]["total_tok_s"] / baselines[-1])
-                decoder_ratios.append(_baseline(model, tok, prompts, tools, cfg, args.requests, batched=True)
+                decoder_ratios.append(alone(_baseline, model, tok, prompts, tools, cfg, args.requests, batched=True)
                                       / baselines[-1])
         row = _summary(samples[modes[0]])
         if args.prefix_cache == "both":
@@ -123,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         _print_row(row)
         runs.append(row)
     if not baselines:
-        baselines = [_baseline(model, tok, prompts, tools, cfg, args.requests) for _ in range(args.repeats)]
+        baselines = [alone(_baseline, model, tok, prompts, tools, cfg, args.requests) for _ in range(args.repeats)]
     baseline = statistics.median(baselines)
     print(f"baseline (generate_with_tools, one at a time): {baseline:.1f} tok/s (median of {len(baselines)}: "
           f"{', '.join(f'{b:.1f}' for b in baselines)})")
