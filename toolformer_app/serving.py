@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from toolformer_app.inference import Done, Event, InferenceConfig, RowDecoder, eos_token_ids
+from toolformer_app.torch_thread import trim_heap
 
 
 class Refused(RuntimeError):
@@ -153,7 +154,7 @@ class DecodingServer:
                 return
 
     def _loop(self) -> None:
-        idle_since = time.monotonic()
+        idle_since, was_busy = time.monotonic(), False
         while not self._closed:
             block = not self.decoder.busy
             try:
@@ -165,6 +166,9 @@ class DecodingServer:
             except queue.Empty:
                 pass
             if not self.decoder.busy:
+                if was_busy:  # the last row ended: the pages its KV caches held go back to the system
+                    trim_heap()
+                    was_busy = False
                 if time.monotonic() - idle_since > self.limits.idle_s:
                     with self._lock:
                         if self._inbox.empty():
@@ -172,7 +176,7 @@ class DecodingServer:
                     if self._closed:
                         break
                 continue
-            idle_since = time.monotonic()
+            idle_since, was_busy = time.monotonic(), True
             try:
                 self.decoder.step()
             except Exception as exc:  # a failing pass ends every row with one line, never the server

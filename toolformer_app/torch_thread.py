@@ -32,6 +32,22 @@ def alone(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     thread = threading.Thread(target=work, name="toolformer-torch", daemon=True)
     thread.start()
     thread.join()
+    trim_heap()
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+def trim_heap() -> None:
+    """Give the heap's free pages back to the system (glibc's ``malloc_trim``; elsewhere nothing).
+
+    Each thread that allocates gets a malloc arena of its own, and a thread's freed tensors stay in its arena
+    after it ends, so a process that runs torch in thread after thread holds their high-water marks at once.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

@@ -20,6 +20,7 @@ from typing import Any
 
 from toolformer_app.evaluation import scoring
 from toolformer_app.evaluation import suites as suite_lib
+from toolformer_app.tools.wikisearch import clean_query
 
 
 def dev_items() -> list[suite_lib.Item]:
@@ -37,13 +38,20 @@ def answer_rate(tool: Any, items: list[suite_lib.Item]) -> dict[str, Any]:
     questions = [it.prompt.removeprefix(suite_lib.FACTS_PREFIX) for it in items]
     t0 = time.perf_counter()
     results = tool.run_many(questions)
-    hits = [bool(r.ok and any(scoring.contains_words(scoring.normalize_words(r.output), scoring.normalize_words(a))
-                          for a in it.answers))
-            for it, r in zip(items, results, strict=True)]
+    hits = [bool(r.ok and _holds(r.output, it.answers)) for it, r in zip(items, results, strict=True)]
+    # the retriever alone: a gold answer in the passages the reader was given (its ceiling)
+    retrieved = [_holds(" ".join(tool.retrieve(clean_query(q))), it.answers) if hasattr(tool, "retrieve") else None
+                 for q, it in zip(questions, items, strict=True)]
     return {"n": len(items), "answer_in_result": round(sum(hits) / len(items), 4) if items else None,
+            "answer_in_passages": round(sum(bool(x) for x in retrieved) / len(items), 4)
+            if items and None not in retrieved else None,
             "no_result": sum(not r.ok for r in results), "seconds": round(time.perf_counter() - t0, 1),
             "examples": [{"q": q, "gold": it.answer, "result": r.output} for q, it, r in
                          list(zip(questions, items, results, strict=True))[:5]]}
+
+
+def _holds(text: str, answers: list[str] | tuple[str, ...]) -> bool:
+    return any(scoring.contains_words(scoring.normalize_words(text), scoring.normalize_words(a)) for a in answers)
 
 
 def main(argv: list[str] | None = None) -> int:
