@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from toolformer_app.tools import qa as qa_module
-from toolformer_app.tools.qa import QA, build_prompt, clean_answer
+from toolformer_app.tools.qa import COMPLETION_SHOTS, QA, build_prompt, clean_answer, is_question
 
 
 @pytest.fixture
@@ -84,6 +84,18 @@ def test_prompt_has_three_solved_examples_then_the_question():
     prompt = build_prompt("Q?", ["P1.", "P2."])
     assert prompt.count("Short answer:") == 4
     assert prompt.endswith("Context: P1. P2.\nQuestion: Q?\nShort answer:")
+
+
+def test_a_statement_is_completed_after_the_context():
+    assert not is_question("The capital of Peru is") and is_question("What is the capital of Peru? ")
+    prompt = build_prompt("The capital of Peru is ", ["Lima is the capital of Peru."])
+    assert prompt.startswith(COMPLETION_SHOTS) and "Short answer:" not in prompt
+    assert prompt.endswith("Context: Lima is the capital of Peru.\nThe capital of Peru is")
+
+
+def test_a_completion_answer_ends_at_its_first_comma():
+    assert clean_answer(" Jonathan Swift, published in 1726, and", completion=True) == "Jonathan Swift"
+    assert clean_answer(" Jonathan Swift, published in 1726") == "Jonathan Swift, published in 1726"
 
 
 def test_passages_are_cut_to_keep_the_prompt_short():
