@@ -14,7 +14,7 @@ from toolformer_app.calls import linearize
 from toolformer_app.pipeline import PipelineConfig, run_pipeline
 from toolformer_app.pipeline.positions import encode_text, position_scores
 from toolformer_app.pipeline.run import api_token_id
-from toolformer_app.pipeline.sampling import sample_calls, sample_calls_batch
+from toolformer_app.pipeline.sampling import clause_before, sample_calls, sample_calls_batch
 from toolformer_app.tools import get_tool
 
 pytestmark = pytest.mark.slow
@@ -182,3 +182,18 @@ def test_shared_context_sampling_draws_what_padded_copies_draw(fp32_model, monke
     padded = sample_calls_batch(model, tok, scored, requests, 3, cfg, api, tool.name)
     assert [[s.token_ids for s in at] for at in shared] == [[s.token_ids for s in at] for at in padded]
     assert model.config._attn_implementation == "sdpa"  # restored after sampling
+
+
+def test_clause_calls_give_qa_its_statement_and_the_filter_decides(real_model):
+    """With ``clause_calls=("QA",)`` each chosen position also gets QA(<the clause so far>), executed by the real
+    reader (its own article left out) and scored like a sampled call."""
+    model, tok = real_model
+    text = "Mount Kilimanjaro is in northern Tanzania. The capital of Kenya is Nairobi, a city of four million."
+    cfg = PipelineConfig(tools=("QA",), k=5, tau_s=0.0, tau_f=-100.0, batch_size=1, clause_calls=("QA",))
+    res = run_pipeline([("t0", text, {"title": "Nairobi"})], cfg, model, tok)
+    counts = res.texts[0].counts["QA"]
+    clause = [c for c in res.texts[0].candidates if c.input == clause_before(text, c.char_pos)
+              and len(c.input.split()) >= 3]
+    assert counts["clause_calls"] >= 1 and len(clause) >= counts["clause_calls"]
+    assert all(c.loss_reduction is not None for c in clause if c.result is not None)  # scored as any call
+    assert PipelineConfig(tools=("QA",)).clause_calls == ()

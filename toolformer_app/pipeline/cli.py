@@ -73,6 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "together, never the samples (default: %(default)s)")
     p.add_argument("--placebo", action="store_true",
                    help="placebo control: L- also takes the loss with an unrelated call's result (not the paper)")
+    p.add_argument("--clause-calls", default="",
+                   help="tools that also get, at each chosen position, a call whose input is the clause written "
+                   "so far, e.g. QA (not the paper: a small model's own QA inputs are mostly noise)")
     p.set_defaults(func=main)
 
 
@@ -89,6 +92,7 @@ def main(args: argparse.Namespace) -> int:
         tau_f=args.tau_f, temperature=args.temperature, max_call_tokens=args.max_call_tokens,
         batch_size=args.batch_size, seed=args.seed, prefill_tool_name=not args.no_prefill, placebo=args.placebo,
         sample_memory_mb=args.sample_memory_mb,
+        clause_calls=tuple(t.strip() for t in args.clause_calls.split(",") if t.strip()),
     )
     try:
         cfg.validate()

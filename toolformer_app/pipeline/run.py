@@ -34,7 +34,12 @@ from toolformer_app.pipeline.cstar import build_cstar, write_cstar
 from toolformer_app.pipeline.execution import count_results, run_calls
 from toolformer_app.pipeline.filtering import build_stats, keep_if_helpful
 from toolformer_app.pipeline.positions import encode_text, position_scores, top_positions
-from toolformer_app.pipeline.sampling import candidates_from_samples, fixed_call_samples, sample_calls_batch
+from toolformer_app.pipeline.sampling import (
+    candidates_from_samples,
+    clause_candidate,
+    fixed_call_samples,
+    sample_calls_batch,
+)
 from toolformer_app.pipeline.scoring import SPAN, plain_logprobs, score_candidates
 from toolformer_app.tools import get_tool
 from toolformer_app.tools.base import Tool
@@ -160,6 +165,8 @@ def annotate_batch(model, tok, items: list[tuple], tools: list[Tool], cfg: Pipel
                     if trace is not None:
                         trace.append((enc.text_id, tool.name, pos, samples))
                     cands += candidates_from_samples(samples, enc, tool, pos, float(scored.p[row][pos]), counts)
+                    if tool.name in cfg.clause_calls:
+                        cands += clause_candidate(enc, tool, pos, float(scored.p[row][pos]), cands, counts)
                 per_text.append((enc.text_id, cands))
             with counter.timed("execution", tool.name):  # the batch's calls together, per document's tool
                 by_tool: dict[int, tuple[Tool, list[Candidate]]] = {}

@@ -12,6 +12,7 @@ draws from its own hashed uniforms (``sample_uniform``), so samples do not depen
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
@@ -358,3 +359,29 @@ def candidates_from_samples(samples: Samples, text: EncodedText, tool: Tool, pos
             continue
         out.append(Candidate(text.text_id, tool.name, position, char_pos, p_i, inp))
     return out
+
+
+_CLAUSE_END = re.compile(r"[.!?;:]\s+|\n")  # not the point inside "3.5"
+MAX_CLAUSE_WORDS = 24
+
+
+def clause_before(text: str, char_pos: int) -> str:
+    """The clause written before ``char_pos``: from the last sentence or clause end on, its last words."""
+    before = text[:char_pos]
+    ends = [m.end() for m in _CLAUSE_END.finditer(before)]
+    return " ".join(before[ends[-1] if ends else 0 :].split()[-MAX_CLAUSE_WORDS:])
+
+
+def clause_candidate(text: EncodedText, tool: Tool, position: int, p_i: float, taken: list[Candidate],
+                     counts: Counter) -> list[Candidate]:
+    """``PipelineConfig.clause_calls``: the call at ``position`` whose input is the clause so far (at least 3
+    words, not already sampled there), or nothing. Counted as "clause_calls" in the tool's stats."""
+    char_pos = text.char_starts[position]
+    clause = clause_before(text.text, char_pos)
+    if len(clause.split()) < 3 or any(c.token_pos == position and c.input == clause for c in taken):
+        return []
+    keeps = getattr(tool, "keeps_call", None)
+    if keeps is not None and not keeps(text.text[:char_pos], text.text[char_pos:], clause):
+        return []
+    counts["clause_calls"] += 1
+    return [Candidate(text.text_id, tool.name, position, char_pos, p_i, clause)]
