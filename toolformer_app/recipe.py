@@ -74,8 +74,8 @@ SOURCES: tuple[Source, ...] = (
     Source("calendar", ("--dated", "--tools", "Calendar"), 300),
     Source("calculator", ("--arithmetic", "--tools", "Calculator"), 160),
     Source("mt", ("--foreign", "--tools", "MT", "--k", "3"), 40),  # 25% precision at 135M: few texts
-    # 32 texts: QA's LM reader prefills ~600-token prompts for every sampled question (~7 a text), which
-    # dominates the stage on 2 CPU cores (about 25 minutes for 32 texts)
+    # 32 texts: QA's LM reader prefills a prompt for every sampled question (~7 a text), which once dominated
+    # the stage on 2 CPU cores (25 min with three 500-character passages in float32; 142 s with one, bf16)
     Source("wiki", ("--wiki", "--tools", "WikiSearch,QA,Calculator", "--k", "3"), 32),
 )
 

@@ -36,3 +36,12 @@ def test_a_clause_candidate_is_the_clause_unless_short_or_already_sampled(real_t
 
 def test_clause_calls_default_to_none_as_in_the_paper():
     assert PipelineConfig().clause_calls == ()
+
+
+def test_a_saved_config_reads_back_equal_so_a_resumed_run_is_recognised():
+    import json
+
+    for cfg in (PipelineConfig(), PipelineConfig(tools=("QA",), clause_calls=("QA",))):
+        saved = json.loads(json.dumps(cfg.to_dict()))
+        assert saved == cfg.to_dict()  # the resume check compares these dicts
+        assert PipelineConfig.from_dict(saved) == cfg

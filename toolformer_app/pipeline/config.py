@@ -82,16 +82,16 @@ class PipelineConfig:
             raise ValueError("choose at least one tool")
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["tools"] = list(self.tools)
-        return d
+        # JSON has no tuples: write lists, so a saved run compares equal to the settings that made it
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PipelineConfig:
         names = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in d.items() if k in names}
-        if "tools" in kwargs:
-            kwargs["tools"] = tuple(kwargs["tools"])
+        for name in ("tools", "clause_calls"):
+            if name in kwargs:
+                kwargs[name] = tuple(kwargs[name])
         return cls(**kwargs)
 
 
