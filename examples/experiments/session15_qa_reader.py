@@ -51,12 +51,12 @@ def completion_prompt(q: str, ps: list[str]) -> str:
 
 ceiling = sum(_holds(" ".join(ps), it.answers) for ps, it in zip(passages, items, strict=True))
 print(f"gold answer in the 3 passages: {ceiling}/{len(items)}")
-score("today (Question / Short answer, best passage first)", [qa_prompt(q, ps) for q, ps in zip(questions, passages)],
+score("today (Question / Short answer, best passage first)", [qa_prompt(q, ps) for q, ps in zip(questions, passages, strict=True)],
       qa_lib.READER_SHOTS)
-score("best passage last", [qa_prompt(q, ps[::-1]) for q, ps in zip(questions, passages)], qa_lib.READER_SHOTS)
-score("one passage", [qa_prompt(q, ps[:1]) for q, ps in zip(questions, passages)], qa_lib.READER_SHOTS)
-score("completion style", [completion_prompt(q, ps) for q, ps in zip(questions, passages)], COMPLETION_SHOTS)
-score("completion style, best last", [completion_prompt(q, ps[::-1]) for q, ps in zip(questions, passages)],
+score("best passage last", [qa_prompt(q, ps[::-1]) for q, ps in zip(questions, passages, strict=True)], qa_lib.READER_SHOTS)
+score("one passage", [qa_prompt(q, ps[:1]) for q, ps in zip(questions, passages, strict=True)], qa_lib.READER_SHOTS)
+score("completion style", [completion_prompt(q, ps) for q, ps in zip(questions, passages, strict=True)], COMPLETION_SHOTS)
+score("completion style, best last", [completion_prompt(q, ps[::-1]) for q, ps in zip(questions, passages, strict=True)],
       COMPLETION_SHOTS)
-score("completion style, one passage", [completion_prompt(q, ps[:1]) for q, ps in zip(questions, passages)],
+score("completion style, one passage", [completion_prompt(q, ps[:1]) for q, ps in zip(questions, passages, strict=True)],
       COMPLETION_SHOTS)
