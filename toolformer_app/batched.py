@@ -47,6 +47,7 @@ from toolformer_app.inference import (
     eos_token_ids,
     model_keeps_last,
 )
+from toolformer_app.models.forward import contiguous_head
 from toolformer_app.prefix_cache import KV, PrefixCache, PrefixEntry, common_length
 
 Sink = Callable[[Event], Any]  # receives a row's events; a true return value stops the row right there
@@ -145,6 +146,7 @@ class BatchDecoder:
         self.executor = executor
         self.device = getattr(model, "device", None) or next(model.parameters()).device
         self.kwargs: dict[str, Any] = {"logits_to_keep": 1} if model_keeps_last(model) else {}
+        contiguous_head(model)  # rows x 1 of a multi-token pass: a strided view the head is slow on
         self.eos_ids = eos_token_ids(model, tokenizer)
         self.pad_id = self.eos_ids[0] if self.eos_ids else 0
         self.waiting: deque[_Row] = deque()

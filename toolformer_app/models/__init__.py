@@ -376,6 +376,9 @@ def _load_uncached(source: str, device: str, torch_dtype) -> tuple[Any, Any]:
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     model.to(device).eval()
+    from toolformer_app.models.forward import contiguous_head
+
+    contiguous_head(model)
     return model, tok
 
 
