@@ -88,11 +88,8 @@ class PipelineConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PipelineConfig:
         names = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in d.items() if k in names}
-        for name in ("tools", "clause_calls"):
-            if name in kwargs:
-                kwargs[name] = tuple(kwargs[name])
-        return cls(**kwargs)
+        # the mirror of to_dict: every list was a tuple setting (no setting is a list)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names})
 
 
 def is_kept(loss_reduction: float | None, tau_f: float) -> bool:
