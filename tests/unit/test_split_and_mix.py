@@ -126,6 +126,19 @@ def test_the_mix_keeps_the_best_call_per_text_and_the_ratio_of_call_free_texts(t
         build_mix([a, b], call_repeats=0)
 
 
+def test_the_mix_stats_hold_the_sha256_of_the_file_finetune_reads(tmp_path: Path) -> None:
+    """One hash of one mix: the stats' sha256 is the written file's, which the card and `finetune` record."""
+    from toolformer_app.models import file_sha256
+    from toolformer_app.pipeline.mix import write_mix
+
+    call = {"tool": "Calendar", "input": "", "result": "Today is Friday.", "char_pos": 4, "token_pos": 1,
+            "loss_reduction": 0.4}
+    a = _gen_dir(tmp_path / "a", {f"dated:{n}": [call] for n in range(3)}, ["dated:3", "dated:4"])
+    stats = write_mix(tmp_path / "mix.jsonl", [a], plain_ratio=1.0, extra_wiki=False, borne_out_only=False)
+    assert stats.sha256 == file_sha256(tmp_path / "mix.jsonl")
+    assert json.loads((tmp_path / "mix.stats.json").read_text())["sha256"] == stats.sha256
+
+
 def test_the_mix_drops_calls_whose_result_is_not_borne_out(tmp_path: Path) -> None:
     call = {"tool": "Calendar", "input": "", "result": "Today is Friday, May 1, 2020.", "char_pos": 4,
             "token_pos": 1, "loss_reduction": 0.5}

@@ -31,7 +31,6 @@ next sentence) is never kept.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from toolformer_app.calls import ApiCall, insert_calls
-from toolformer_app.files import atomic_write_json, atomic_write_jsonl, read_jsonl
+from toolformer_app.files import atomic_write_json, atomic_write_text, jsonl_text, read_jsonl
 from toolformer_app.pipeline.filtering import borne_out
 
 DEFAULT_PLAIN_RATIO = 2.0
@@ -195,7 +194,8 @@ def build_mix(gen_dirs: list[str | Path], plain_ratio: float = DEFAULT_PLAIN_RAT
     plain = [{"id": i, "text": t, "calls": []} for i, t in plain_pairs[:wanted]]
     rows = with_calls * call_repeats + plain
     rng.shuffle(rows)
-    digest = hashlib.sha256("\n".join(json.dumps(r, sort_keys=True) for r in rows).encode()).hexdigest()
+    # the sha256 of the file write_mix writes (the card's "file sha256" and `finetune`'s data hash are the same)
+    digest = hashlib.sha256(jsonl_text(rows).encode("utf-8")).hexdigest()
     stats = MixStats(
         with_calls=len(with_calls), plain=len(plain),
         plain_ratio=round(len(plain) / len(with_calls), 3) if with_calls else 0.0,
@@ -211,7 +211,7 @@ def write_mix(out: str | Path, gen_dirs: list[str | Path], **kwargs: Any) -> Mix
     """Write the mix to ``out`` (JSONL) and its statistics next to it (``<out>.stats.json``), atomically."""
     rows, stats = build_mix(gen_dirs, **kwargs)
     out = Path(out)
-    atomic_write_jsonl(out, rows)
+    atomic_write_text(out, jsonl_text(rows))
     atomic_write_json(out.with_suffix(".stats.json"), {**stats.to_dict(), "sources": [str(d) for d in gen_dirs],
                                                        **kwargs})
     return stats
