@@ -183,6 +183,21 @@ def test_the_largest_tool_holds_at_most_its_share_of_the_call_texts(tmp_path: Pa
     assert tools.count("Calendar") == 31 and tools.count("Calculator") == 49
 
 
+def test_a_tool_limit_holds_one_tool_while_another_grows(tmp_path: Path) -> None:
+    cal = _gen_dir(tmp_path / "cal", {f"dated:{n}": [_call("Calendar", n / 10)] for n in range(10)},
+                   [f"dated:{n}" for n in range(10, 20)])
+    calc = _gen_dir(tmp_path / "calc", {f"arith:{n}": [_call("Calculator", 1.0)] for n in range(30)},
+                    [f"arith:{n}" for n in range(30, 40)])
+    rows, stats = build_mix([cal, calc], plain_ratio=1.0, extra_wiki=False, borne_out_only=False,
+                            max_tool_share=1.0, tool_limits={"Calendar": 3})
+    assert stats.calls_per_tool == {"Calendar": 3, "Calculator": 30} and stats.capped_per_tool == {"Calendar": 7}
+    kept = sorted(r["id"] for r in rows if r["calls"] and r["id"].startswith("dated"))
+    assert kept == ["dated:7", "dated:8", "dated:9"]  # the largest loss reductions
+    assert all(not r["calls"] for r in rows if r["id"] in {f"dated:{n}" for n in range(7)})  # call-free if at all
+    with pytest.raises(ValueError, match="tool limits"):
+        build_mix([cal], tool_limits={"Calendar": -1})
+
+
 def test_the_mix_never_keeps_a_call_that_copies_its_own_text(tmp_path: Path) -> None:
     original = "Text wiki:0 has words enough to hold calls."
     copy = _call("WikiSearch", 2.0, result="Text wiki:0 has words enough to hold calls. It is a text.")

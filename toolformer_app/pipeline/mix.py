@@ -118,16 +118,37 @@ def cap_tool_share(rows: list[dict[str, Any]], max_share: float) -> tuple[list[d
     return kept, dropped
 
 
+def limit_tools(rows: list[dict[str, Any]], limits: dict[str, int]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(kept, dropped): each tool named in ``limits`` keeps at most that many rows (by each row's first call),
+    those with the largest loss reduction. Holds one tool's count fixed while another source grows (the share
+    cap only ever trims the largest tool)."""
+    if any(n < 0 for n in limits.values()):
+        raise ValueError(f"tool limits must be >= 0, got {limits}")
+    ranked = sorted(rows, key=lambda r: -max(float(c.get("loss_reduction") or 0.0) for c in r["calls"]))
+    taken: Counter[str] = Counter()
+    kept, dropped = [], []
+    for r in ranked:
+        tool = r["calls"][0]["tool"]
+        if tool in limits and taken[tool] >= limits[tool]:
+            dropped.append(r)
+        else:
+            taken[tool] += 1
+            kept.append(r)
+    return kept, dropped
+
+
 def build_mix(gen_dirs: list[str | Path], plain_ratio: float = DEFAULT_PLAIN_RATIO, seed: int = DEFAULT_SEED,
               max_calls_per_text: int = 1, extra_wiki: bool = True,
               borne_out_only: bool = True,
               max_tool_share: float = DEFAULT_MAX_TOOL_SHARE,
-              call_repeats: int = 1) -> tuple[list[dict[str, Any]], MixStats]:
+              call_repeats: int = 1,
+              tool_limits: dict[str, int] | None = None) -> tuple[list[dict[str, Any]], MixStats]:
     """Rows for `finetune` (each {"id", "text", "calls"}) and their statistics, shuffled with ``seed``.
 
     ``call_repeats``: each call text appears that many times, so a finetune passes over the calls more often
     without less call-free text (a lower ``plain_ratio`` buys the same passes by dropping call-free text, which
-    measured as forgetting); ``plain_ratio`` still counts call texts once."""
+    measured as forgetting); ``plain_ratio`` still counts call texts once. ``tool_limits`` ({tool: n}) keeps at
+    most n call texts of a tool (``limit_tools``), before the share cap; the rest join the call-free pools."""
     from toolformer_app.pipeline.filtering import self_overlap
 
     if plain_ratio < 0:
@@ -167,7 +188,9 @@ def build_mix(gen_dirs: list[str | Path], plain_ratio: float = DEFAULT_PLAIN_RAT
             seen.setdefault(rec["text_id"], rec["text"])
     rng = random.Random(seed)
     with_calls = [_best_calls(annotated[i], max_calls_per_text) for i in sorted(annotated)]
+    with_calls, over_limit = limit_tools(with_calls, tool_limits or {})
     with_calls, over_cap = cap_tool_share(with_calls, max_tool_share)
+    over_cap += over_limit
     with_calls.sort(key=lambda r: r["id"])
     capped = Counter(r["calls"][0]["tool"] for r in over_cap)
     kept_ids = {r["id"] for r in with_calls}
