@@ -74,6 +74,8 @@ def test_wiki_texts_carry_their_article_for_leave_one_out():
     ("Nothing here", "Calculator", False),
     ("He ran 3 laps of 400 m, 1200 m, then", "1200 / 60", True),  # 60: a unit constant
     ("Out of 1400 people, 400 passed,", "0.29 * 100", True),  # 400 / 1400 ~ 0.29, derived
+    ("The ferry sailed", "7 * 60", False),  # constants alone: both operands come from the words after the call
+    ("The ferry sailed 3 days,", "3 * 24", True),  # a stated number and a constant
 ])
 def test_calculator_inputs_come_from_the_past(before, expr, keep):
     assert inputs_from_past(before, expr) is keep

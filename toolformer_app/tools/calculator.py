@@ -278,20 +278,33 @@ _LITERAL = re.compile(r"\d+(?:\.\d+)?|\.\d+")
 _MAX_PAST_NUMBERS = 30  # the last numbers before the call; pairs of them bound the derived set (4 * 30^2)
 
 
-def past_values(text_before: str) -> list[float]:
-    """Values an input may use at this position: the numbers written before the call (a percentage
-    both as 0.86 and as 86), one operation on two of them, and ``UNSTATED_CONSTANTS``."""
+def stated_values(text_before: str) -> list[float]:
+    """The numbers written before the call (a percentage both as 0.86 and as 86) and one operation on two
+    of them."""
     nums = numbers_in_text(text_before)[-_MAX_PAST_NUMBERS:]
     seen = [n.value for n in nums] + [round(n.value * 100, 9) for n in nums if n.percent]
     seen = [abs(v) for v in seen]
     derived = [value for i, x in enumerate(seen) for y in seen[i + 1 :] for a, b in ((x, y), (y, x))
                for value, _ in _operations(a, b)]
-    return list(UNSTATED_CONSTANTS) + seen + [abs(v) for v in derived]
+    return seen + [abs(v) for v in derived]
+
+
+def past_values(text_before: str) -> list[float]:
+    """Values an input may use at this position: ``stated_values`` and ``UNSTATED_CONSTANTS``."""
+    return list(UNSTATED_CONSTANTS) + stated_values(text_before)
+
+
+def _matches(lit: str, values: list[float]) -> bool:
+    x = float(lit)
+    decimals = len(lit.split(".", 1)[1]) if "." in lit else 0
+    tolerance = 0.5 * 10.0**-decimals + 1e-9 * abs(x)
+    return any(abs(v - x) <= tolerance for v in values)
 
 
 def inputs_from_past(text_before: str, input: str) -> bool:
     """Whether every number of a Calculator input appears before the call or is derivable from those
-    numbers (one + - * / of two of them, or a unit constant), within the precision it is written to.
+    numbers (one + - * / of two of them, or a unit constant), within the precision it is written to, and at
+    least one of them is not a constant.
 
     The paper drops MT calls whose input appears only after the call; a Calculator call whose operand
     is read from the answer about to be written ("... sold [Calculator(347 + 289)] 636 loaves", with
@@ -304,14 +317,13 @@ def inputs_from_past(text_before: str, input: str) -> bool:
     literals = _LITERAL.findall(expression)
     if not literals:
         return False
-    allowed = past_values(text_before)
-    for lit in literals:
-        x = float(lit)
-        decimals = len(lit.split(".", 1)[1]) if "." in lit else 0
-        tolerance = 0.5 * 10.0**-decimals + 1e-9 * abs(x)
-        if not any(abs(v - x) <= tolerance for v in allowed):
-            return False
-    return True
+    stated = stated_values(text_before)
+    # constants alone are no input from the past: "The ferry sailed [Calculator(7 * 60)] 420 kilometres in
+    # 7 hours, a speed of 60" reads both operands from the sentence about to be written
+    if not any(_matches(lit, stated) for lit in literals):
+        return False
+    allowed = list(UNSTATED_CONSTANTS) + stated
+    return all(_matches(lit, allowed) for lit in literals)
 
 
 def _stable_fraction(text: str) -> float:
