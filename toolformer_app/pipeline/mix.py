@@ -92,6 +92,10 @@ def _following(gen_dir: Path) -> dict[tuple[str, int, str, str], str]:
     return out
 
 
+def _best_reduction(row: dict[str, Any]) -> float:
+    return max(float(c.get("loss_reduction") or 0.0) for c in row["calls"])
+
+
 def cap_tool_share(rows: list[dict[str, Any]], max_share: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(kept, dropped): the largest tool (by each row's first call) holds at most ``max_share`` of the rows,
     keeping its rows with the largest loss reduction.
@@ -107,7 +111,7 @@ def cap_tool_share(rows: list[dict[str, Any]], max_share: float) -> tuple[list[d
     for r in rows:
         by_tool.setdefault(r["calls"][0]["tool"], []).append(r)
     for group in by_tool.values():
-        group.sort(key=lambda r: -max(float(c.get("loss_reduction") or 0.0) for c in r["calls"]))
+        group.sort(key=_best_reduction, reverse=True)
     sizes = {t: len(g) for t, g in by_tool.items()}
     if len(sizes) > 1 and max_share < 1:
         top = max(sizes, key=lambda t: sizes[t])
@@ -124,7 +128,7 @@ def limit_tools(rows: list[dict[str, Any]], limits: dict[str, int]) -> tuple[lis
     cap only ever trims the largest tool)."""
     if any(n < 0 for n in limits.values()):
         raise ValueError(f"tool limits must be >= 0, got {limits}")
-    ranked = sorted(rows, key=lambda r: -max(float(c.get("loss_reduction") or 0.0) for c in r["calls"]))
+    ranked = sorted(rows, key=_best_reduction, reverse=True)
     taken: Counter[str] = Counter()
     kept, dropped = [], []
     for r in ranked:
