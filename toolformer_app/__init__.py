@@ -16,15 +16,42 @@ _EXPORTS = {
     "get_tool": "toolformer_app.tools",
     "default_tools": "toolformer_app.tools",
     "load_model": "toolformer_app.models",
-    "Toolformer": "toolformer_app.seed_api",
+    "Toolformer": "toolformer_app.compat",
     "filter_tokens_with_api_response": "toolformer_app.pipeline.scoring",
     "PaLM": "toolformer_app.models.palm",
     "PipelineConfig": "toolformer_app.pipeline",
     "run_pipeline": "toolformer_app.pipeline",
-    "generate_with_tools": "toolformer_app.inference",
+    "generate_with_tools": "toolformer_app.decoding",
 }
 
 __all__ = sorted(_EXPORTS)
+
+# Modules that moved: importing the old name fails with one line that names the new place.
+MOVED = {
+    "toolformer_app.inference": "toolformer_app.decoding",
+    "toolformer_app.batched": "toolformer_app.decoding.batch",
+    "toolformer_app.serving": "toolformer_app.decoding.server",
+    "toolformer_app.prefix_cache": "toolformer_app.decoding.prefix_cache",
+    "toolformer_app.torch_thread": "toolformer_app.decoding.threads",
+    "toolformer_app.inference_cli": "toolformer_app.decoding.cli",
+    "toolformer_app.seed_api": "toolformer_app.compat",
+}
+
+
+class _MovedFinder:
+    """A meta path finder that answers only for the moved names, with a message instead of a bare ModuleNotFound."""
+
+    @staticmethod
+    def find_spec(name: str, path: Any = None, target: Any = None) -> None:
+        if name in MOVED:
+            raise ModuleNotFoundError(f"{name} has moved: import from {MOVED[name]} instead", name=name)
+        return None
+
+
+import sys as _sys  # noqa: E402
+
+if not any(isinstance(f, _MovedFinder) for f in _sys.meta_path):
+    _sys.meta_path.append(_MovedFinder())
 
 if TYPE_CHECKING:  # pragma: no cover
     from toolformer_app.calls import ApiCall, find_calls, invoke_tools, linearize, strip_calls  # noqa: F401

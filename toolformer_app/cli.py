@@ -16,7 +16,7 @@ COMMAND_MODULES = (
     "toolformer_app.pipeline.cli",    # generate
     "toolformer_app.pipeline.report", # cstar (C* quality, runs compared)
     "toolformer_app.training.cli",    # finetune, jobs
-    "toolformer_app.inference_cli",   # chat
+    "toolformer_app.decoding.cli",   # chat
     "toolformer_app.evaluation.cli",  # eval
     "toolformer_app.evaluation.calibrate",  # calibrate (Chat's call threshold)
     "toolformer_app.bench",           # bench pipeline|inference

@@ -10,10 +10,10 @@ import threading
 import time
 
 from toolformer_app import config, models
-from toolformer_app.batched import generate_batch
 from toolformer_app.bench.chat import PLAIN, QUESTIONS, SHOTS
-from toolformer_app.inference import Done, InferenceConfig, run_with_tools
-from toolformer_app.serving import _END, DecodingServer, Limits
+from toolformer_app.decoding import Done, InferenceConfig, run_with_tools
+from toolformer_app.decoding.batch import generate_batch
+from toolformer_app.decoding.server import _END, DecodingServer, Limits
 from toolformer_app.tools import get_tool
 
 model, tok = models.load(config.default_chat_model())

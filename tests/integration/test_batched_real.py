@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.helpers import SHOTS
-from toolformer_app.batched import generate_batch
-from toolformer_app.inference import InferenceConfig, run_with_tools
+from toolformer_app.decoding import InferenceConfig, run_with_tools
+from toolformer_app.decoding.batch import generate_batch
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from toolformer_app.inference import InferenceConfig, run_with_tools
+from toolformer_app.decoding import InferenceConfig, run_with_tools
 
 pytestmark = pytest.mark.slow
 

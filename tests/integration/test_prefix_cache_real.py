@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.helpers import SHOTS
-from toolformer_app.batched import BatchDecoder
-from toolformer_app.inference import Done, InferenceConfig, run_with_tools
+from toolformer_app.decoding import Done, InferenceConfig, run_with_tools
+from toolformer_app.decoding.batch import BatchDecoder
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from toolformer_app import config, models
-from toolformer_app.inference import InferenceConfig, format_prompt, run_with_tools
+from toolformer_app.decoding import InferenceConfig, format_prompt, run_with_tools
 from toolformer_app.tools import default_tools
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 import pytest
 
-from toolformer_app.inference import CallExecuted, CallStarted, Done, GenerationStats, TextChunk
+from toolformer_app.decoding import CallExecuted, CallStarted, Done, GenerationStats, TextChunk
 from toolformer_app.ui import chat, runtime
 
 
@@ -28,7 +28,7 @@ def _script(disabled: bool):
 
 @pytest.fixture
 def scripted(monkeypatch):
-    import toolformer_app.inference as inference
+    import toolformer_app.decoding as decoding
 
     seen = []
 
@@ -37,7 +37,7 @@ def scripted(monkeypatch):
         return _script(config.disabled)
 
     monkeypatch.setattr(runtime, "get_model", lambda name: (None, None))
-    monkeypatch.setattr(inference, "generate_with_tools", fake)
+    monkeypatch.setattr(decoding, "generate_with_tools", fake)
     return seen
 
 

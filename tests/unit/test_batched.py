@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from toolformer_app.batched import BatchDecoder, generate_batch
-from toolformer_app.inference import CallExecuted, Done, InferenceConfig, TextChunk, run_with_tools
+from toolformer_app.decoding import CallExecuted, Done, InferenceConfig, TextChunk, run_with_tools
+from toolformer_app.decoding.batch import BatchDecoder, generate_batch
 
 
 class PositionScripted(torch.nn.Module):

@@ -20,20 +20,20 @@ PACKAGE = Path(__file__).resolve().parents[2] / "toolformer_app"
 LAYERS: tuple[tuple[str, ...], ...] = (
     # entry points (the package itself, the app, the CLI commands, scripts): they may import one another
     ("toolformer_app", "toolformer_app.__main__", "toolformer_app.cli", "toolformer_app.ui", "toolformer_app.bench",
-     "toolformer_app.recipe", "toolformer_app.inference_cli", "toolformer_app.evaluation.cli",
+     "toolformer_app.recipe", "toolformer_app.decoding.cli", "toolformer_app.evaluation.cli",
      "toolformer_app.training.cli", "toolformer_app.pipeline.cli", "toolformer_app.pipeline.report",
      "toolformer_app.tools.cli"),
-    ("toolformer_app.seed_api",),  # the seed's API over the pipeline, training and inference
+    ("toolformer_app.compat",),  # the toolformer-pytorch compatible API over the pipeline, training and decoding
     ("toolformer_app.evaluation",),  # suites, runner, calibration: read the pipeline's sources, decode
-    ("toolformer_app.training", "toolformer_app.serving"),  # the finetune job; the decoding server
-    ("toolformer_app.batched",),  # many rows decoded together with tools
-    ("toolformer_app.prefix_cache",),  # shared prompt prefixes and their KV
-    ("toolformer_app.inference",),  # decoding with tools
+    ("toolformer_app.training", "toolformer_app.decoding.server"),  # the finetune job; the decoding server
+    ("toolformer_app.decoding.batch",),  # many rows decoded together with tools
+    ("toolformer_app.decoding.prefix_cache",),  # shared prompt prefixes and their KV
+    ("toolformer_app.decoding",),  # decoding with tools
     ("toolformer_app.pipeline",),  # corpus -> positions -> sampling -> execution -> scoring -> filtering -> C*
     ("toolformer_app.tools",),  # the five tools and the user's
     ("toolformer_app.models",),  # loading models, their forward pass
     ("toolformer_app.calls", "toolformer_app.files", "toolformer_app.wheelfiles",
-     "toolformer_app.torch_thread"),  # call format, files, wheels, a thread per torch job
+     "toolformer_app.decoding.threads"),  # call format, files, wheels, a thread per torch job
     ("toolformer_app.config",),  # settings
 )
 ROOT = "toolformer_app"  # the package's __init__: placed by exact name only

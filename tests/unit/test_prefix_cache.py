@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from tests.unit.test_batched import Counting, PositionScripted, _strip, scripts
-from toolformer_app.batched import BatchDecoder
-from toolformer_app.inference import Done, Feed, InferenceConfig, run_with_tools
-from toolformer_app.prefix_cache import PrefixCache, common_length
-from toolformer_app.serving import DecodingServer, Limits
+from toolformer_app.decoding import Done, Feed, InferenceConfig, run_with_tools
+from toolformer_app.decoding.batch import BatchDecoder
+from toolformer_app.decoding.prefix_cache import PrefixCache, common_length
+from toolformer_app.decoding.server import DecodingServer, Limits
 
 PREFIX = "Examples of sums: two and two make four; ten and five make fifteen; six and one make seven.\n"
 CASES = [  # (prompt, scripted continuation, config)

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from tests.unit.test_batched import CASES, Counting, PositionScripted, scripts
-from toolformer_app.inference import CallExecuted, Done, InferenceConfig, TextChunk, run_with_tools
-from toolformer_app.serving import DecodingServer, Limits, Refused
+from toolformer_app.decoding import CallExecuted, Done, InferenceConfig, TextChunk, run_with_tools
+from toolformer_app.decoding.server import DecodingServer, Limits, Refused
 
 
 @pytest.fixture()

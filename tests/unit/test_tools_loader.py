@@ -41,8 +41,8 @@ def test_registered_tool_is_found_by_name_everywhere(capsys):
     assert register_tool_files([UNITS]) == ["Units"]
     assert tools.get_tool("units").name == "Units"
     assert tools.tool_names()[-1] == "Units" and tools.tool_names()[:5] == tools.TOOL_NAMES
+    from toolformer_app.decoding.cli import load_tools
     from toolformer_app.evaluation.runner import build_tools
-    from toolformer_app.inference_cli import load_tools
 
     assert "Units" in load_tools("Units,Calculator")
     assert "Units" in build_tools(__import__("datetime").date(2024, 1, 1))

@@ -31,7 +31,7 @@ import time
 from typing import Any
 
 from toolformer_app.bench.inference import QUESTIONS, SHOTS
-from toolformer_app.torch_thread import alone
+from toolformer_app.decoding.threads import alone
 
 PLAIN = (
     "Once upon a time, in a small village by the sea,",
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from toolformer_app import config, models
-    from toolformer_app.inference import InferenceConfig, run_with_tools
+    from toolformer_app.decoding import InferenceConfig, run_with_tools
     from toolformer_app.tools import get_tool
 
     if args.threads > 0:
@@ -157,7 +157,7 @@ def _raw_decode(model: Any, batches: list[int], repeats: int, kv: int = 150, ste
     to batch 1: the most that batching sessions can give on this machine."""
     import torch
 
-    from toolformer_app.inference import model_keeps_last
+    from toolformer_app.decoding import model_keeps_last
 
     device = getattr(model, "device", None) or next(model.parameters()).device
     vocab = int(model.config.vocab_size)
@@ -183,8 +183,8 @@ def _baseline(model: Any, tok: Any, prompts: list[str], tools: dict[str, Any], c
               batched: bool = False) -> float:
     """tok/s of today's ``generate_with_tools``, one prompt after the other (one session's prompts); with
     ``batched``, of the batch decoder (``generate_batch``) on one prompt at a time, in this thread."""
-    from toolformer_app.batched import generate_batch
-    from toolformer_app.inference import run_with_tools
+    from toolformer_app.decoding import run_with_tools
+    from toolformer_app.decoding.batch import generate_batch
 
     t0 = time.perf_counter()
     tokens = sum((generate_batch(model, tok, [prompt], tools, cfg)[0] if batched
@@ -224,7 +224,7 @@ def _print_row(row: dict[str, Any]) -> None:
 def _measure(model: Any, tok: Any, n: int, args: argparse.Namespace, prompts: list[str], tools: dict[str, Any],
              cfg: Any, prefix_cache: bool) -> dict[str, Any]:
     """One concurrency on a fresh server: its row of the report."""
-    from toolformer_app.serving import DecodingServer, Limits
+    from toolformer_app.decoding.server import DecodingServer, Limits
 
     limits = Limits(max_rows=args.max_rows, max_new_tokens=max(256, args.max_new_tokens), prefix_cache=prefix_cache)
     server = DecodingServer(model, tok, limits)
@@ -256,7 +256,7 @@ def _sessions(server: Any, n: int, requests: int, prompts: list[str], tools: dic
               cfg: Any) -> tuple[int, int, list[float], list[float], list[str], float]:
     """n threads, each sending ``requests`` requests in turn: (tokens, calls, times to first token, times to
     first event, errors, wall). The first event may be a call's start, which Chat shows before its text."""
-    from toolformer_app.inference import Done, TextChunk
+    from toolformer_app.decoding import Done, TextChunk
 
     ttft: list[float] = []
     first_event: list[float] = []

@@ -30,7 +30,7 @@ QUESTIONS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from toolformer_app.inference import InferenceConfig  # the paper's k = 10 is its default
+    from toolformer_app.decoding import InferenceConfig  # the paper's k = 10 is its default
 
     parser.add_argument("--model", default=None, help="preset, hub id or directory (default: the app's default)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: auto)")
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from toolformer_app import models
-    from toolformer_app.inference import InferenceConfig, run_with_tools
+    from toolformer_app.decoding import InferenceConfig, run_with_tools
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)

@@ -32,8 +32,8 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from toolformer_app.decoding import InferenceConfig  # the paper's k = 10 is its default
     from toolformer_app.evaluation.suites import DEV_OFFSET
-    from toolformer_app.inference import InferenceConfig  # the paper's k = 10 is its default
 
     p = subparsers.add_parser(
         "eval", help="zero-shot accuracy with/without tools, call rates and perplexity (paper, section 4)",

@@ -3,13 +3,13 @@
 - ``base``: the base model (for a finetune, the ``base_model`` of its toolformer_card.json) with
   plain greedy decoding: no tools, nothing masked.
 - ``tools``: the model with tools, greedy, a call starting whenever " [" is among the top k (default
-  10) next tokens, at most one call (``inference.generate_with_tools``). The tools allowed follow the
+  10) next tokens, at most one call (``decoding.generate_with_tools``). The tools allowed follow the
   suite (``suite_lib.TOOLS_BY_KIND``: no WikiSearch for facts); Calendar reads the suite's fixed clock.
 - ``disabled``: the same model with p(" [") = 0.
 
 Decoding stops as soon as the score of a prediction is decided (``scoring.decided``), or after
 ``max_new_tokens`` tokens chosen by the model: stopping early never changes a score, and keeps CPU
-runs short. A suite's items are decoded ``batch_size`` at a time in each mode (``batched.BatchDecoder``,
+runs short. A suite's items are decoded ``batch_size`` at a time in each mode (``decoding.BatchDecoder``,
 each row with its own calls and stops); in float32 the outputs equal one item at a time (batch_size=1). Perplexity is measured on held-out wiki extracts (first ``ppl_tokens`` tokens of each):
 the base model plainly, the model with " [" masked (its probability renormalised away).
 """
@@ -35,7 +35,7 @@ from toolformer_app.evaluation.base_cache import BaseCache, fingerprint
 from toolformer_app.evaluation.suites import Item, SuiteError
 
 if TYPE_CHECKING:
-    from toolformer_app.inference import Steps
+    from toolformer_app.decoding import Steps
 
 MODES = ("base", "tools", "disabled")
 TOOL_COLUMNS = suite_lib.ALL_TOOLS
@@ -47,7 +47,7 @@ class EvaluationCancelled(Exception):
 
 
 def _paper_k() -> int:
-    from toolformer_app.inference import InferenceConfig  # the paper's k = 10, defined there once
+    from toolformer_app.decoding import InferenceConfig  # the paper's k = 10, defined there once
 
     return InferenceConfig().top_k_call
 
@@ -109,7 +109,7 @@ def plain_greedy_steps(tok: Any, prompt: str, max_new_tokens: int, eos: Sequence
                        stop: Callable[[str], bool] | None = None) -> Steps:
     """Plain greedy continuation as a decoding coroutine (no tools, no mask): ``Feed`` requests, then one
     TextChunk with the whole text. Stops at eos, after ``max_new_tokens`` tokens, or once ``stop(text)``."""
-    from toolformer_app.inference import Feed, TextChunk
+    from toolformer_app.decoding import Feed, TextChunk
 
     feed: list[int] = tok.encode(prompt)
     out: list[int] = []
@@ -131,7 +131,7 @@ def plain_greedy(model: Any, tok: Any, prompt: str, max_new_tokens: int,
 
     Stops at eos, after ``max_new_tokens`` tokens, or once ``stop(text so far)`` holds.
     """
-    from toolformer_app.inference import drive, eos_token_ids
+    from toolformer_app.decoding import drive, eos_token_ids
 
     steps = plain_greedy_steps(tok, prompt, max_new_tokens, eos_token_ids(model, tok), stop)
     return "".join(event.text for event in drive(model, steps))
@@ -156,7 +156,7 @@ class _Collector:
         self.calls: list[dict[str, Any]] = []
 
     def add(self, event: Any) -> bool:
-        from toolformer_app.inference import CallExecuted, TextChunk
+        from toolformer_app.decoding import CallExecuted, TextChunk
 
         if isinstance(event, TextChunk):
             self.parts.append(event.text)
@@ -174,8 +174,8 @@ class _Collector:
 
 def predict_with_tools(model: Any, tok: Any, prompt: str, tools: Mapping[str, Any], config: Any,
                        stop: Callable[[str], bool] | None = None) -> Prediction:
-    """Decode with ``inference.generate_with_tools``; the prediction is the text outside calls."""
-    from toolformer_app.inference import generate_with_tools
+    """Decode with ``decoding.generate_with_tools``; the prediction is the text outside calls."""
+    from toolformer_app.decoding import generate_with_tools
 
     collector = _Collector(stop)
     events = generate_with_tools(model, tok, prompt, tools, config)
@@ -190,14 +190,14 @@ def predict_with_tools(model: Any, tok: Any, prompt: str, tools: Mapping[str, An
 
 def predict_batch(jobs: Sequence[tuple[Any, ...]], model: Any, tok: Any, batch_size: int,
                   on_done: Callable[[int, Prediction], None] | None = None) -> list[Prediction]:
-    """Decode many items together (``batched.BatchDecoder``), ``batch_size`` rows at a time.
+    """Decode many items together (``decoding.BatchDecoder``), ``batch_size`` rows at a time.
 
     A job is ``("plain", prompt, max_new_tokens, stop)`` (``plain_greedy``) or ``("tools", prompt, tools,
     InferenceConfig, stop)`` (``predict_with_tools``); each gives what its batch-1 function gives (float32).
     ``on_done(index, prediction)`` is called as each item ends, in the order they end.
     """
-    from toolformer_app.batched import BatchDecoder
-    from toolformer_app.inference import eos_token_ids
+    from toolformer_app.decoding import eos_token_ids
+    from toolformer_app.decoding.batch import BatchDecoder
 
     decoder = BatchDecoder(model, tok, max_rows=batch_size)
     eos = eos_token_ids(model, tok)
@@ -438,7 +438,7 @@ def evaluate(
     import torch
 
     from toolformer_app import models
-    from toolformer_app.inference import InferenceConfig
+    from toolformer_app.decoding import InferenceConfig
 
     cfg = dataclasses.replace(config) if config else EvalConfig()
     if suites is not None:

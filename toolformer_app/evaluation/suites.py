@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from toolformer_app.config import EVAL_ASSETS_DIR as ASSETS
+from toolformer_app.decoding import LAMA_PREFIX as FACTS_PREFIX  # the paper's LAMA instruction, written once
+from toolformer_app.decoding import PAPER_QUESTION_SUFFIX  # " The answer is", written once
 from toolformer_app.evaluation import scoring
-from toolformer_app.inference import LAMA_PREFIX as FACTS_PREFIX  # the paper's LAMA instruction, written once
-from toolformer_app.inference import PAPER_QUESTION_SUFFIX  # " The answer is", written once
 from toolformer_app.tools.corpus import HELD_OUT  # the last wiki extracts, never trained on
 
 SUITE_VERSION = 1

@@ -1,8 +1,8 @@
 """Chat tab: stream a completion with tools, each call highlighted inline and shown as a tool bubble.
 
-Library calls: ``serving.serve`` (the shared decoding server: the answers of all sessions are decoded
-together, each as ``inference.generate_with_tools`` would alone; events TextChunk / CallStarted /
-CallExecuted / Done), ``inference.InferenceConfig`` (top-k for starting a call, max calls, enabled
+Library calls: ``server.serve`` (the shared decoding server: the answers of all sessions are decoded
+together, each as ``decoding.generate_with_tools`` would alone; events TextChunk / CallStarted /
+CallExecuted / Done), ``decoding.InferenceConfig`` (top-k for starting a call, max calls, enabled
 tools, ``disabled`` for the comparison), ``tools.default_tools``; models via ``runtime.get_model``.
 """
 
@@ -27,15 +27,16 @@ CHAT_SESSIONS = 8  # chat requests let through at once: the decoding server batc
 def _stream(model: Any, tok: Any, prompt: str, registry: dict[str, Any], cfg: Any) -> Iterator[Any]:
     """The events of one answer, through the shared decoding server (batched with the other sessions'
     answers). At batch 1 where no server can run: on ZeroGPU the GPU exists only inside the call itself."""
-    from toolformer_app import inference, serving
+    from toolformer_app import decoding
+    from toolformer_app.decoding import server
 
     if os.environ.get("SPACES_ZERO_GPU") or not hasattr(model, "parameters"):
-        yield from inference.generate_with_tools(model, tok, prompt, registry, cfg)
+        yield from decoding.generate_with_tools(model, tok, prompt, registry, cfg)
         return
     try:
-        ticket = serving.serve(model, tok, prompt, registry, cfg,
-                               serving.Limits(max_rows=CHAT_SESSIONS, max_prompt_tokens=8192))
-    except serving.Refused as exc:
+        ticket = server.serve(model, tok, prompt, registry, cfg,
+                               server.Limits(max_rows=CHAT_SESSIONS, max_prompt_tokens=8192))
+    except server.Refused as exc:
         raise gr.Error(str(exc)) from None
     done = False
     try:
@@ -146,7 +147,7 @@ PROMPT_STYLES = [("the paper's zero-shot formats (math, QA and LAMA)", "paper"),
 
 
 def _paper_k() -> int:
-    from toolformer_app.inference import InferenceConfig  # the paper's k = 10, defined there once
+    from toolformer_app.decoding import InferenceConfig  # the paper's k = 10, defined there once
 
     return InferenceConfig().top_k_call
 
@@ -156,8 +157,8 @@ def make_config(top_k: float, max_calls: float, tools: list[str] | None, max_new
                 constrain: bool = True):
     """The decoding settings of the tab. ``call_threshold`` > 0 calls when p(" [") reaches it (the model
     card's calibrated value is the default), else top-k; ``constrain``: only enabled tools can be written."""
-    from toolformer_app.inference import PROMPT_STYLES as STYLES
-    from toolformer_app.inference import InferenceConfig, answer_stops
+    from toolformer_app.decoding import PROMPT_STYLES as STYLES
+    from toolformer_app.decoding import InferenceConfig, answer_stops
 
     if style not in STYLES:
         raise gr.Error(f"Unknown prompt style {render.one_line(str(style))!r}: choose {', '.join(STYLES)}.")
@@ -184,7 +185,7 @@ def respond(message: str, history: list | None, history_plain: list | None, mode
             max_calls: float, tools: list[str] | None, max_new_tokens: float, stop_at_newline: bool,
             style: str, compare: bool, call_threshold: float = 0.0, constrain: bool = True):
     """Generator: (chat with tools, chat without tools, calls JSON, stats, cleared textbox)."""
-    from toolformer_app.inference import format_prompt
+    from toolformer_app.decoding import format_prompt
     from toolformer_app.models import ModelLoadError
     from toolformer_app.tools import default_tools
 

@@ -139,7 +139,7 @@ def sweep_plots(results_path: str | None):
 
 
 def build(shared) -> None:
-    from toolformer_app.inference import InferenceConfig  # the paper's k = 10 is its default
+    from toolformer_app.decoding import InferenceConfig  # the paper's k = 10 is its default
 
     gr.Markdown("Accuracy on the offline suites in three modes: the **base** model, the model **with tools** "
                 "(a call starts when \" [\" is in the top k) and **disabled** (p(\" [\") = 0), plus held-out "

@@ -1,6 +1,6 @@
 """Decoding many prompts together with tools: one forward pass per step for all rows (issues 21 and 22).
 
-Each row is a decoding coroutine: ``inference.RowDecoder.steps``, the very loop that
+Each row is a decoding coroutine: ``row.RowDecoder.steps``, the very loop that
 ``generate_with_tools`` drives at batch 1. It makes every decision (top-k or threshold, constrained
 names, calls, stop strings, max tokens); this module only answers its ``Feed``/``Crop`` requests
 with shared forward passes, so a row's text and calls are those it gets alone (float32, argmax-equal).
@@ -34,21 +34,11 @@ from typing import Any
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
-from toolformer_app.inference import (
-    Crop,
-    Done,
-    Event,
-    Feed,
-    InferenceConfig,
-    Result,
-    RowDecoder,
-    RunTool,
-    Steps,
-    eos_token_ids,
-    model_keeps_last,
-)
+from toolformer_app.decoding.config import InferenceConfig
+from toolformer_app.decoding.events import Crop, Done, Event, Feed, Result, RunTool, Steps
+from toolformer_app.decoding.prefix_cache import KV, PrefixCache, PrefixEntry, common_length
+from toolformer_app.decoding.row import RowDecoder, eos_token_ids, model_keeps_last
 from toolformer_app.models.forward import contiguous_head
-from toolformer_app.prefix_cache import KV, PrefixCache, PrefixEntry, common_length
 
 Sink = Callable[[Event], Any]  # receives a row's events; a true return value stops the row right there
 

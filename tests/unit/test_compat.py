@@ -7,7 +7,7 @@ import datetime
 import torch
 
 from toolformer_app import PaLM, Toolformer, filter_tokens_with_api_response, invoke_tools
-from toolformer_app.seed_api import FunctionTool
+from toolformer_app.compat import FunctionTool
 
 
 def test_seed_filter_snippet_runs_with_palm_and_keeps_rows_by_threshold():
@@ -60,3 +60,13 @@ def test_seed_single_tool_form_runs_the_pipeline(tiny_model):
     assert isinstance(FunctionTool(name="C", fn=Calendar).run("").output, str)
     text = toolformer.sample_model_with_api_calls("How many days until New Year?", max_new_tokens=5)
     assert isinstance(text, str)
+
+
+def test_an_import_of_a_moved_module_names_its_new_place():
+    import pytest
+
+    with pytest.raises(ModuleNotFoundError, match=r"toolformer_app.inference has moved: import from toolformer_app.decoding"):
+        import toolformer_app.inference  # noqa: F401
+    from toolformer_app.decoding import InferenceConfig, generate_with_tools  # the new place works
+
+    assert InferenceConfig().top_k_call == 10 and callable(generate_with_tools)

@@ -35,174 +35,29 @@ import inspect
 import re
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
 from toolformer_app.calls import API_END, API_START, find_open_call, sanitize
+from toolformer_app.decoding.config import InferenceConfig
+from toolformer_app.decoding.events import (
+    CallExecuted,
+    CallStarted,
+    Crop,
+    Done,
+    Event,
+    Feed,
+    GenerationStats,
+    Result,
+    RunTool,
+    Steps,
+    TextChunk,
+)
 
 _NAME_PREFIX = re.compile(r"\[[A-Za-z_]\w*\(|\[[A-Za-z_]\w*$|\[$")  # still able to become "[Name("
 _NAME_OPEN = re.compile(r"\[[A-Za-z_]\w*\(")
 _ARROW = re.compile(r"\)\s*->")
-
-
-@dataclass
-class InferenceConfig:
-    """Decoding settings. Defaults follow the paper: greedy, k=10, at most one call."""
-
-    max_new_tokens: int = 64
-    top_k_call: int = 10  # start a call when " [" is among the top k next tokens; 1 = greedy, 0 = never
-    max_calls: int = 1  # paper: at most one call per input
-    disabled: bool = False  # "Toolformer (disabled)": p(" [") = 0
-    temperature: float = 0.0  # 0 = greedy
-    top_p: float = 1.0  # nucleus sampling, only when temperature > 0
-    seed: int | None = None  # sampling seed (a private torch.Generator: no global RNG state)
-    max_call_tokens: int = 48  # a call still open after this many tokens is closed
-    stop: tuple[str, ...] = ()  # stop strings, checked outside calls; excluded from the text
-    tools: tuple[str, ...] | None = None  # names allowed from the registry; None = all
-    ignore_eos: bool = False  # always produce max_new_tokens tokens (benchmarks)
-    chat_template: bool = False  # wrap the prompt in the tokenizer's chat template
-    # After " [", the tool name is decoded from a token trie of the enabled tools' names: a disabled
-    # tool cannot be written. False: today's free decoding (a WikiSearch call on a facts suite).
-    constrain_names: bool = True
-    # With constrained names: the name is first read greedily from the trie of *every* known tool;
-    # when the model prefers a disabled one, no call is written there (p(" [") x p(enabled name | " [")
-    # decides), rather than forcing its second choice (a Calendar call after "The capital of Peru is").
-    decline_disabled: bool = True
-    # Call when p(" [") >= this (Chat's calibrated default, from the model card), instead of top-k.
-    call_threshold: float | None = None
-
-
-PROMPT_STYLES = ("paper", "plain", "chat")
-PAPER_QUESTION_SUFFIX = " The answer is"  # the paper's zero-shot format for questions (section 4)
-LAMA_PREFIX = "Please complete the following text so that it is factually correct: "  # section 4.2.1
-QA_PREFIX = "Answer the following question: "  # section 4.2.3
-
-
-def format_prompt(message: str, style: str = "paper") -> str:
-    """The text the model continues, for a message typed by a person.
-
-    ``paper``: the paper's zero-shot formats (section 4): a question with a number in it gets
-    " The answer is" after it (its math format), any other question gets "Answer the following
-    question:" before it (its QA format), a statement to complete gets the LAMA instruction before it
-    (a message that already ends in "The answer is", or holds several lines, e.g. a few-shot prompt,
-    is left as it is). ``plain``: the message
-    unchanged. ``chat``: unchanged here; ``InferenceConfig.chat_template`` wraps it in the
-    tokenizer's chat template.
-    """
-    if style not in PROMPT_STYLES:
-        raise ValueError(f"unknown prompt style {style!r} (expected {', '.join(PROMPT_STYLES)})")
-    text = message.strip()
-    if style != "paper" or not text or "\n" in text or text.endswith(PAPER_QUESTION_SUFFIX.strip()):
-        return message if style != "paper" else text
-    if text.startswith((LAMA_PREFIX, QA_PREFIX)):
-        return text
-    if text.endswith("?"):
-        return text + PAPER_QUESTION_SUFFIX if any(ch.isdigit() for ch in text) else QA_PREFIX + text
-    return LAMA_PREFIX + text.rstrip(".")
-
-
-def answer_stops(style: str = "paper") -> tuple[str, ...]:
-    """Stop strings that end the answer in the paper's formats: the end of the line, and the end of the
-    first sentence (". "), so "… The answer is 636." stops there instead of repeating "The answer is"."""
-    return ("\n", ". ") if style == "paper" else ("\n",)
-
-
-# -- events -----------------------------------------------------------------------------------------
-@dataclass
-class _Event:
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class TextChunk(_Event):
-    """Newly decoded text; ``in_call`` for the text of a call (including injected results)."""
-
-    text: str
-    in_call: bool = False
-    kind: str = field(default="text", init=False)
-
-
-@dataclass
-class CallStarted(_Event):
-    """" [" was produced: a call begins at character ``offset`` of the generated text."""
-
-    index: int
-    offset: int
-    kind: str = field(default="call_started", init=False)
-
-
-@dataclass
-class CallExecuted(_Event):
-    """A call ended. ``text`` is its span as it stands in the output, at [start, end)."""
-
-    index: int
-    tool: str
-    input: str
-    output: str | None
-    ok: bool
-    reason: str = ""
-    duration_s: float = 0.0
-    text: str = ""
-    start: int = -1
-    end: int = -1
-    token_start: int = -1  # the span in Done.token_ids
-    token_end: int = -1
-    kind: str = field(default="call", init=False)
-
-
-@dataclass
-class GenerationStats:
-    prompt_tokens: int = 0
-    tokens_generated: int = 0  # chosen by the model (what max_new_tokens counts)
-    tokens_injected: int = 0  # tool results and closing brackets, fed without sampling
-    forward_passes: int = 0
-    tokens_fed: int = 0  # every token passed to the model, prompt included
-    prefix_tokens_reencoded: int = 0  # 0: calls resume from the cache
-    elapsed_s: float = 0.0
-    tool_time_s: float = 0.0
-    lookahead_tokens: int = 0  # " [" + name tokens fed to read a declined call's name, then cropped
-    calls_declined: int = 0  # the model preferred a disabled tool: no call written there
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.tokens_generated / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "tokens_per_s": self.tokens_per_s}
-
-
-@dataclass
-class Done(_Event):
-    """The end: the full generated text (calls inline), the calls, why it stopped, statistics."""
-
-    text: str
-    calls: list[CallExecuted]
-    stop_reason: str  # "eos", "max_new_tokens" or "stop"
-    stats: GenerationStats
-    token_ids: list[int] = field(default_factory=list)  # generated ids, injected ones included
-    kind: str = field(default="done", init=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "text": self.text, "calls": [c.to_dict() for c in self.calls],
-                "stop_reason": self.stop_reason, "stats": self.stats.to_dict(), "token_ids": self.token_ids}
-
-
-Event = TextChunk | CallStarted | CallExecuted | Done
-
-
-@dataclass
-class Result:
-    """What ``run_with_tools`` returns."""
-
-    text: str
-    calls: list[CallExecuted]
-    events: list[Event]
-    stop_reason: str
-    stats: GenerationStats
-    token_ids: list[int]
 
 
 # -- tools --------------------------------------------------------------------------------------------
@@ -264,34 +119,6 @@ class _Detok:
 
 
 # -- the loop -------------------------------------------------------------------------------------------
-@dataclass
-class Feed:
-    """A decoder's request to its driver: feed ``ids`` after its cache; the reply is the next-token logits
-    (fp32, shape (vocab,)) after them."""
-
-    ids: list[int]
-
-
-@dataclass
-class Crop:
-    """A decoder's request: remove its last ``n`` cached tokens. The reply is True, or False when the
-    cache could not roll back (the driver then dropped it, and the decoder feeds everything again)."""
-
-    n: int
-
-
-@dataclass
-class RunTool:
-    """A decoder's request: run ``fn`` (a tool call, never raising); the reply is what it returns,
-    (output or None, reason). A batch driver may run it in a thread while the other rows decode."""
-
-    fn: Callable[[], tuple[str | None, str]]
-
-
-# What a decoding coroutine yields: requests for its driver, and events for the caller.
-Steps = Generator["Feed | Crop | RunTool | Event", Any, None]
-
-
 def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
     """The ids that end a generation: the tokenizer's eos and the model's generation_config eos."""
     eos: set[int] = set()

@@ -1,4 +1,4 @@
-"""``torch_thread.alone``: the work runs in a thread of its own that has ended when it returns (issue 21)."""
+"""``decoding.threads.alone``: the work runs in a thread of its own that has ended when it returns."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 import pytest
 import torch
 
-from toolformer_app.torch_thread import alone
+from toolformer_app.decoding.threads import alone
 
 
 def test_alone_returns_the_value_from_another_thread_that_has_ended():

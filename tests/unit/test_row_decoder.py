@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from toolformer_app.inference import (
+from toolformer_app.decoding import (
     CallExecuted,
     CallStarted,
     Done,

@@ -102,6 +102,6 @@ class Toolformer:
 
     def sample_model_with_api_calls(self, prompt: str, **config: Any) -> str:
         """Decode with tools: a call starts when " [" is in the top k, the tool runs at "->", decoding resumes."""
-        from toolformer_app.inference import InferenceConfig, run_with_tools
+        from toolformer_app.decoding import InferenceConfig, run_with_tools
 
         return run_with_tools(self.model, self.tokenizer, prompt, self.registry, InferenceConfig(**config)).text

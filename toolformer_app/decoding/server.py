@@ -23,8 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from toolformer_app.inference import Done, Event, InferenceConfig, RowDecoder, eos_token_ids
-from toolformer_app.torch_thread import trim_heap
+from toolformer_app.decoding.config import InferenceConfig
+from toolformer_app.decoding.events import Done, Event
+from toolformer_app.decoding.row import RowDecoder, eos_token_ids
+from toolformer_app.decoding.threads import trim_heap
 
 
 class Refused(RuntimeError):
@@ -90,7 +92,7 @@ class DecodingServer:
     """Continuous batching over one model; ``submit`` from any thread."""
 
     def __init__(self, model: Any, tokenizer: Any, limits: Limits | None = None):
-        from toolformer_app.batched import BatchDecoder
+        from toolformer_app.decoding.batch import BatchDecoder
 
         self.model, self.tok, self.limits = model, tokenizer, limits or Limits()
         self.eos_ids = eos_token_ids(model, tokenizer)

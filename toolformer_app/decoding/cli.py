@@ -36,7 +36,7 @@ def load_tools(names: str | None) -> dict[str, Any]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from toolformer_app.inference import InferenceConfig  # the paper's k = 10 is its default
+    from toolformer_app.decoding import InferenceConfig  # the paper's k = 10 is its default
 
     p = subparsers.add_parser(
         "chat", help="generate with tool calls (pause at '->', run the tool, resume)",
@@ -72,8 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from toolformer_app import models
-    from toolformer_app.files import clean_text, is_blank
-    from toolformer_app.inference import (
+    from toolformer_app.decoding import (
         CallExecuted,
         Done,
         InferenceConfig,
@@ -82,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         format_prompt,
         generate_with_tools,
     )
+    from toolformer_app.files import clean_text, is_blank
 
     prompt = clean_text(sys.stdin.read() if args.prompt == "-" else args.prompt)
     if is_blank(prompt):  # as the UI: nothing to continue from (control characters alone included)
