@@ -5,7 +5,7 @@ as long as the thread. While a second team is alive, libgomp counts more threads
 busy wait between regions short, so each of a forward pass's many small parallel ops pays for waking them up. On
 this 2-core machine 20 forward passes took 2.1 s in the main thread and 3.3 s in a second thread while the main
 thread's team lived, and 2.2 s in a thread when no other team was alive
-(``python examples/experiments/session15_omp_teams.py``). The app never runs torch in its main thread (the model
+(``python experiments/decoding/omp_teams.py``). The app never runs torch in its main thread (the model
 loads in ``toolformer-preload``, Chat decodes in the server's thread), and the benches that compare two decoders
 run each in a thread of its own through ``alone``, as the app does, rather than one in the main thread.
 """

@@ -30,7 +30,7 @@ def contiguous_head(model: torch.nn.Module) -> torch.nn.Module:
 
     ``logits_to_keep=1`` hands the head ``hidden[:, -1:]``, a strided view when batch > 1 and more than one
     position is fed; on a bf16 CPU that linear made a (16, 2) pass of the shipped model take 1,182 ms against 137 ms
-    with a contiguous copy (`examples/experiments/session16_strided_head.py`), so every batched pass that fed more
+    with a contiguous copy (`experiments/decoding/strided_lm_head.py`), so every batched pass that fed more
     than one token (prefills, a tool's result) cost about a second.
     """
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None

@@ -70,7 +70,7 @@ _SHOTS = (
 # ("…?") is read as "Question: … Short answer:"; a statement to complete ("The capital of Peru is", the way
 # the model's own calls are often written) is continued after the context, as a base LM does best: on the QA
 # dev set (facts outside the suites, 80 items) the gold answer came back for 23 with the question format and 3
-# passages, 58 with the completion format and 1 passage (`examples/experiments/session15_qa_reader.py`).
+# passages, 58 with the completion format and 1 passage (`experiments/qa/reader_formats.py`).
 READER_SHOTS = "".join(f"Context: {c}\nQuestion: {q}\nShort answer: {a}\n\n" for c, q, a in _SHOTS)
 COMPLETION_SHOTS = "".join(f"Context: {c}\n{s} {a}.\n\n" for c, s, a in (
     ("The Amazon is a river in South America. It carries more water than any other river.",

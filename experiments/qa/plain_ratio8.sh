@@ -1,24 +1,25 @@
 #!/usr/bin/env bash
-# Session 16: r16qa's call texts (examples/experiments/session16_qa_calendar_held.sh: r15's generate runs + QA
-# clause calls, the Calendar held at 32) with 10 call-free texts per call text instead of 6. r16qa called QA on 46%
-# of the dev facts but also on 18% of plain sentences, and forgot facts as written (31 disabled against r15's 36):
-# more call-free text is the lever the ratio sweep found against both (sessions 7-8). Same finetune (160 steps, so
-# fewer passes over the call texts) and dev eval.
+# Session 17: the point session 16 left between r16qa (ratio 6: called QA on 46% of dev facts but also on 18% of
+# plain sentences, and forgot facts as written) and r16qa10 (ratio 10 at 160 steps: the call texts read about
+# once, no call learned at all). r16qa's call texts (r15's generate runs + QA clause calls, the Calendar held at
+# 32) with 8 call-free texts per call text and 200 steps, so that the passes over the call texts (~1.5) equal
+# r16qa's and only the call-free text per pass grows. Same dev eval.
 # Rule (written before any result of this run): the same as session16_qa_calendar_held.sh: it replaces r15 only if,
 # on the dev split, QA is called on >= 5% of facts items (tools), math + facts as written (tools) >= 62, facts
 # (tools) >= 54, plain calls <= 10%, facts as written (disabled) >= 22 and the wrong-tool rate on facts <= 5%.
+# Needs runs/r15/gen/* and runs/r15q/gen/qa (experiments/qa/clause_calls.sh).
 set -euo pipefail
-out=runs/r16qa10
+out=runs/s17qa8
 mkdir -p "$out"
 python - "$out" <<'PY'
 import json, sys
 from toolformer_app.pipeline.mix import write_mix
 out = sys.argv[1]
 gens = [f"runs/r15/gen/{s}" for s in ("calendar", "calculator", "mt", "wiki")] + ["runs/r15q/gen/qa"]
-print(json.dumps(write_mix(f"{out}/mix.jsonl", gens, plain_ratio=10.0, max_calls_per_text=1, seed=0,
+print(json.dumps(write_mix(f"{out}/mix.jsonl", gens, plain_ratio=8.0, max_calls_per_text=1, seed=0,
                            max_tool_share=0.273).to_dict()))
 PY
-python -m toolformer_app finetune --data "$out/mix.jsonl" --model smollm2-135m --lora --lora-r 16 --max-steps 160 \
+python -m toolformer_app finetune --data "$out/mix.jsonl" --model smollm2-135m --lora --lora-r 16 --max-steps 200 \
   --batch-size 8 --lr 0.0004 --seed 0 --out "$out/adapter"
 python -m toolformer_app eval --model "$out/adapter" --suites math,facts,facts_plain,plain --modes tools,disabled \
   --offset 100 --limit 100 --out "$out/dev_adapter"

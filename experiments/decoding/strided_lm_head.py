@@ -1,6 +1,6 @@
 """Why batched passes that feed more than one token were slow in bf16 on CPU (session 16).
 
-    python examples/experiments/session16_strided_head.py
+    python experiments/decoding/strided_lm_head.py
 
 One pass of 16 rows x 2 new tokens over a 100-token cache, with and without ``logits_to_keep=1``, before
 and after ``contiguous_head`` (models.load applies it; here it is taken off first). ``logits_to_keep=1``

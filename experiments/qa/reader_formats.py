@@ -1,6 +1,6 @@
 """Session 15: QA's reader prompt, measured on the QA dev set (facts outside the suites; issue 18, item 3).
 
-    python examples/experiments/session15_qa_reader.py [LIMIT]
+    python experiments/qa/reader_formats.py [LIMIT]
 
 The retriever (BM25, 3 passages) puts a gold answer in the passages for 80% of the first 40 dev facts, the reader
 in its answer for 22.5% (`python -m toolformer_app.evaluation.qa_check --set dev --limit 40`). Each variant

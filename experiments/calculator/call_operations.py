@@ -1,6 +1,6 @@
 """Which operations the model's Calculator calls use on the math suite, against those in its C*.
 
-    python examples/experiments/session16_call_operations.py runs/r15/eval/predictions.jsonl \
+    python experiments/calculator/call_operations.py runs/r15/eval/predictions.jsonl \
         assets/models/smollm2-135m-toolformer/data/mix.jsonl
 
 Counts calls by their operators (a call with two or more operators counts as "several"); reads the eval's

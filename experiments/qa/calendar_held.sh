@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Session 16: r15q's data (r15's generate runs + QA clause calls, examples/experiments/session15_qa_clause.sh) with
+# Session 16: r15q's data (r15's generate runs + QA clause calls, experiments/qa/clause_calls.sh) with
 # the Calendar held at r15's 32 call texts (max_tool_share 0.273 of 118), so that QA's 26 texts are the one change
 # from r15. r15q, whose cap let the Calendar keep 46, never called QA on the dev facts and called the Calendar on
 # 19% of them. Same finetune and dev eval as r15 and r15q.

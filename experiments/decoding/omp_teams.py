@@ -1,6 +1,6 @@
 """Session 15: why torch ran slower in a second thread (issue 21's one-session gap), three layouts.
 
-    python examples/experiments/session15_omp_teams.py
+    python experiments/decoding/omp_teams.py
 
 Seconds for 20 forward passes of the default model on 64 tokens:
   A: load and run in one new thread, then run in the main thread after that thread ended;

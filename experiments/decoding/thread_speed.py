@@ -1,7 +1,7 @@
 """Session 14: the same forward passes in the main thread and in a new thread (issue 21's one-session gap).
 
-    python examples/experiments/session14_thread_speed.py
-    OMP_WAIT_POLICY=PASSIVE python examples/experiments/session14_thread_speed.py
+    python experiments/decoding/thread_speed.py
+    OMP_WAIT_POLICY=PASSIVE python experiments/decoding/thread_speed.py
 
 Prints seconds for 20 forward passes of the default model on 64 tokens: main thread, a new thread, the main
 thread again. On a 2-core machine the new thread was 1.6-1.8x slower (OpenMP gives it a team of its own while

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Session 15: QA calls whose input is the clause written so far (`generate --clause-calls QA`, not the paper),
-# added to r15's generate runs (examples/experiments/session15_qa_recipe.sh), then the same mix settings, the same
+# added to r15's generate runs (experiments/qa/qa_recipe.sh), then the same mix settings, the same
 # finetune and the same dev eval. A wiki stage of 32 passages kept 32 QA calls of the model's own (2 borne out,
 # 1 reached the mix); this run reads 128 training passages for QA alone (the first 32 overlap r15's wiki run:
 # the mix keeps each text's best call).

@@ -1,6 +1,6 @@
 """Session 14: where one session loses against generate_with_tools (issue 21). Variants measured in turn.
 
-    python examples/experiments/session14_one_session_gap.py [VARIANTS] [REPEATS]
+    python experiments/decoding/one_request_server_gap.py [VARIANTS] [REPEATS]
 """
 
 import queue

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Session 17: more Calculator texts, with the operations the model never writes. r15's 100 test-split math calls
 # are 65 multiply, 32 subtract, 1 divide: division items get "88 * 8", additions "83 * 7", "times as much"
-# "50 - 0.5" (examples/experiments/session16_call_operations.py); its C* held 52 Calculator texts (25 multiply).
+# "50 - 0.5" (experiments/calculator/call_operations.py); its C* held 52 Calculator texts (25 multiply).
 # Session 9 added the steps corpus at 160 texts (38 call texts, mostly divide and add) and moved math by -1 to +5.
 # This run scales it 3x: r15's generate runs + `generate --arithmetic-steps --limit 480`, the Calendar held at
 # r15's 32 (tool_limits; the share cap trims only the largest tool, now the Calculator, so it is off), ratio 6,

@@ -1,7 +1,7 @@
 """How many date items the Calendar's result alone answers: the ceiling of a model that makes its one call
 (paper, section 4: at most one API call per input) and then copies from the result without computing.
 
-    python examples/experiments/session17_dates_ceiling.py
+    python experiments/calendar/dates_copy_ceiling.py
 
 An item counts when one of its gold answers is a word (or, for a date, a phrase) of the Calendar's sentence at
 the suite's clock ("Today is Monday, January 30, 2023."): an upper bound, since a number can match by chance
