@@ -52,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="a seeded corpus of dated notices, diaries and logs; the Calendar returns each one's date")
     src.add_argument("--foreign", action="store_true",
                      help="English paragraphs quoting a French or Spanish sentence (the MT corpus)")
+    src.add_argument("--countries", action="store_true",
+                     help="statements and questions about the capitals and languages of countries that no evaluation "
+                     "item names (QA's clause calls)")
     add_dataset_arguments(p, src)
     p.add_argument("--tools", default="Calculator,Calendar", help="comma-separated tool names")
     p.add_argument("--limit", type=int, default=None, help="read at most N texts")
@@ -107,7 +110,7 @@ def main(args: argparse.Namespace) -> int:
                                               args.streaming, args.limit, *corpus.rank_and_world(), errors)
         else:
             items = load_texts(args.input, args.wiki, args.limit, errors, args.arithmetic, args.dated, args.foreign,
-                               metas, steps=args.arithmetic_steps)
+                               metas, steps=args.arithmetic_steps, countries=args.countries)
     except (ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -132,7 +135,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {out} is not empty and holds no previous `generate` run; use a new --out", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
-    source = args.dataset or args.input or next(n for n in ("arithmetic", "arithmetic_steps", "dated", "foreign", "wiki")
+    source = args.dataset or args.input or next(n for n in ("arithmetic", "arithmetic_steps", "dated", "foreign", "countries",
+                                                             "wiki")
                                                    if getattr(args, n))
     run_key = {**cfg.to_dict(), "model": args.model or models.model_id(), "source": source}
     for speed_only in ("sample_memory_mb", "batch_size"):  # a resumed run may use other values

@@ -93,7 +93,7 @@ def first_wiki_passages() -> list[tuple[str, str]]:
 def seeded_texts(kind: str, limit: int | None = None,
                  metas: dict[str, dict] | None = None) -> list[tuple[str, str]]:
     """A seeded corpus: "arithmetic", "steps" (arithmetic carried by words, in one to three steps), "dated"
-    (each text with its creation date) or "foreign"."""
+    (each text with its creation date), "foreign" or "countries" (statements for QA, ``pipeline.countries``)."""
     meta_out = metas if metas is not None else {}
     n = limit or SEEDED_LIMIT
     if kind == "dated":
@@ -114,8 +114,12 @@ def seeded_texts(kind: str, limit: int | None = None,
         from toolformer_app.pipeline.foreign import foreign_texts
 
         items = foreign_texts(n)
+    elif kind == "countries":
+        from toolformer_app.pipeline.countries import country_texts
+
+        items = country_texts(limit)
     else:
-        raise ValueError(f"no seeded corpus {kind!r} (arithmetic, steps, dated, foreign)")
+        raise ValueError(f"no seeded corpus {kind!r} (arithmetic, steps, dated, foreign, countries)")
     meta_out.update({i: {"date": None} for i, _ in items})
     return items
 
@@ -154,14 +158,15 @@ def file_texts(input_path: str | Path, errors: list[str] | None = None, metas: d
 def load_texts(input_path: str | None = None, wiki: bool = False, limit: int | None = None,
                errors: list[str] | None = None, arithmetic: bool = False, dated: bool = False,
                foreign: bool = False, metas: dict[str, dict] | None = None,
-               max_bytes: int | None = None, steps: bool = False) -> list[tuple[str, str]]:
+               max_bytes: int | None = None, steps: bool = False, countries: bool = False) -> list[tuple[str, str]]:
     """(id, text) pairs from a file (``file_texts``), the wiki passages (``wiki_passages``) or a seeded
     corpus (``seeded_texts``): the sources of `generate` and of the Annotate tab's uploads.
 
     ``metas`` (optional) receives each text's metadata: {"date": ISO date or None (unknown)}, and for
     a wiki passage its article. ``max_bytes`` bounds an input file (uploads).
     """
-    for kind, wanted in (("arithmetic", arithmetic), ("steps", steps), ("foreign", foreign), ("dated", dated)):
+    for kind, wanted in (("arithmetic", arithmetic), ("steps", steps), ("foreign", foreign), ("dated", dated),
+                         ("countries", countries)):
         if wanted:
             return seeded_texts(kind, limit, metas)
     if wiki:

@@ -222,6 +222,21 @@ def wiki_corpus() -> Corpus:
     return load_corpus(None)
 
 
+def knowledge_corpus() -> Corpus:
+    """QA's default knowledge: the Wikipedia extracts (same indices, so a document's exclusion still holds),
+    then one almanac passage per country (``tools.countries``): the extracts name no capital such as Canberra."""
+    from toolformer_app.tools.countries import almanac_passages
+
+    wiki = wiki_corpus()
+    with _CACHE_LOCK:
+        key = (wiki.source + "+almanac", 0.0)
+        if key not in _CACHE:
+            almanac = almanac_passages()
+            _CACHE[key] = Corpus(wiki.passages + [p for _, p in almanac], wiki.titles + [t for t, _ in almanac],
+                                 key[0])
+        return _CACHE[key]
+
+
 def wiki_passages() -> list[str]:
     """The English extracts, in the file's order (the annotation corpus)."""
     return wiki_corpus().passages

@@ -16,7 +16,7 @@ from typing import Any
 from toolformer_app import config
 from toolformer_app.calls import linearize
 from toolformer_app.tools.base import Thresholds, Tool, ToolResult
-from toolformer_app.tools.corpus import CorpusError, Exclusion, load_corpus, truncate_words
+from toolformer_app.tools.corpus import CorpusError, Exclusion, knowledge_corpus, load_corpus, truncate_words
 from toolformer_app.tools.wikisearch import clean_query
 
 
@@ -160,7 +160,7 @@ class QA(Tool):
     thresholds: Thresholds = field(default_factory=lambda: Thresholds(tau_s=0.005, k=5, m=5, tau_f=0.3))
     model_name: str | None = None  # causal LM reader; None: config.default_model()
     hf_qa_model: str | None = None  # an extractive QA model (hub id or directory) instead of the LM
-    corpus_path: str | None = None  # None: the embedded Wikipedia extracts
+    corpus_path: str | None = None  # None: the embedded Wikipedia extracts and the country almanac
     n_passages: int = 1  # the best passage alone: 58 / 80 dev answers against 55 / 80 with 3 (completions)
     passage_chars: int = 500  # each passage is cut so the prompt stays short on CPU
     max_new_tokens: int = 12
@@ -173,7 +173,8 @@ class QA(Tool):
         return replace(self, exclude=exclude) if exclude else self
 
     def retrieve(self, question: str) -> list[str]:
-        hits = load_corpus(self.corpus_path).search(question, self.n_passages, self.exclude)
+        corpus = load_corpus(self.corpus_path) if self.corpus_path else knowledge_corpus()
+        hits = corpus.search(question, self.n_passages, self.exclude)
         return [truncate_words(p, self.passage_chars) for _, p in hits]
 
     def run(self, input: str) -> ToolResult:
