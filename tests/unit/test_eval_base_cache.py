@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from toolformer_app.evaluation.base_cache import BaseCache, fingerprint
-from toolformer_app.evaluation.runner import EvalConfig, evaluate
+from toolformer_app.evaluation.config import EvalConfig
+from toolformer_app.evaluation.runner import evaluate
 from toolformer_app.tools.calculator import Calculator
 
 PROMPTS = ["Maria has 12 apples and buys 7 more. How many apples does she have? The answer is",

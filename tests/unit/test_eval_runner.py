@@ -9,8 +9,10 @@ import re
 import pytest
 import torch
 
-from toolformer_app.evaluation import runner
-from toolformer_app.evaluation.runner import EvalConfig, evaluate, format_table
+from toolformer_app.evaluation import perplexity, predict, report, runner
+from toolformer_app.evaluation.config import EvalConfig
+from toolformer_app.evaluation.report import format_table
+from toolformer_app.evaluation.runner import evaluate
 from toolformer_app.tools.calculator import Calculator
 
 MATH = [  # x q "The answer is" (Appendix C), with non-integer answers
@@ -141,14 +143,14 @@ def test_modes_subset_and_base_is_plain_greedy(forced, math_suite):
     # the base model decodes plainly: " [" is not masked, but no tool runs and nothing is injected
     assert res["suites"]["five"]["base"]["call_rate"]["any"] == 0.0
     model, tok = forced
-    text = runner.plain_greedy(model, tok, f"{MATH[0][0]} {MATH[0][1]} {ANSWER_IS}", 24)
+    text = predict.plain_greedy(model, tok, f"{MATH[0][0]} {MATH[0][1]} {ANSWER_IS}", 24)
     assert text == " [Calculator(12 + 7) ->"
 
 
 def test_perplexity_matches_the_model_loss(tiny_model):
     model, tok = tiny_model
     texts = ["The quick brown fox jumps over the lazy dog.", "Nairobi is the capital of Kenya [citation] today."]
-    res = runner.perplexity(model, tok, texts, max_tokens=64, batch_size=2, masked_token_id=933)
+    res = perplexity.perplexity(model, tok, texts, max_tokens=64, batch_size=2, masked_token_id=933)
     nll, count = 0.0, 0
     with torch.no_grad():
         for t in texts:
@@ -161,7 +163,7 @@ def test_perplexity_matches_the_model_loss(tiny_model):
     # renormalising p(" [") away can only raise each token's probability
     assert res["perplexity_masked"] <= res["perplexity"]
     # a fixed token budget
-    assert runner.perplexity(model, tok, texts, max_tokens=5)["tokens"] == 8
+    assert perplexity.perplexity(model, tok, texts, max_tokens=5)["tokens"] == 8
 
 
 def test_summarize_counts_tools_and_malformed_calls():
@@ -173,13 +175,13 @@ def test_summarize_counts_tools_and_malformed_calls():
         {"correct": False, "calls": []},
         {"correct": True, "calls": []},
     ]
-    s = runner.summarize(rows)
+    s = report.summarize(rows)
     assert s["n"] == 4 and s["accuracy"] == 0.5
     assert s["call_rate"]["Calculator"] == 0.25 and s["call_rate"]["other"] == 0.25 and s["call_rate"]["any"] == 0.5
     assert s["diagnostics"]["correct_with_call"] == 1 and s["diagnostics"]["correct_without_call"] == 1
-    assert runner.result_used("number", "27.6", " 27.6 dollars") is True
-    assert runner.result_used("weekday", "Today is Monday, January 30, 2023.", " Tuesday") is False
-    assert runner.result_used("words", "a long snippet of more than five words here", " a") is None
+    assert report.result_used("number", "27.6", " 27.6 dollars") is True
+    assert report.result_used("weekday", "Today is Monday, January 30, 2023.", " Tuesday") is False
+    assert report.result_used("words", "a long snippet of more than five words here", " a") is None
 
 
 def test_base_model_from_card(tmp_path):
@@ -191,6 +193,21 @@ def test_base_model_from_card(tmp_path):
     assert runner.base_model_name(str(ckpt)) == "smollm2-135m"
     (ckpt / "toolformer_card.json").write_text(json.dumps({"base_model": str(tmp_path / "gone")}))
     assert runner.base_model_name(str(ckpt)) == str(ckpt)  # an unloadable base: fall back to the model
+
+
+def test_the_runner_still_offers_the_names_its_parts_define():
+    # The UI, the CLI and users import these from ``runner``; they are defined in its parts.
+    from toolformer_app.evaluation import config
+
+    homes = {config: ("EvalConfig", "EvaluationCancelled", "MODES"),
+             predict: ("Prediction", "plain_greedy", "predict_with_tools", "predict_batch"),
+             perplexity: ("perplexity",),
+             report: ("format_table", "sweep_rows", "summarize", "result_used", "score_prediction",
+                      "wrong_tool_rate", "WRONG_TOOLS", "TOOL_COLUMNS", "write_outputs")}
+    for module, names in homes.items():
+        for name in names:
+            assert name in runner.__all__ and getattr(runner, name) is getattr(module, name), name
+    assert all(hasattr(runner, name) for name in runner.__all__)
 
 
 # -- the CLI: bad input is one clear line and exit 2, before any model is loaded -----------------------
@@ -226,7 +243,7 @@ def test_cli_bad_arguments(tmp_path, capsys):
 def test_sweep_rows_and_plots_give_accuracy_and_calls_per_k_and_threshold(tmp_path) -> None:
     import json
 
-    from toolformer_app.evaluation.runner import sweep_rows
+    from toolformer_app.evaluation.report import sweep_rows
     from toolformer_app.ui.evaluate import sweep_plots
 
     def e(acc, calls):

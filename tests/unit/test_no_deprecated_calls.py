@@ -107,7 +107,7 @@ def test_pipeline_cached_scoring_and_sampling_use_no_deprecated_api(tiny_model, 
 
 def test_decoding_with_tools_and_eval_greedy_use_no_deprecated_api(tiny_model, deprecations):
     from toolformer_app.decoding import InferenceConfig, generate_with_tools
-    from toolformer_app.evaluation.runner import plain_greedy
+    from toolformer_app.evaluation.predict import plain_greedy
     from toolformer_app.tools import get_tool
 
     model, tok = tiny_model

@@ -10,7 +10,9 @@ import pytest
 from toolformer_app import recipe
 from toolformer_app.decoding import LAMA_PREFIX, QA_PREFIX, format_prompt
 from toolformer_app.evaluation import suites
-from toolformer_app.evaluation.runner import EvalConfig, load_accuracy_suites, wrong_tool_rate
+from toolformer_app.evaluation.config import EvalConfig
+from toolformer_app.evaluation.report import wrong_tool_rate
+from toolformer_app.evaluation.runner import load_accuracy_suites
 
 
 def test_the_plan_marks_stages_done_from_what_the_directory_holds(tmp_path: Path) -> None:

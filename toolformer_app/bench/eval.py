@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from toolformer_app import config, models
     from toolformer_app.evaluation import suites as suite_lib
-    from toolformer_app.evaluation.runner import EvalConfig, base_model_name, build_tools, evaluate
+    from toolformer_app.evaluation.config import EvalConfig
+    from toolformer_app.evaluation.runner import base_model_name, build_tools, evaluate
 
     name = args.model or config.default_chat_model()
     model, tok = models.load(name, dtype=args.dtype)

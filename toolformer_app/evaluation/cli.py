@@ -80,7 +80,9 @@ def main(args: argparse.Namespace) -> int:
     import time
 
     from toolformer_app import config, models
-    from toolformer_app.evaluation.runner import EvalConfig, evaluate, format_table
+    from toolformer_app.evaluation.config import EvalConfig
+    from toolformer_app.evaluation.report import format_table
+    from toolformer_app.evaluation.runner import evaluate
     from toolformer_app.evaluation.suites import SuiteError
 
     if args.suites is not None:

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from toolformer_app.evaluation.runner import WRONG_TOOLS, wrong_tool_rate
+from toolformer_app.evaluation.report import WRONG_TOOLS, wrong_tool_rate
 
 
 def _acc(res: dict[str, Any], suite: str, mode: str) -> float | None:
