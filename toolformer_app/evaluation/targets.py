@@ -1,4 +1,4 @@
-"""Issue 18's targets checked against an `eval` results.json (the README's target table comes from here).
+"""The reproduction's accuracy targets checked against an `eval` results.json (the README's target table comes from here).
 
     python -m toolformer_app.evaluation.targets runs/recipe/eval/results.json \
         --calibrated runs/recipe/eval_calibrated/results.json
@@ -32,7 +32,7 @@ def _row(name: str, figure: str, gap: float | None) -> dict[str, Any]:
 
 
 def check(results: dict[str, Any], calibrated: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Rows {target, result, verdict} for the issue's targets (accuracies in points)."""
+    """Rows {target, result, verdict} for the reproduction's targets (accuracies in points)."""
     res = results["suites"]
     rows = []
 
