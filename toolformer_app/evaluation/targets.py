@@ -1,4 +1,4 @@
-"""The reproduction's accuracy targets checked against an `eval` results.json (the README's target table comes from here).
+"""The reproduction's accuracy targets checked against an `eval` results.json (the README's target table).
 
     python -m toolformer_app.evaluation.targets runs/recipe/eval/results.json \
         --calibrated runs/recipe/eval_calibrated/results.json
