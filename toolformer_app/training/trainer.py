@@ -699,7 +699,10 @@ def run_finetune(
     else:
         trainer.save_model(str(tmp))
     if trainer.is_world_process_zero():
-        card = _card(cfg, prep, metrics, job_id, kind, base_ref)
+        from toolformer_app.models.model_card import relative_paths
+
+        # the card names the data and the output by paths relative to the model folder, never the machine's
+        card = relative_paths(_card(cfg, prep, metrics, job_id, kind, base_ref), out)
         write_atomic(tmp / models.CARD_NAME, json.dumps(card, indent=2, default=str))
         _publish(tmp, out, cfg.overwrite)
         if cfg.cleanup_checkpoints:
