@@ -167,7 +167,10 @@ def _fmt_time(t: float | None) -> str:
 def cmd_jobs_list(args: argparse.Namespace) -> int:
     from toolformer_app.training import jobs
 
-    rows = jobs.list_jobs(limit=args.limit)
+    try:
+        rows = jobs.list_jobs(limit=args.limit)
+    except jobs.JobError as exc:
+        return _err(str(exc))
     if args.json:
         print(json.dumps([j.to_dict() for j in rows], indent=2, default=str))
         return 0
@@ -186,9 +189,9 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
 
     try:
         job = jobs.get_job(args.job_id)
+        events = jobs.read_events(args.job_id)
     except jobs.JobError as exc:
         return _err(str(exc))
-    events = jobs.read_events(args.job_id)
     if args.json:
         print(json.dumps({"job": job.to_dict(), "events": events}, indent=2, default=str))
         return 0

@@ -294,6 +294,8 @@ def export_dataset(run: dict[str, Any] | None, tau_f: float, plain_ratio: float 
         raise gr.Error(f"No call is kept at τf = {tau_f:.2f}: lower τf to export a dataset.") from None
     except ValueError as exc:  # a call insert_calls refused, or a text UTF-8 cannot hold: nothing is written
         raise gr.Error(f"C* not written: {render.one_line(exc)}") from None
+    except OSError as exc:  # a full or read-only data dir: one line, without the server path
+        raise gr.Error(render.write_error(exc)) from None
     if config.public():  # anyone may call /export_dataset: a bounded number of exports is kept
         prune_dirs(datasets, "export-", MAX_PUBLIC_EXPORTS)
     mixed = f" and {cstar.plain} without (of {cstar.available_plain})" if plain_ratio else ""

@@ -143,7 +143,10 @@ def upload_dataset(path: str | None, token: str | None = None):
     for note in data.warnings():
         gr.Warning(f"{name}: {note}")
     root = config.data_dir()
-    stored = storage.store_upload(root, content, MAX_PUBLIC_UPLOADS if config.public() else None)
+    try:
+        stored = storage.store_upload(root, content, MAX_PUBLIC_UPLOADS if config.public() else None)
+    except OSError as exc:
+        raise gr.Error(render.write_error(exc)) from None
     gr.Info(f"{name}: {len(data.texts)} texts, {data.texts_with_calls} with calls")
     return gr.update(choices=dataset_choices(), value=stored.relative_to(root).as_posix())
 
@@ -209,6 +212,8 @@ def launch(token: str, model: str, dataset: str, run: dict[str, Any] | None, tau
         check_allowed(model)
     except training.JobConflictError as exc:
         raise gr.Error(f"Only one finetune runs at a time: {render.one_line(exc)}") from None
+    except training.JobError as exc:
+        raise gr.Error(job_error(exc)) from None
     except ModelLoadError as exc:
         raise gr.Error(f"Model: {render.one_line(exc)}") from None
     data = resolve_dataset(dataset, run, tau_f, mix, plain_ratio)
@@ -219,7 +224,9 @@ def launch(token: str, model: str, dataset: str, run: dict[str, Any] | None, tau
     except training.JobConflictError as exc:
         raise gr.Error(f"Only one finetune runs at a time: {render.one_line(exc)}") from None
     except (training.TrainingInputError, training.JobError, ValueError) as exc:
-        raise gr.Error(render.one_line(exc)) from None
+        raise gr.Error(job_error(exc)) from None
+    except OSError as exc:
+        raise gr.Error(render.write_error(exc)) from None
     return gr.update(choices=job_choices(), value=job_id), f"Started **{job_id}** on `{Path(data).name}`."
 
 
@@ -232,7 +239,7 @@ def cancel(token: str, job_id: str | None) -> str:
     try:
         training.cancel_job(job_id, wait=False)
     except training.JobError as exc:
-        raise gr.Error(render.one_line(exc)) from None
+        raise gr.Error(job_error(exc)) from None
     return f"Cancelling **{job_id}**: it saves a checkpoint at the end of this step, then stops."
 
 
@@ -247,14 +254,44 @@ def resume(token: str, job_id: str | None) -> str:
     except training.JobConflictError as exc:
         raise gr.Error(f"Only one finetune runs at a time: {render.one_line(exc)}") from None
     except training.JobError as exc:
-        raise gr.Error(render.one_line(exc)) from None
+        raise gr.Error(job_error(exc)) from None
+    except OSError as exc:
+        raise gr.Error(render.write_error(exc)) from None
     return f"Resuming **{job_id}** from its last checkpoint."
 
 
-def job_choices() -> list[tuple[str, str]]:
+def job_error(exc: Exception) -> str:
+    """One line for a job failure, with no server path (a damaged store gets its own notice)."""
+    from toolformer_app.training import JobStoreError
+
+    if isinstance(exc, JobStoreError):
+        return exc.public
+    return render.hide_paths(render.one_line(exc))
+
+
+def _jobs(limit: int = 50) -> list:
+    """The newest jobs; none when the store cannot be read (store_problem says why)."""
     from toolformer_app import training
 
-    return [(f"{j.id} · {j.status}", j.id) for j in training.list_jobs(limit=50)]
+    try:
+        return training.list_jobs(limit=limit)
+    except training.JobStoreError:
+        return []
+
+
+def store_problem() -> str | None:
+    """The public notice when the job store cannot be read, else None (the app runs on without jobs)."""
+    from toolformer_app import training
+
+    try:
+        training.list_jobs(limit=1)
+    except training.JobStoreError as exc:
+        return exc.public
+    return None
+
+
+def job_choices() -> list[tuple[str, str]]:
+    return [(f"{j.id} · {j.status}", j.id) for j in _jobs()]
 
 
 def _saved_as(job) -> str:
@@ -269,12 +306,10 @@ def _saved_as(job) -> str:
 def jobs_frame():
     import pandas as pd
 
-    from toolformer_app import training
-
     rows = []
-    for j in training.list_jobs(limit=50):
+    for j in _jobs():
         total = (j.metrics or {}).get("total_steps") or j.config.get("max_steps")
-        note = j.error or (_saved_as(j) if j.status == "succeeded" else "")
+        note = render.hide_paths(j.error or "") or (_saved_as(j) if j.status == "succeeded" else "")
         rows.append({"job": j.id, "status": j.status, "model": j.config.get("model", ""),
                      "data": Path(j.config.get("data", "")).parent.name + "/" + Path(j.config.get("data", "")).name,
                      "step": f"{j.last_step or 0}" + (f"/{total}" if total else ""),
@@ -320,14 +355,14 @@ def job_view(job_id: str | None):
     from toolformer_app import training
 
     if not job_id:
-        return "No job yet.", progress_html(0, "", "none"), loss_frame([]), perplexity_frame([]), ""
+        return (store_problem() or "No job yet.", progress_html(0, "", "none"), loss_frame([]), perplexity_frame([]),
+                "")
     try:
         job = training.get_job(job_id)
         events = training.read_events(job_id)
-        log = training.log_tail(job_id, 40)
+        log = render.hide_paths(training.log_tail(job_id, 40))  # library warnings name site-packages files
     except training.JobError as exc:
-        return (f"Error: {render.one_line(exc)}", progress_html(0, "", "none"), loss_frame([]), perplexity_frame([]),
-                "")
+        return (f"Error: {job_error(exc)}", progress_html(0, "", "none"), loss_frame([]), perplexity_frame([]), "")
     start = next((e for e in reversed(events) if e.get("type") == "start"), {})
     prog = next((e for e in reversed(events) if e.get("type") == "progress"), {})
     total = prog.get("total_steps") or start.get("total_steps") or (job.metrics or {}).get("total_steps")
@@ -345,7 +380,7 @@ def job_view(job_id: str | None):
         label += f" · loss {prog['loss']:.3f}"
     if prog.get("tokens_per_s"):
         label += f" · {prog['tokens_per_s']:.0f} tokens/s"
-    status_msg = next((e["message"] for e in reversed(events) if e.get("type") == "status"), "")
+    status_msg = render.hide_paths(next((e["message"] for e in reversed(events) if e.get("type") == "status"), ""))
     lines = [f"**{job.id}** · **{job.status}** · `{job.config.get('model', '')}` on "
              f"`{Path(job.config.get('data', '')).name}`" + (" · LoRA" if job.config.get("lora") else "")]
     if evals:
@@ -357,7 +392,7 @@ def job_view(job_id: str | None):
     if job.status == "succeeded":
         lines.append(f"Done: the model is saved as `{_saved_as(job)}` in the data dir; choose it in the **Chat** tab.")
     elif job.error:
-        lines.append(f"Error: {render.one_line(job.error)}")
+        lines.append(f"Error: {render.hide_paths(render.one_line(job.error))}")
     elif job.active and status_msg:
         lines.append(status_msg)
     if job.status in ("cancelled", "interrupted", "failed") and job.last_checkpoint:
@@ -389,7 +424,8 @@ def build(shared) -> gr.Tab | None:
     from toolformer_app.training import FinetuneConfig
 
     d = FinetuneConfig()
-    gr.Markdown(guard_note(), elem_id="finetune-guard")
+    problem = store_problem()
+    gr.Markdown(guard_note() + (f"\n\n**{problem}**" if problem else ""), elem_id="finetune-guard")
     device = gr.Markdown("Device: measured when this tab is first opened…", elem_id="finetune-device")
     with gr.Row():
         with gr.Column():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,27 @@ def one_line(exc: BaseException | str) -> str:
     if isinstance(exc, BaseException) and not first:
         return type(exc).__name__
     return first[:400]
+
+
+_ABS_PATH = re.compile(r"(?<![\w.~:/-])/(?:[^\s/'\"<>|:,;()\[\]]+/)+")  # the folders of an absolute path
+
+
+def hide_paths(text: str) -> str:
+    """``text`` with no server path: a path in the data dir becomes its place there (``datasets/x.jsonl``),
+    and any other absolute path its last part (``/srv/venv/lib/site-packages/torch/x.py`` -> ``x.py``)."""
+    from toolformer_app import config
+
+    root = config.data_dir()
+    for prefix in {str(root.resolve()), str(root.absolute()), str(root)}:
+        if prefix not in ("", ".", "/"):
+            text = text.replace(prefix.rstrip("/") + "/", "")
+    return _ABS_PATH.sub("", text)
+
+
+def write_error(exc: OSError) -> str:
+    """One line for a write the data dir refused (full, read-only), without the path it names."""
+    reason = exc.strerror or type(exc).__name__
+    return f"Could not write to the data dir ({reason}): it is full or read-only, so nothing was saved."
 
 
 def cut_text(text: str, limit: int) -> tuple[str, str | None]:
