@@ -23,13 +23,46 @@ MAX_PUBLIC_EVALS = 20  # on a public deployment the newest evaluation folders ar
 HEARTBEAT_S = 10.0  # a run whose page stopped asking for updates (closed tab, lost client) stops too
 
 
-@runtime.gpu_bound
+MAX_SWEEP_VALUES = 8  # distinct values per sweep: each one decodes every item of every suite again
+MAX_SWEEP_K = 50  # the k slider's range
+
+
 def _numbers(text: str | None, kind: type, what: str) -> tuple:
+    """The distinct values of a comma-separated sweep field, in order, at most MAX_SWEEP_VALUES (a warning
+    says what was dropped); gr.Error (one line) for a value that is not a number or out of range."""
+    values: list = []
     try:
-        return tuple(kind(x) for x in (text or "").replace(" ", "").split(",") if x)
-    except ValueError:
+        for raw in (text or "").replace(" ", "").split(","):
+            if raw and kind(raw) not in values:
+                values.append(kind(raw))
+    except (ValueError, OverflowError):
         raise gr.Error(f"{what}: comma-separated numbers, e.g. {'0,1,3,10' if kind is int else '0.01,0.05'}.") \
             from None
+    low, high = (0, MAX_SWEEP_K) if kind is int else (0.0, 1.0)
+    bad = next((v for v in values if not low <= v <= high), None)  # NaN fails both comparisons
+    if bad is not None:
+        raise gr.Error(f"{what}: every value must be between {low:g} and {high:g}.")
+    if len(values) > MAX_SWEEP_VALUES:
+        gr.Warning(f"{what}: {len(values)} distinct values; only the first {MAX_SWEEP_VALUES} are swept.")
+        values = values[:MAX_SWEEP_VALUES]
+    return tuple(values)
+
+
+def _sweep_budget(limit: int, suites: list[str], ks: tuple, thresholds: tuple, cap: int) -> int:
+    """Items per suite once the sweeps are counted: items × sweep values × suites must stay within
+    TOOLFORMER_MAX_EVAL_ITEMS (each sweep value decodes every item of every suite once more)."""
+    values = len(ks) + len(thresholds)
+    if not values:
+        return limit
+    passes = values * len(suites)
+    if passes > cap:
+        raise gr.Error(f"{values} sweep values × {len(suites)} suites is more than TOOLFORMER_MAX_EVAL_ITEMS "
+                       f"({cap}) items: sweep fewer values or suites, or use the `eval` command.")
+    if limit * passes > cap:
+        gr.Warning(f"Items per suite cut to {cap // passes}: items × sweep values × suites is capped at {cap} "
+                   "(TOOLFORMER_MAX_EVAL_ITEMS).")
+        return cap // passes
+    return limit
 
 
 def run_evaluation(model_name: str, suites: list[str] | None, modes: list[str] | None, limit: float,
@@ -57,6 +90,8 @@ def run_evaluation(model_name: str, suites: list[str] | None, modes: list[str] |
     if limit > cap:
         gr.Warning(f"Items per suite capped at {cap} (TOOLFORMER_MAX_EVAL_ITEMS); use the `eval` command for more.")
         limit = cap
+    sweep_k, sweep_t = _numbers(ks, int, "k sweep"), _numbers(thresholds, float, "Thresholds")
+    limit = _sweep_budget(limit, suites, sweep_k, sweep_t, cap)  # before any model is loaded
     name = (model_name or config.default_model()).strip()
     progress(0.0, desc=f"loading {name}")
     try:
@@ -74,7 +109,7 @@ def run_evaluation(model_name: str, suites: list[str] | None, modes: list[str] |
 
     out = config.data_dir() / "evals" / time.strftime("%Y%m%d-%H%M%S")
     cfg = runner.EvalConfig(suites=tuple(suites), modes=tuple(modes), limit=limit, top_k_call=int(top_k),
-                            ks=_numbers(ks, int, "k sweep"), thresholds=_numbers(thresholds, float, "Thresholds"))
+                            ks=sweep_k, thresholds=sweep_t)
     outcome: dict = {}
 
     def work() -> None:
