@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: demo test setup chromium lint bench lock toolformer space-check
+.PHONY: demo test setup chromium lint bench lock toolformer space-check docs
 
 # The project itself goes in last, editable and --no-deps, so that pip never re-resolves torch (pinned) or the
 # --no-deps packages; every other version comes from constraints.txt (the lock; `make lock` refreshes it).
@@ -39,7 +39,13 @@ test: setup chromium
 lint: setup
 	$(BIN)/ruff check .
 
-# Rebuild the shipped tool-using model from nothing (about 50 minutes on 2 CPU cores; rerun to resume).
+# Rewrite the generated tables of README.md and docs/*.md from the files they come from (the shipped model's
+# stored eval results, docs/bench/*.json). Idempotent; tests/unit/test_docs.py fails when a table is stale.
+docs: setup
+	$(BIN)/python docs/tables.py
+
+# Rebuild the shipped tool-using model from nothing (about 28 minutes on 2 CPU cores with native bf16, about 48
+# in float32 without it; rerun to resume). See docs/shipped-model.md.
 toolformer: setup
 	$(BIN)/python -m toolformer_app recipe --model smollm2-135m --out runs/recipe --ship assets/models/smollm2-135m-toolformer
 

@@ -1,0 +1,157 @@
+"""The generated tables of README.md and docs/*.md, rewritten from the files they come from (`make docs`).
+
+    python docs/tables.py           # rewrite every marked table in place (what `make docs` runs)
+    python docs/tables.py --check   # change nothing; exit 1 and name the files whose tables differ
+
+A table sits between two markers, ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->``. NAME says where it comes
+from: ``results``, ``eval``, ``calls`` and ``targets`` from the shipped model's stored eval results
+(``data/eval_results.json`` and ``data/eval_calibrated_results.json`` in its folder), ``bench-X`` from
+``docs/bench/X.json`` (a bench's figures with its command, machine, date and commit). Rewriting is idempotent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_DATA = ROOT / "assets" / "models" / "smollm2-135m-toolformer" / "data"
+BENCH_DIR = ROOT / "docs" / "bench"
+BLOCK = re.compile(r"(<!-- ([\w-]+):begin -->\n)(.*?)(<!-- \2:end -->)", re.S)
+
+SUITE_NAMES = {"math": "math", "facts": "facts", "facts_plain": "facts as written", "dates": "dates"}
+TOOLS = ("Calculator", "Calendar", "WikiSearch", "QA", "MT")
+
+
+def _load(name: str) -> dict[str, Any]:
+    return json.loads((MODEL_DATA / name).read_text(encoding="utf-8"))
+
+
+def _entry(results: dict[str, Any], suite: str, mode: str) -> dict[str, Any]:
+    return ((results["suites"].get(suite) or {}).get(mode)) or {}
+
+
+def _pct(value: float | None, digits: int = 0) -> str:
+    return "—" if value is None else f"{100 * value:.{digits}f}"
+
+
+def _ppl(results: dict[str, Any], mode: str) -> str:
+    value = _entry(results, "perplexity", mode).get("perplexity")
+    return "—" if value is None else f"{value:.2f}"
+
+
+def results_table() -> str:
+    """README: the shipped model against its base, accuracy in % per suite (test split)."""
+    res, cal = _load("eval_results.json"), _load("eval_calibrated_results.json")
+    n = _entry(res, "math", "tools").get("n", 100)
+    lines = [f"| test split (n = {n}) | base `smollm2-135m` | `smollm2-135m-toolformer`, tools | the same, tools disabled |",
+             "|---|---|---|---|"]
+    for suite, name in SUITE_NAMES.items():
+        base, tools, off = (_pct(_entry(res, suite, m).get("accuracy")) for m in ("base", "tools", "disabled"))
+        if suite == "math":
+            tools = f"**{tools}**"
+        label = "facts (LAMA prompt)" if suite == "facts" else name
+        lines.append(f"| {label} | {base} | {tools} | {off} |")
+    lines.append(f"| held-out perplexity (lower is better) | {_ppl(res, 'base')} | — | {_ppl(res, 'disabled')} |")
+    plain = _pct(_entry(res, "plain", "tools").get("call_rate", {}).get("any"))
+    plain_cal = _pct(_entry(cal, "plain", "tools").get("call_rate", {}).get("any"))
+    lines.append(f"| plain sentences with a call | — | {plain}% ({plain_cal}% at Chat's calibrated threshold) | — |")
+    return "\n".join(lines)
+
+
+def eval_table() -> str:
+    """docs/shipped-model.md: accuracy with its 95% Wilson interval, and perplexity, per mode."""
+    res = _load("eval_results.json")
+    lines = ["| mode | " + " | ".join(SUITE_NAMES.values()) + " | perplexity |", "|---" * (len(SUITE_NAMES) + 2) + "|"]
+    labels = {"base": f"base (`{res.get('base_model', 'smollm2-135m')}`)", "tools": "tools (k = 10)",
+              "disabled": "tools disabled"}
+    for mode, label in labels.items():
+        cells = []
+        for suite in SUITE_NAMES:
+            e = _entry(res, suite, mode)
+            if e.get("accuracy") is None:
+                cells.append("—")
+            else:
+                cells.append(f"{_pct(e['accuracy'], 1)} [{_pct(e['ci_low'], 1)}, {_pct(e['ci_high'], 1)}]")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {_ppl(res, mode)} |")
+    return "\n".join(lines)
+
+
+def calls_table() -> str:
+    """docs/shipped-model.md: share of items with a call per tool, tools mode (and Chat's calibrated threshold)."""
+    res, cal = _load("eval_results.json"), _load("eval_calibrated_results.json")
+    lines = ["| suite | " + " | ".join(TOOLS) + " | any |", "|---" * (len(TOOLS) + 2) + "|"]
+    rows = [(SUITE_NAMES.get(s, s), _entry(res, s, "tools")) for s in (*SUITE_NAMES, "plain")]
+    rows.append(("plain, calibrated threshold", _entry(cal, "plain", "tools")))
+    for label, e in rows:
+        rate = e.get("call_rate") or {}
+        lines.append(f"| {label} | " + " | ".join(_pct(rate.get(t)) for t in (*TOOLS, "any")) + " |")
+    return "\n".join(lines)
+
+
+def targets_table() -> str:
+    """docs/shipped-model.md: the recipe's targets, met or missed by how much (evaluation.targets)."""
+    from toolformer_app.evaluation import targets
+
+    rows = targets.check(_load("eval_results.json"), _load("eval_calibrated_results.json"))
+    return targets.markdown(rows)
+
+
+def bench_table(name: str) -> str:
+    """docs/benchmarks.md: one bench's figures, under the line that says how to reproduce them."""
+    b = json.loads((BENCH_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    lines = [f"`{b['command']}` · {b['machine']} · {b['date']} · commit `{b['commit']}`", ""]
+    if b.get("notes"):
+        lines += [b["notes"], ""]
+    cols = b["columns"]
+    lines += ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in b["rows"]]
+    return "\n".join(lines)
+
+
+GENERATORS: dict[str, Callable[[], str]] = {
+    "results": results_table, "eval": eval_table, "calls": calls_table, "targets": targets_table,
+}
+
+
+def generate(name: str) -> str:
+    if name.startswith("bench-"):
+        return bench_table(name.removeprefix("bench-"))
+    if name not in GENERATORS:
+        raise KeyError(f"unknown generated table {name!r} (known: {', '.join(GENERATORS)}, bench-<file>)")
+    return GENERATORS[name]()
+
+
+def render(text: str) -> str:
+    """``text`` with every marked table replaced by what its source gives now."""
+    return BLOCK.sub(lambda m: m.group(1) + generate(m.group(2)) + "\n" + m.group(4), text)
+
+
+def doc_files(root: Path = ROOT) -> list[Path]:
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python docs/tables.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table differs")
+    args = parser.parse_args(argv)
+    stale = []
+    for path in doc_files():
+        text = path.read_text(encoding="utf-8")
+        new = render(text)
+        if new != text:
+            stale.append(path.relative_to(ROOT).as_posix())
+            if not args.check:
+                path.write_text(new, encoding="utf-8")
+    verb = "differ" if args.check else "rewritten"
+    print(f"{verb}: {', '.join(stale)}" if stale else "docs tables: up to date")
+    return 1 if (stale and args.check) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
