@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "toolformer_app.evaluation.calibrate",  # calibrate (Chat's call threshold)
     "toolformer_app.bench",           # bench pipeline|inference
     "toolformer_app.recipe",          # recipe (rebuild the shipped model)
+    "toolformer_app.models.model_card",  # card (a model folder's README.md from its stored results)
 )
 
 # Commands that take --tools-from FILE (the user's own tools, registered by name before the command runs).

