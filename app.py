@@ -19,12 +19,13 @@ def main() -> None:
     except config.SettingError as exc:
         raise SystemExit(f"error: {exc}") from None
     from toolformer_app.ui import build_demo, launch_kwargs
+    from toolformer_app.ui.queue_guard import configure_queue
     from toolformer_app.ui.runtime import preload_in_background
 
     demo = build_demo()
     preload_in_background(config.default_model())  # the page is served at once; the status line shows the load
     default_host = "0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1"
-    demo.queue(default_concurrency_limit=1).launch(
+    configure_queue(demo).launch(  # the queue's bounds on a public deployment
         server_name=os.environ.get("GRADIO_SERVER_NAME", default_host),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         **launch_kwargs(),

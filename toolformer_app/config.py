@@ -84,6 +84,25 @@ def max_upload_bytes() -> int:
     return _int_setting("TOOLFORMER_MAX_UPLOAD_MB", 20) * 1_000_000
 
 
+def max_queue_size() -> int | None:
+    """Events waiting in the queue at once (TOOLFORMER_MAX_QUEUE); more are refused with "queue full".
+    Default: 64 on a public deployment, unbounded elsewhere."""
+    return _int_setting("TOOLFORMER_MAX_QUEUE", 64) if public() or os.environ.get("TOOLFORMER_MAX_QUEUE") else None
+
+
+def max_queued_per_client() -> int | None:
+    """Model-bound events (Annotate, Evaluate, Chat) one client address may have queued or running at once
+    (TOOLFORMER_MAX_QUEUED_PER_CLIENT). Default: 2 on a public deployment, unbounded elsewhere."""
+    name = "TOOLFORMER_MAX_QUEUED_PER_CLIENT"
+    return _int_setting(name, 2) if public() or os.environ.get(name) else None
+
+
+def max_upload_cache_bytes() -> int:
+    """The most that Gradio's upload cache may hold in all (TOOLFORMER_MAX_UPLOAD_CACHE_MB, default 500);
+    the per-client share is a fifth of it. Uploads beyond it are refused."""
+    return _int_setting("TOOLFORMER_MAX_UPLOAD_CACHE_MB", 500) * 1_000_000
+
+
 def public() -> bool:
     """A public deployment (a Space, or TOOLFORMER_PUBLIC=1): the model field accepts only presets,
     hub ids and model directories inside the data dir, and never says which server paths exist."""
@@ -104,6 +123,9 @@ def check_settings() -> None:
     max_eval_items()
     model_cache_size()
     max_upload_bytes()
+    max_queue_size()
+    max_queued_per_client()
+    max_upload_cache_bytes()
 
 
 def admin_token() -> str | None:

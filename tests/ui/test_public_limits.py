@@ -71,3 +71,66 @@ def test_out_of_range_sweep_values_are_one_line_errors(evaluations, ks, threshol
     with pytest.raises(gr.Error):
         _run(ks=ks, thresholds=thresholds)
     assert not evaluations
+
+
+def _slow_demo():
+    import time
+
+    with gr.Blocks() as demo:
+        box = gr.Textbox()
+        out = gr.Textbox()
+        box.submit(lambda text: time.sleep(3) or text, box, out, api_name="slow",
+                   concurrency_id=runtime.MODEL_CONCURRENCY, concurrency_limit=1)
+        box.change(lambda text: time.sleep(3) or text, box, out, api_name="other")  # no model: not counted
+    return demo
+
+
+def _join(http, base: str, api_name: str, session: str):
+    demo_fns = http.get(f"{base}/gradio_api/info").json()["named_endpoints"]
+    assert f"/{api_name}" in demo_fns
+    config = http.get(f"{base}/config").json()
+    fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == api_name)
+    return http.post(f"{base}/gradio_api/queue/join",
+                     json={"data": ["x"], "fn_index": fn_index, "session_hash": session, "event_data": None,
+                           "trigger_id": None})
+
+
+@pytest.mark.timeout(120)
+def test_one_client_cannot_queue_more_than_its_share_of_model_events(monkeypatch):
+    import httpx
+
+    from toolformer_app.ui.queue_guard import REFUSAL, configure_queue
+
+    monkeypatch.setenv("SPACE_ID", "test/toolformer-studio")
+    monkeypatch.setenv("TOOLFORMER_MAX_QUEUED_PER_CLIENT", "2")
+    monkeypatch.setenv("TOOLFORMER_MAX_QUEUE", "5")
+    demo = configure_queue(_slow_demo())
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True)
+    try:
+        with httpx.Client(timeout=30) as http:
+            # new session hashes, /queue/data never opened: what the probe's script sent
+            answers = [_join(http, url.rstrip("/"), "slow", f"s{i}") for i in range(6)]
+            codes = [a.status_code for a in answers]
+            assert codes == [200, 200, 503, 503, 503, 503], codes
+            assert answers[-1].json()["detail"] == REFUSAL
+            forwarded = {"x-forwarded-for": "198.51.100.7"}  # another visitor behind the Space's proxy
+            http.headers.update(forwarded)
+            assert _join(http, url.rstrip("/"), "slow", "other").status_code == 200
+            http.headers.pop("x-forwarded-for")
+            other = [_join(http, url.rstrip("/"), "other", f"o{i}").status_code for i in range(12)]
+            assert other[:3] == [200] * 3 and other[-1] == 503  # the queue's own size bounds everything else
+    finally:
+        demo.close()
+
+
+def test_off_a_public_deployment_the_queue_is_not_bounded(monkeypatch):
+    from toolformer_app import config
+
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.delenv("TOOLFORMER_PUBLIC", raising=False)
+    assert config.max_queue_size() is None and config.max_queued_per_client() is None
+    monkeypatch.setenv("TOOLFORMER_PUBLIC", "1")
+    assert config.max_queue_size() == 64 and config.max_queued_per_client() == 2
+    monkeypatch.setenv("TOOLFORMER_MAX_QUEUED_PER_CLIENT", "0")
+    with pytest.raises(config.SettingError, match="TOOLFORMER_MAX_QUEUED_PER_CLIENT"):
+        config.check_settings()
