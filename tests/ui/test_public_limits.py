@@ -134,3 +134,37 @@ def test_off_a_public_deployment_the_queue_is_not_bounded(monkeypatch):
     monkeypatch.setenv("TOOLFORMER_MAX_QUEUED_PER_CLIENT", "0")
     with pytest.raises(config.SettingError, match="TOOLFORMER_MAX_QUEUED_PER_CLIENT"):
         config.check_settings()
+
+
+@pytest.mark.timeout(120)
+def test_the_upload_route_has_a_per_client_and_a_total_quota(monkeypatch):
+    import httpx
+
+    from toolformer_app.ui import launch_kwargs, upload_quota
+
+    monkeypatch.setenv("SPACE_ID", "test/toolformer-studio")
+    monkeypatch.setenv("TOOLFORMER_MAX_UPLOAD_MB", "1")
+    monkeypatch.setenv("TOOLFORMER_MAX_UPLOAD_CACHE_MB", "10")  # a client's share: 2 MB
+    upload_quota.reset()
+    with gr.Blocks() as demo:
+        gr.File()
+    kwargs = {k: v for k, v in launch_kwargs().items() if k not in ("theme", "css")}
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **kwargs)
+    blob = b"x" * 900_000
+
+    def post(client: httpx.Client, n: int) -> httpx.Response:
+        return client.post(f"{url.rstrip('/')}/gradio_api/upload", files={"files": (f"f{n}.txt", blob)})
+
+    try:
+        with httpx.Client(timeout=30) as http:
+            codes = [post(http, n).status_code for n in range(20)]  # the probe: 20 x ~1 MB from one client
+            assert codes[:2] == [200, 200] and set(codes[2:]) == {413}, codes
+            assert "TOOLFORMER_MAX_UPLOAD_CACHE_MB" in post(http, 99).text
+            others = []
+            for n in range(12):  # other visitors behind the proxy, until the cache's total is spent
+                http.headers["x-forwarded-for"] = f"198.51.100.{n}"
+                others.append(post(http, n).status_code)
+            assert others[:8] == [200] * 8 and others[-1] == 413, others
+    finally:
+        demo.close()
+        upload_quota.reset()

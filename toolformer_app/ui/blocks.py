@@ -99,9 +99,14 @@ CACHE_CLEANUP = (3600, 86400)  # (every s, older than s): Gradio's upload and ou
 
 
 def launch_kwargs() -> dict[str, Any]:
-    """What ``launch()`` needs besides the address: theme and CSS (Gradio 6 takes them here), no sharing."""
+    """What ``launch()`` needs besides the address: theme and CSS (Gradio 6 takes them here), no sharing,
+    the upload size limit and the upload cache's quota."""
+    from starlette.middleware import Middleware
+
     from toolformer_app import config
+    from toolformer_app.ui.upload_quota import UploadQuota
 
     theme = gr.themes.Soft(primary_hue="indigo", secondary_hue="amber")
     return {"theme": theme, "css": render.app_css(), "share": False, "show_error": True,
-            "max_file_size": config.max_upload_bytes()}
+            "max_file_size": config.max_upload_bytes(),
+            "app_kwargs": {"middleware": [Middleware(UploadQuota)]}}  # the upload cache's quota (public)
