@@ -1,25 +1,26 @@
 #!/usr/bin/env bash
-# Session 17: more Calculator texts, with the operations the model never writes. r15's 100 test-split math calls
+# More Calculator texts, with the operations the model never writes. The shipped adapter's 100 test-split math calls
 # are 65 multiply, 32 subtract, 1 divide: division items get "88 * 8", additions "83 * 7", "times as much"
 # "50 - 0.5" (experiments/calculator/call_operations.py); its C* held 52 Calculator texts (25 multiply).
-# Session 9 added the steps corpus at 160 texts (38 call texts, mostly divide and add) and moved math by -1 to +5.
-# This run scales it 3x: r15's generate runs + `generate --arithmetic-steps --limit 480`, the Calendar held at
-# r15's 32 (tool_limits; the share cap trims only the largest tool, now the Calculator, so it is off), ratio 6,
-# and 240 steps instead of 160 so the passes over the call texts stay near r15's.
-# Rule (written before any result of this run): it replaces r15 (shipped) only if, on the dev split (items
-# 100-199), math + facts as written (tools) >= 62 (r15: 27 + 35), facts (tools) >= 54, plain calls <= 10%,
-# facts as written (disabled) >= 22 and the wrong-tool rate on facts <= 5%. Else r15 stays; the row goes to the
-# card's Experiments either way. Needs runs/r15/gen/* (the recipe's generate stages).
+# The steps corpus at 160 texts (38 call texts, mostly divide and add) moved math by -1 to +5 (docs/experiments.md).
+# This run scales it 3x: the recipe's generate runs + `generate --arithmetic-steps --limit 480`, the Calendar held at
+# the shipped mix's 32 (tool_limits; the share cap trims only the largest tool, now the Calculator, so it is off),
+# ratio 6, and 240 steps instead of 160 so the passes over the call texts stay near the shipped run's.
+# Rule (written before any result of this run): it replaces the shipped adapter only if, on the dev split (items
+# 100-199), math + facts as written (tools) >= 62 (shipped: 27 + 35), facts (tools) >= 54, plain calls <= 10%,
+# facts as written (disabled) >= 22 and the wrong-tool rate on facts <= 5%. Else the shipped adapter stays; the row
+# goes to docs/experiments.md either way. Outcome (commit 2f5951b): facts (tools) 52 < 54: not shipped.
+# Needs runs/recipe/gen/* (the recipe's generate stages: `make toolformer`).
 set -euo pipefail
-out=runs/s17steps
+out=runs/experiments/calculator-steps-x3
 mkdir -p "$out"
-[ -f runs/s17/gen/steps/stats.json ] || python -m toolformer_app generate --arithmetic-steps --tools Calculator \
-  --limit 480 --model smollm2-135m --seed 0 --out runs/s17/gen/steps
+[ -f "$out/gen/steps/stats.json" ] || python -m toolformer_app generate --arithmetic-steps --tools Calculator \
+  --limit 480 --model smollm2-135m --seed 0 --out "$out/gen/steps"
 python - "$out" <<'PY'
 import json, sys
 from toolformer_app.pipeline.mix import write_mix
 out = sys.argv[1]
-gens = [f"runs/r15/gen/{s}" for s in ("calendar", "calculator", "mt", "wiki")] + ["runs/s17/gen/steps"]
+gens = [f"runs/recipe/gen/{s}" for s in ("calendar", "calculator", "mt", "wiki")] + [f"{out}/gen/steps"]
 print(json.dumps(write_mix(f"{out}/mix.jsonl", gens, plain_ratio=6.0, max_calls_per_text=1, seed=0,
                            max_tool_share=1.0, tool_limits={"Calendar": 32}).to_dict()))
 PY

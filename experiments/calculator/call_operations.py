@@ -1,10 +1,11 @@
 """Which operations the model's Calculator calls use on the math suite, against those in its C*.
 
-    python experiments/calculator/call_operations.py runs/r15/eval/predictions.jsonl \
+    python experiments/calculator/call_operations.py runs/recipe/eval/predictions.jsonl \
         assets/models/smollm2-135m-toolformer/data/mix.jsonl
 
 Counts calls by their operators (a call with two or more operators counts as "several"); reads the eval's
-predictions (tools mode, math suite) and the training mix's Calculator calls.
+predictions (tools mode, math suite; the recipe's eval stage writes them: `make toolformer`) and the training
+mix's Calculator calls.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Session 15: why torch ran slower in a second thread (issue 21's one-session gap), three layouts.
+"""Why torch ran slower in a second thread (one Chat session's gap to ``generate_with_tools``), three layouts.
 
     python experiments/decoding/omp_teams.py
 
@@ -6,7 +6,7 @@ Seconds for 20 forward passes of the default model on 64 tokens:
   A: load and run in one new thread, then run in the main thread after that thread ended;
   B: load and run in the main thread, then in a new thread (the main thread's OpenMP team still alive), then main;
   C: load in the main thread, run only in a new thread.
-On the 2-core session-15 machine: A 2.16 / 2.11 s, B 2.10 / 3.34 / 2.17 s, C 3.32 s: a thread is slow only while
+On 2 CPU cores (AVX512-BF16; commit 707e388): A 2.16 / 2.11 s, B 2.10 / 3.34 / 2.17 s, C 3.32 s: a thread is slow only while
 another thread's OpenMP team is alive, not because it is not the main thread.
 """
 

@@ -1,4 +1,5 @@
-"""Session 14: where one session loses against generate_with_tools (issue 21). Variants measured in turn.
+"""Where one Chat session through the decoding server loses against ``generate_with_tools``. Variants measured in
+turn (first run at commit 86ad38c).
 
     python experiments/decoding/one_request_server_gap.py [VARIANTS] [REPEATS]
 """

@@ -1,10 +1,10 @@
-"""Why batched passes that feed more than one token were slow in bf16 on CPU (session 16).
+"""Why batched passes that feed more than one token were slow in bf16 on CPU.
 
     python experiments/decoding/strided_lm_head.py
 
 One pass of 16 rows x 2 new tokens over a 100-token cache, with and without ``logits_to_keep=1``, before
 and after ``contiguous_head`` (models.load applies it; here it is taken off first). ``logits_to_keep=1``
-hands the LM head ``hidden[:, -1:]``, a strided view when batch > 1 and L > 1. Measured in session 16 (bf16,
+hands the LM head ``hidden[:, -1:]``, a strided view when batch > 1 and L > 1. Measured at commit 9753742 (bf16,
 AVX512-BF16): the shipped model 1,182 ms strided against 137 ms contiguous; the base model was not slowed
 (114 ms) in that run, for a reason not found (both heads are the tied, contiguous embedding matrix).
 """

@@ -1,4 +1,5 @@
-"""Session 14: the same forward passes in the main thread and in a new thread (issue 21's one-session gap).
+"""The same forward passes in the main thread and in a new thread (one Chat session's gap to the library; commit
+9d0e168).
 
     python experiments/decoding/thread_speed.py
     OMP_WAIT_POLICY=PASSIVE python experiments/decoding/thread_speed.py

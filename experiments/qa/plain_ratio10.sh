@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# Session 16: r16qa's call texts (experiments/qa/calendar_held.sh: r15's generate runs + QA
-# clause calls, the Calendar held at 32) with 10 call-free texts per call text instead of 6. r16qa called QA on 46%
-# of the dev facts but also on 18% of plain sentences, and forgot facts as written (31 disabled against r15's 36):
-# more call-free text is the lever the ratio sweep found against both (sessions 7-8). Same finetune (160 steps, so
-# fewer passes over the call texts) and dev eval.
-# Rule (written before any result of this run): the same as session16_qa_calendar_held.sh: it replaces r15 only if,
-# on the dev split, QA is called on >= 5% of facts items (tools), math + facts as written (tools) >= 62, facts
-# (tools) >= 54, plain calls <= 10%, facts as written (disabled) >= 22 and the wrong-tool rate on facts <= 5%.
+# The Calendar-held QA data (experiments/qa/calendar_held.sh: the recipe's generate runs + QA clause calls, the
+# Calendar held at 32) with 10 call-free texts per call text instead of 6. The Calendar-held run called QA on 46% of
+# the dev facts but also on 18% of plain sentences, and forgot facts as written (31 disabled against the shipped
+# adapter's 36): more call-free text is the lever the call-free ratio sweep found against both (`recipe --sweep`,
+# docs/experiments.md). Same finetune (160 steps, so fewer passes over the call texts) and dev eval.
+# Rule (written before any result of this run): the same as experiments/qa/calendar_held.sh: it replaces the shipped
+# adapter only if, on the dev split, QA is called on >= 5% of facts items (tools), math + facts as written (tools)
+# >= 62, facts (tools) >= 54, plain calls <= 10%, facts as written (disabled) >= 22 and the wrong-tool rate on facts
+# <= 5%. Outcome (commit 842f658): no call learned at all: not shipped.
+# Needs runs/recipe/gen/* (`make toolformer`) and runs/experiments/qa-clause-calls/gen/qa (clause_calls.sh).
 set -euo pipefail
-out=runs/r16qa10
+out=runs/experiments/qa-plain-ratio10
 mkdir -p "$out"
 python - "$out" <<'PY'
 import json, sys
 from toolformer_app.pipeline.mix import write_mix
 out = sys.argv[1]
-gens = [f"runs/r15/gen/{s}" for s in ("calendar", "calculator", "mt", "wiki")] + ["runs/r15q/gen/qa"]
+gens = ([f"runs/recipe/gen/{s}" for s in ("calendar", "calculator", "mt", "wiki")]
+        + ["runs/experiments/qa-clause-calls/gen/qa"])
 print(json.dumps(write_mix(f"{out}/mix.jsonl", gens, plain_ratio=10.0, max_calls_per_text=1, seed=0,
                            max_tool_share=0.273).to_dict()))
 PY

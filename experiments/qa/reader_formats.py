@@ -1,4 +1,5 @@
-"""Session 15: QA's reader prompt, measured on the QA dev set (facts outside the suites; issue 18, item 3).
+"""QA's reader prompt, measured on the QA dev set (facts outside the suites); the chosen format shipped at commit
+329c407.
 
     python experiments/qa/reader_formats.py [LIMIT]
 
