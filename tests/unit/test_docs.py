@@ -289,3 +289,13 @@ def test_no_word_of_how_the_project_was_built():
 def test_no_absolute_path_in_the_product():
     hits = _hits(ABSOLUTE_PATHS)
     assert hits == [], f"{len(hits)} absolute paths in the product:\n" + "\n".join(hits[:60])
+
+
+DESIGN_NOTE = re.compile(r"\b([A-Z][A-Z0-9_]+\.md)\b")
+
+
+def test_no_document_cited_that_is_not_in_the_repository():
+    """An upper-case Markdown file named in the product must be in the repository (cite a docs/ page instead)."""
+    present = {p.name for p in ROOT.rglob("*.md") if ".venv" not in p.parts and "runs" not in p.parts}
+    missing = [hit for hit in _hits(DESIGN_NOTE) if DESIGN_NOTE.search(hit.split(": ", 1)[1]).group(1) not in present]
+    assert missing == [], "documents cited but not in the repository:\n" + "\n".join(missing)
