@@ -14,6 +14,7 @@ import io
 import os
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -299,3 +300,33 @@ def test_no_document_cited_that_is_not_in_the_repository():
     present = {p.name for p in ROOT.rglob("*.md") if ".venv" not in p.parts and "runs" not in p.parts}
     missing = [hit for hit in _hits(DESIGN_NOTE) if DESIGN_NOTE.search(hit.split(": ", 1)[1]).group(1) not in present]
     assert missing == [], "documents cited but not in the repository:\n" + "\n".join(missing)
+
+
+def _experiment_entries() -> list[tuple[str, str]]:
+    text = prose((ROOT / "docs" / "experiments.md").read_text(encoding="utf-8"))
+    parts = re.split(r"^## (.+)$", text, flags=re.M)
+    return list(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def test_each_experiment_entry_has_its_question_rule_verdict_and_commit():
+    entries = _experiment_entries()
+    assert entries and entries[-1][0] == "Facts through QA", "the log ends with its Facts through QA entry"
+    incomplete = []
+    for title, body in entries[:-1]:
+        missing = [part for part in ("**Question.**", "**Rule", "**Verdict.**") if part not in body]
+        if not re.search(r"Recorded \d{4}-\d\d-\d\d, commits? `[0-9a-f]{7,}`", body):
+            missing.append("Recorded <date>, commit `<sha>`")
+        if missing:
+            incomplete.append(f"{title}: {', '.join(missing)}")
+    assert incomplete == [], "experiment entries without their parts:\n" + "\n".join(incomplete)
+
+
+def test_the_commits_the_docs_cite_exist():
+    if not (ROOT / ".git").is_dir() or (ROOT / ".git" / "shallow").exists():
+        pytest.skip("needs the repository's full history")
+    text = "\n".join(p.read_text(encoding="utf-8") for p in [*PAGES, *(ROOT / "docs" / "bench").glob("*.json")])
+    shas = sorted(set(re.findall(r"commits? `([0-9a-f]{7,40})`", text)) | set(re.findall(r'"commit": "([0-9a-f]{7,40})"', text)))
+    result = subprocess.run(["git", "cat-file", "--batch-check"], input="\n".join(shas) + "\n", cwd=ROOT,
+                            capture_output=True, text=True, check=True)
+    missing = [line.split()[0] for line in result.stdout.splitlines() if line.endswith("missing")]
+    assert missing == [], f"commits cited in the docs that git does not know: {missing}"
