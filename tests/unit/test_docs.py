@@ -214,8 +214,13 @@ def test_the_readme_python_blocks_run(index: int, monkeypatch: pytest.MonkeyPatc
         pytest.skip("loads a model and runs the pipeline (minutes on a CPU); TOOLFORMER_DOCS_RUN_MODEL=1 runs it")
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with contextlib.redirect_stdout(io.StringIO()):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
         exec(compile(body, f"README.md python block {index}", "exec"), {"__name__": "__readme__"})
+    # `print(...)  # text` says what it prints: the text must be one of the lines printed
+    expected = re.findall(r"^print\(.*\)\s+#\s+(.+?)\s*$", body, re.M)
+    printed = out.getvalue().splitlines()
+    assert [e for e in expected if e not in printed] == [], f"printed {printed}, the README says {expected}"
 
 
 def test_the_readme_has_runnable_python():
