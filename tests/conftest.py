@@ -31,7 +31,7 @@ def _isolated_data_dir(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def real_model():
-    """The embedded default model (smollm2-135m), loaded once per test session, bf16 on CPU."""
+    """The embedded default model (smollm2-135m), loaded once per pytest run, bf16 on CPU."""
     from toolformer_app import models
 
     return models.load("smollm2-135m")

@@ -212,7 +212,7 @@ def insert_calls(text: str, calls: list[tuple[int, ApiCall]]) -> str:
 
 
 def call_function(fn: Callable[..., Any], input: str) -> Any:
-    """Tools take the raw input string; plain functions (the seed's ``inc``) get literal args."""
+    """Tools take the raw input string; plain functions (toolformer-pytorch's ``inc`` example) get literal args."""
     if getattr(fn, "is_toolformer_tool", False):
         return fn(input)
     if not input.strip():

@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.choices[command].add_argument(
                 "--tools-from", action="append", default=[], metavar="FILE",
                 help="a Python file defining your own tool(s) (a Tool subclass, or a TOOL function with a "
-                     "seed-style PROMPT); repeatable. Its code runs: load only files you trust.")
+                     "PROMPT in the toolformer-pytorch form); repeatable. Its code runs: load only files you trust.")
     return parser
 
 

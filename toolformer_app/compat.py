@@ -1,10 +1,10 @@
-"""The toolformer-pytorch API (the seed README), as thin wrappers over the pipeline, training and inference.
+"""The toolformer-pytorch API (its README's examples), as thin wrappers over the pipeline, training and inference.
 
     toolformer = Toolformer(model=..., tokenizer=..., tools=[...], finetune=True)
     stats = toolformer(data)            # annotate -> execute -> filter -> (finetune)
     toolformer.sample_model_with_api_calls("How many days until New Year?")
 
-The seed's single-tool form also works: ``Toolformer(model=..., teach_tool_prompt=prompt,
+toolformer-pytorch's single-tool form also works: ``Toolformer(model=..., teach_tool_prompt=prompt,
 tool_id="Calendar", tool=Calendar)`` with a plain Python function and a prompt holding "[input]".
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 from toolformer_app import config as app_config
 from toolformer_app.tools import get_tool
 from toolformer_app.tools.base import Tool
-from toolformer_app.tools.function import PLACEHOLDER, FunctionTool  # re-exported: the seed's API names them here
+from toolformer_app.tools.function import PLACEHOLDER, FunctionTool  # re-exported: toolformer-pytorch names them
 
 __all__ = ["PLACEHOLDER", "FunctionTool", "Toolformer"]
 

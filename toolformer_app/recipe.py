@@ -87,8 +87,8 @@ class RecipeConfig:
     model: str = "smollm2-135m"
     out: str = "runs/recipe"
     scale: float = 1.0  # multiplies every source's limit and scales every later stage (SCALE_NOTE; smoke: 0.05)
-    # More call-free text and fewer steps than the first shipped model (ratio 2, 240 steps, 2e-4: ~3.9 epochs),
-    # which forgot facts on prompts without the LAMA prefix. The rate is LoRA's: at 120 steps and 1.5e-4 the
+    # More call-free text and fewer steps than ratio 2, 240 steps, 2e-4 (~3.9 epochs), which forgot facts on
+    # prompts without the LAMA prefix. The rate is LoRA's: at 120 steps and 1.5e-4 the
     # honest mix (89 call texts of 356) taught no call at all (after " [" the model wrote operands without a
     # tool name); 160 steps at 4e-4 (~4 epochs) did (docs/experiments.md). The call-free ratio
     # was chosen on the eval's dev split (items 100-199): 6 beat 3 and 1.5 on math + facts as written (sweep).

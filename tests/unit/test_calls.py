@@ -23,7 +23,7 @@ def test_the_papers_three_forms():
     assert linearize("Calendar", "", "") == " [Calendar() -> ]"  # e(c, eps): the arrow stays
 
 
-def test_invoke_tools_as_in_the_seed_readme():
+def test_invoke_tools_as_in_the_toolformer_pytorch_readme():
     text = "Make the following API calls: [inc(1)] and [dec(2)] and [ignored(3)]"
     out = invoke_tools({"inc": lambda i: i + 1, "dec": lambda i: i - 1}, text)
     assert out == "Make the following API calls: [inc(1) -> 2] and [dec(2) -> 1] and [ignored(3)]"

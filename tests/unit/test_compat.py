@@ -1,4 +1,4 @@
-"""The seed README's API runs as written (device-agnostic), on top of the same library code."""
+"""The toolformer-pytorch README's API runs as written (device-agnostic), on top of the same library code."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def test_seed_invoke_tools_example():
 def test_seed_single_tool_form_runs_the_pipeline(tiny_model):
     model, tok = tiny_model
 
-    def Calendar():  # noqa: N802 - the seed's name
+    def Calendar():  # noqa: N802 - toolformer-pytorch's name
         return f"Today is {datetime.date(2023, 1, 30):%A, %B %d, %Y}."
 
     prompt = ('Your task is to add calls to a Calendar API to a piece of text.\nYou can call the API by writing '

@@ -1,4 +1,4 @@
-"""Issue 18's target table: met rows, shortfalls in points, and the calibrated rows."""
+"""The reproduction's targets table: met rows, shortfalls in points, and the calibrated rows."""
 from toolformer_app.evaluation.targets import check, markdown
 
 

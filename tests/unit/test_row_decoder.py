@@ -156,10 +156,10 @@ def test_top_k_forces_call_when_not_top1(tiny_model):
             return out
 
     m = Ranked(model, {})
-    r10 = run_with_tools(m, tok, PROMPT, {}, InferenceConfig(max_new_tokens=3, top_k_call=10))
-    r1 = run_with_tools(m, tok, PROMPT, {}, InferenceConfig(max_new_tokens=3, top_k_call=1))
-    assert r10.token_ids[0] == api
-    assert r1.token_ids[0] != api
+    top10 = run_with_tools(m, tok, PROMPT, {}, InferenceConfig(max_new_tokens=3, top_k_call=10))
+    top1 = run_with_tools(m, tok, PROMPT, {}, InferenceConfig(max_new_tokens=3, top_k_call=1))
+    assert top10.token_ids[0] == api
+    assert top1.token_ids[0] != api
 
 
 @pytest.mark.parametrize(

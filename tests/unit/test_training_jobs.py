@@ -27,7 +27,7 @@ def cfg(tmp_path) -> FinetuneConfig:
 
 
 def spawn(code: str) -> subprocess.Popen:
-    """A stand-in job process in its own session, like start_job makes them."""
+    """A stand-in job process in its own process group, like start_job makes them."""
     return subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
 
 

@@ -3,7 +3,7 @@
 Each session sends --requests requests in turn, from a mix of prompts that call the Calculator
 (few-shot) and prompts that call nothing; every answer is --max-new-tokens model-chosen tokens (eos
 ignored), so the sessions do the same work at every concurrency. ``baseline_tok_s`` is one session
-through today's ``generate_with_tools`` on the same prompts. With --gradio, a few sessions also go
+through the library's ``generate_with_tools`` on the same prompts. With --gradio, a few sessions also go
 through the app's own API with ``gradio_client`` (127.0.0.1, bounded in count and time).
 The few-shot prompts share their examples: with the prefix cache (on by default, as in Chat) the server
 computes their KV once and prefills only each prompt's own question; "both" also measures every concurrency
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps({"raw_decode": raw, "model": name, "threads": torch.get_num_threads()}))
         return 0
     alone(run_with_tools, model, tok, prompts[0], tools, cfg)  # warm-up
-    # This machine's speed drifts by tens of percent over minutes: what is compared (the baseline and one session,
+    # A shared machine's speed drifts by tens of percent over minutes: what is compared (the baseline and one session,
     # the cache on and off) is measured in turn, --repeats times, and the medians are reported.
     modes = {"on": [True], "off": [False], "both": [True, False]}[args.prefix_cache]
     baselines: list[float] = []
@@ -181,7 +181,7 @@ def _raw_decode(model: Any, batches: list[int], repeats: int, kv: int = 150, ste
 
 def _baseline(model: Any, tok: Any, prompts: list[str], tools: dict[str, Any], cfg: Any, requests: int,
               batched: bool = False) -> float:
-    """tok/s of today's ``generate_with_tools``, one prompt after the other (one session's prompts); with
+    """tok/s of the library's ``generate_with_tools``, one prompt after the other (one session's prompts); with
     ``batched``, of the batch decoder (``generate_batch``) on one prompt at a time, in this thread."""
     from toolformer_app.decoding import run_with_tools
     from toolformer_app.decoding.batch import generate_batch

@@ -170,7 +170,7 @@ def measure(args: argparse.Namespace) -> dict:
         return result, time.perf_counter() - start, _raw_forward_tok_s(model, *shape)
 
     # The pipeline is timed before and after the naive reference, and the raw forward right after each
-    # pipeline run: this machine's speed drifts by +-15-25% over minutes, and a ~30 s measurement
+    # pipeline run: a shared machine's speed drifts by +-15-25% over minutes, and a ~30 s measurement
     # taken once would carry the drift into the ratio. The two pipeline runs must agree exactly.
     trace: list = []
     run_pipeline(items[:1], cfg, model, tok)  # warm-up (prompt prefix cache, allocator)

@@ -2,7 +2,7 @@
 
 The questions ask about wiki titles (what, where, when), the passages are QA's own BM25 retrieval,
 and the reader is the one QA runs (``_lm.greedy_complete_many``, batched). Each variant's answers
-are compared with those of today's reader (no cache, the default passage length): the cache must
+are compared with those of the default reader (no cache, the default passage length): the cache must
 give the same answers, and a shorter passage is only worth having where it keeps them.
 """
 
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         report[label] = {"passage_chars": tool.passage_chars, "s": round(seconds, 2), "prompt_tokens": tokens,
                          "same_answers": sum(a == b for a, b in zip(answers, base, strict=True)),
                          "changed": [[q, b, a] for q, a, b in zip(questions, answers, base, strict=True) if a != b]}
-    _, again_s, _ = read(qa, False)  # today's reader again: the baseline is the mean of both runs
+    _, again_s, _ = read(qa, False)  # the default reader again: the baseline is the mean of both runs
     report["uncached"]["s"] = round((base_s + again_s) / 2, 2)
     report["uncached"]["runs_s"] = [round(base_s, 2), round(again_s, 2)]
     print(f"model {report['model']}; {len(questions)} questions; few-shot prefix {report['prefix_tokens']} tokens")

@@ -1,4 +1,4 @@
-"""Shared prompt prefixes and their KV, computed once for many rows (issue 21).
+"""Shared prompt prefixes and their KV, computed once for many rows.
 
 Chat prompts in the paper's few-shot style start with the same long text; prefilling it for every
 row makes the time to first token grow with the number of sessions. ``PrefixCache`` keeps the

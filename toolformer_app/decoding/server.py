@@ -1,4 +1,4 @@
-"""A decoding server: generation requests from every session join one running batch (issue 21).
+"""A decoding server: generation requests from every Chat session join one running batch.
 
 One thread per model owns a ``batched.BatchDecoder`` and steps it while any row is live. A request
 joins at a next step and leaves when it ends (continuous batching); its events go to its own queue,

@@ -1,4 +1,4 @@
-"""Run torch work in a thread that ends with it, so that one OpenMP team is alive at a time (issue 21).
+"""Run torch work in a thread that ends with it, so that one OpenMP team is alive at a time.
 
 libgomp gives each thread that enters a parallel region a team of worker threads of its own, and that team lives
 as long as the thread. While a second team is alive, libgomp counts more threads than cores and cuts its workers'

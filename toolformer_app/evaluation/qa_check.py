@@ -1,4 +1,4 @@
-"""The QA tool alone: the share of facts whose gold answer is in the tool's result (issue: "a QA tool that answers").
+"""The QA tool alone: the share of facts whose gold answer is in the tool's result (does QA answer at all?).
 
 Two sets, never mixed:
 - ``dev``: facts built the same way as the facts suite (capitals from countryinfo, relations from the

@@ -18,7 +18,7 @@ def logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torc
         kwargs["logits_to_keep"] = keep
     try:
         out = model(input_ids, **kwargs)
-    except TypeError:  # plain nn.Module (the seed's PaLM): no mask or logits_to_keep arguments
+    except TypeError:  # plain nn.Module (``compat``'s PaLM): no mask or logits_to_keep arguments
         out = model(input_ids)
         if keep:
             out = out[:, -keep:] if isinstance(out, torch.Tensor) else out

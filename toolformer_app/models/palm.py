@@ -1,4 +1,4 @@
-"""A small PaLM-style decoder (the seed README's example model), as a Hugging Face causal LM.
+"""A small PaLM-style decoder (toolformer-pytorch's README example model), as a Hugging Face causal LM.
 
 Parallel attention + feed-forward blocks, rotary position embeddings, tied input/output
 embeddings. Being a ``PreTrainedModel`` with a KV cache, it runs everywhere an HF model does:
@@ -100,7 +100,7 @@ class PaLM(PreTrainedModel, GenerationMixin):
         return self.to_logits
 
     def cuda(self, *args, **kwargs):
-        """The seed calls ``.cuda()``; without a GPU the model stays on the CPU instead of failing."""
+        """toolformer-pytorch's example calls ``.cuda()``; without a GPU the model stays on the CPU instead of failing."""
         if not torch.cuda.is_available():
             warnings.warn("no GPU: PaLM stays on the CPU", stacklevel=2)
             return self

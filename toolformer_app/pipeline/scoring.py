@@ -46,7 +46,7 @@ def loss_reduction(plain, empty, result, placebo=None):
     """L⁻ − L⁺ (paper, section 2): L⁻ = min(L_i(ε), L_i(e(c, ε))), the better of no call and a call
     without its result (with the placebo control, also L_i(e(c, r')), an unrelated result); L⁺ = L_i(e(c, r)).
 
-    The one place this is computed: ``score_candidates`` below (floats) and the seed API's
+    The one place this is computed: ``score_candidates`` below (floats) and the toolformer-pytorch API's
     ``filter_tokens_with_api_response`` (tensors, elementwise) both call it.
     """
     if isinstance(plain, torch.Tensor):
@@ -144,7 +144,7 @@ def filter_tokens_with_api_response(
     api_start_token_id: int,
     api_end_token_id: int,
 ) -> FilterResult:
-    """The seed's token-level filter, with the paper's normalised weights.
+    """toolformer-pytorch's token-level filter (``compat``), with the paper's normalised weights.
 
     tokens: (batch, seq) the plain text x. tokens_with_api_response / tokens_without_api_response:
     (batch, seq) x with e(c, r) / e(c, eps) inserted at position i (marked by the start and end ids).

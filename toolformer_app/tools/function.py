@@ -1,4 +1,4 @@
-"""A plain Python function as a tool, taught by a seed-style prompt (the toolformer-pytorch README's form).
+"""A plain Python function as a tool, taught by a prompt in the toolformer-pytorch README's form.
 
     Toolformer(model=..., teach_tool_prompt=prompt, tool_id="Calendar", tool=Calendar)
     # or, in a tool file: TOOL = fn; PROMPT = "... Input: [input]"  (``tools.loader``)
@@ -21,7 +21,7 @@ PLACEHOLDER = "[input]"
 
 @dataclass
 class FunctionTool(Tool):
-    """A plain function as a tool, taught by a seed-style prompt that ends in "Input: [input]"."""
+    """A plain function as a tool, taught by a toolformer-pytorch-style prompt that ends in "Input: [input]"."""
 
     fn: Callable[..., Any] | None = None
     teach_prompt: str = ""
