@@ -236,6 +236,11 @@ def card(name: str | None) -> dict[str, Any]:
     """The ``toolformer_card.json`` of a shipped adapter or a finetune directory; {} when there is none."""
     if not name:
         return {}
+    if config.public():  # a card is read only for names this deployment loads: no probing for directories
+        try:
+            check_allowed(name)
+        except ModelLoadError:
+            return {}
     path = shipped_adapter(name) if name in ADAPTER_PRESETS else finetune_dir(name) or Path(name).expanduser()
     file = path / CARD_NAME if path is not None else None
     if file is None or not file.is_file():
@@ -359,6 +364,8 @@ def check_allowed(name: str | None) -> str:
         return name
     if finetune_dir(name) is not None:  # a finetune in the data dir, by its job id
         return name
+    if ".." in Path(name).parts:  # resolved away here but walked by the loader: it would probe the server's dirs
+        raise refused
     try:
         root = config.data_dir().resolve()
         path = Path(name).expanduser()

@@ -46,12 +46,17 @@ def get_model(name: str | None) -> tuple[Any, Any]:
 
     name = (name or config.default_model()).strip()
     models.check_allowed(name)  # before the status line: a refused name is never shown to other sessions
+    typed = config.public() and _typed_path(name)
+    before = _get_status(name)
     _set_status(name, "loading…")
     try:
         loaded = models.load(name)
     except Exception as exc:  # anything while loading is a load failure, in one line
         from toolformer_app.ui.render import one_line
 
+        if typed:  # a path someone typed: its failure is theirs, not a fact about the shared model
+            _set_status(name, before)
+            raise _refusal() from None
         _set_status(name, "failed" if config.public() else f"failed: {one_line(exc)}")
         if config.public() and not _offered(name):
             raise _refusal() from None
@@ -60,8 +65,31 @@ def get_model(name: str | None) -> tuple[Any, Any]:
         raise models.ModelLoadError(f"could not load {name!r}: {one_line(exc)}") from exc
     _set_status(name, "ready")
     with _status_lock:
-        _keys[name] = _cache_key(name)
+        _keys[_status_key(name)] = _cache_key(name)
     return loaded
+
+
+def _typed_path(name: str) -> bool:
+    """A model directory named by a path (not a preset, an allowed name or a finetune's job id)."""
+    from toolformer_app import models
+
+    return models.finetune_dir(name) is None and _in_data_dir(name)
+
+
+def _status_key(name: str) -> str:
+    """One entry per model in the status line: a directory of a finetune by its job id however it was
+    spelled (``ft-…``, ``runs/finetuned/ft-…/``, an absolute path), another directory in the data dir by its
+    place there."""
+    if not _in_data_dir(name):
+        return name
+    try:
+        root = config.data_dir().resolve()
+        path = Path(name).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):
+        return name
+    if path.parent == root / "finetuned" and path.name.startswith("ft-"):  # a finetune: by its job id
+        return path.name
+    return path.relative_to(root).as_posix()
 
 
 def _cache_key(name: str) -> str | None:
@@ -118,14 +146,24 @@ MAX_STATUS_MODELS = 4  # names typed by users must not grow the shared status li
 _keys: dict[str, str | None] = {}  # model name -> its key in the model cache, once loaded
 
 
-def _set_status(name: str, text: str) -> None:
+def _get_status(name: str) -> str | None:
+    with _status_lock:
+        return _status.get(_status_key(name))
+
+
+def _set_status(name: str, text: str | None) -> None:
+    """Set (or with None, remove) the status line's entry of the model ``name`` names."""
     shown = _shown(name)
     if shown is None:
         return
+    key = _status_key(name)
     with _status_lock:
-        _status.pop(name, None)
-        _status[name] = text
-        _labels[name] = shown
+        _status.pop(key, None)
+        if text is None:
+            _labels.pop(key, None)
+            return
+        _status[key] = text
+        _labels[key] = key if key != name else shown
         while len(_status) > MAX_STATUS_MODELS:
             old = next(iter(_status))
             _status.pop(old)
