@@ -13,6 +13,7 @@ from tests.unit.helpers import save_tiny_llama
 from toolformer_app import models
 from toolformer_app.training import trainer as tr
 from toolformer_app.training.events import EventWriter, read_event_file
+from toolformer_app.training.loading import master_adamw_class
 from toolformer_app.training.options import FinetuneConfig, TrainingInputError
 
 TEXTS = [
@@ -142,7 +143,7 @@ def test_memory_check_turns_oom_into_advice():
 
 
 def test_master_weight_adamw_keeps_small_updates():
-    cls = tr._master_adamw_class()
+    cls = master_adamw_class()
     plain = torch.nn.Parameter(torch.ones(4, dtype=torch.bfloat16))
     mastered = torch.nn.Parameter(torch.ones(4, dtype=torch.bfloat16))
     opt_plain = torch.optim.AdamW([plain], lr=1e-4, weight_decay=0.0)

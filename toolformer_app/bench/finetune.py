@@ -140,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
 
     from toolformer_app import config
     from toolformer_app.training import data as tdata
-    from toolformer_app.training.trainer import load_training_model, validate_inputs
+    from toolformer_app.training.loading import load_training_model
+    from toolformer_app.training.trainer import validate_inputs
 
     card, shipped = _card()
     data = args.data or str(shipped / "data" / "mix.jsonl")
@@ -157,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     if args.positions_only:
         from transformers import AutoTokenizer
 
-        from toolformer_app.training.trainer import resolve_model
+        from toolformer_app.training.loading import resolve_model
 
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.model))
         slots = _slots(tdata.build_dataset(prep.train_texts, tokenizer, cfg), cfg.batch_size, cfg.max_length, cfg.seed)

@@ -28,7 +28,8 @@ def measure_cpu_step(model_name: str) -> float:
 
         from toolformer_app import models
         from toolformer_app.training import FinetuneConfig
-        from toolformer_app.training.trainer import amp_flags, memory_check
+        from toolformer_app.training.checks import memory_check
+        from toolformer_app.training.loading import amp_flags
 
         source = models.resolve(models.check_allowed(model_name))
         cfg = FinetuneConfig(batch_size=1, max_length=PROBE_TOKENS)

@@ -3,6 +3,9 @@
 ``run_finetune`` is what the job process runs: validate, load, check memory on one batch, train
 with periodic held-out evaluation and resumable checkpoints, keep the best checkpoint by eval
 loss, and write the final model directory atomically with its ``toolformer_card.json``.
+
+This module is the loop; its parts live beside it: ``loading`` (the model, its precision, LoRA),
+``checks`` (memory and packing before the run) and ``checkpoints``. Their names are importable from here too.
 """
 
 from __future__ import annotations
@@ -20,11 +23,36 @@ from typing import Any
 
 from toolformer_app import models
 from toolformer_app.training import data as tdata
+from toolformer_app.training.checkpoints import (
+    CHECKPOINTS_DIR,
+    LATEST_NAME,
+    checkpoint_step,
+    is_complete,
+    latest_checkpoint,
+    write_atomic,
+)
+from toolformer_app.training.checks import is_oom, memory_check, oom_advice, packing_is_exact
 from toolformer_app.training.events import EventWriter, clean_float
+from toolformer_app.training.loading import (
+    amp_flags,
+    apply_lora,
+    base_model_reference,
+    load_model_and_tokenizer,
+    load_training_model,
+    master_adamw_class,
+    precision_label,
+    resolve_model,
+)
 from toolformer_app.training.options import FinetuneConfig, TrainingInputError, validate_hyperparameters
 
-LATEST_NAME = "latest"  # a file in the job dir naming the newest complete checkpoint
-CHECKPOINTS_DIR = "checkpoints"
+# The job runner, the CLI, bench and users import these from here.
+__all__ = [
+    "CHECKPOINTS_DIR", "LATEST_NAME", "TRACKIO_PROJECT", "JobCancelled", "Prepared", "TrainingError",
+    "amp_flags", "base_model_reference", "checkpoint_step", "latest_checkpoint", "load_training_model",
+    "memory_check", "oom_advice", "packing_is_exact", "resolve_model", "run_finetune", "validate_inputs",
+    "write_atomic",
+]
+
 
 
 class TrainingError(RuntimeError):
@@ -64,295 +92,6 @@ def validate_inputs(cfg: FinetuneConfig) -> Prepared:
     loaded = tdata.load_texts(cfg.data)
     train, held = tdata.split_texts(loaded.texts, cfg)
     return Prepared(cfg, loaded, train, held, resolve_model(cfg.model))
-
-
-def resolve_model(name: str) -> str:
-    """models.resolve, with every failure as a one-line TrainingInputError."""
-    name = (name or "").strip()
-    looks_like_path = name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep in name.replace("/", "")
-    if looks_like_path and not Path(name).expanduser().exists():
-        raise TrainingInputError(f"model: directory {name} does not exist")
-    try:
-        return models.resolve(name)
-    except models.ModelLoadError as exc:
-        raise TrainingInputError(f"model: {exc}") from exc
-    except Exception as exc:  # e.g. huggingface_hub's id validation
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise TrainingInputError(f"model {name!r}: {first}") from exc
-
-
-# ---------------------------------------------------------------- precision and optimizer
-
-
-def amp_flags(cfg: FinetuneConfig, cuda: bool) -> tuple[Any, dict[str, bool], bool]:
-    """(weight dtype, Trainer bf16/fp16 flags, master weights in the optimizer?)."""
-    import torch
-
-    if cfg.precision == "fp32":
-        return torch.float32, {}, False
-    if not cuda and cfg.precision == "auto":
-        from toolformer_app.models import cpu_has_native_bf16
-
-        if not cpu_has_native_bf16():  # emulated bf16: backward ran 26x slower than fp32 (4 vs 106 tok/s)
-            return torch.float32, {}, False
-    if not cuda:
-        if cfg.precision == "fp16":
-            raise TrainingInputError("fp16 needs a GPU; use --precision bf16 or fp32 on a CPU")
-        # CPU autocast is several times slower than bf16 weights here, so train in bf16 and keep
-        # an fp32 master copy in the optimizer (LoRA: the adapters are fp32 already).
-        return torch.bfloat16, {}, not cfg.lora
-    half_bf16 = cfg.precision in ("auto", "bf16") and torch.cuda.is_bf16_supported()
-    if cfg.precision == "bf16" and not half_bf16:
-        raise TrainingInputError("this GPU has no bf16; use --precision fp16 or fp32")
-    flags = {"bf16": True} if half_bf16 else {"fp16": True}
-    # Mixed precision on a GPU: fp32 weights, half activations. A frozen LoRA base can stay half.
-    base = (torch.bfloat16 if half_bf16 else torch.float16) if cfg.lora else torch.float32
-    return base, flags, False
-
-
-def _master_adamw_class():
-    import torch
-
-    class MasterWeightAdamW(torch.optim.AdamW):
-        """AdamW that steps fp32 copies of low-precision (bf16) parameters and writes them back.
-
-        With bf16 weights, an update of lr ~ 5e-5 is below half a ulp for any weight above ~0.02
-        and would round away; the fp32 master copy accumulates it. The copies are part of the
-        state dict, so a resumed job continues from the exact weights.
-        """
-
-        def __init__(self, params, **kwargs):
-            groups = list(params)
-            if groups and not isinstance(groups[0], dict):
-                groups = [{"params": groups}]
-            self._pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
-            master_groups = []
-            for group in groups:
-                masters = []
-                for p in group["params"]:
-                    m = p.detach().to(torch.float32, copy=True).requires_grad_(True)
-                    self._pairs.append((p, m))
-                    masters.append(m)
-                master_groups.append({**group, "params": masters})
-            try:  # the fused kernel is ~5x faster than foreach on a CPU (0.5 s vs 2.5 s for 135M params)
-                super().__init__(master_groups, **({"fused": True} | kwargs))
-            except (RuntimeError, TypeError, ValueError):
-                super().__init__(master_groups, **kwargs)
-
-        @torch.no_grad()
-        def step(self, closure=None):
-            for p, m in self._pairs:
-                m.grad = None if p.grad is None else p.grad.to(torch.float32)
-            loss = super().step(closure)
-            for p, m in self._pairs:
-                p.copy_(m)
-            return loss
-
-        def zero_grad(self, set_to_none: bool = True) -> None:
-            super().zero_grad(set_to_none=set_to_none)
-            for p, _ in self._pairs:
-                p.grad = None
-
-        def state_dict(self):
-            state = super().state_dict()
-            state["master_weights"] = [m.detach() for _, m in self._pairs]
-            return state
-
-        def load_state_dict(self, state_dict):
-            state_dict = dict(state_dict)
-            masters = state_dict.pop("master_weights", None)
-            super().load_state_dict(state_dict)
-            with torch.no_grad():
-                for i, (p, m) in enumerate(self._pairs):
-                    m.copy_(masters[i] if masters is not None else p)
-
-    return MasterWeightAdamW
-
-
-def _precision_label(weight_dtype: Any, amp: dict[str, bool], master: bool, lora: bool) -> str:
-    weights = str(weight_dtype).replace("torch.", "").replace("bfloat16", "bf16").replace("float", "fp")
-    label = f"{weights} weights" + (" + fp32 master copy" if master else "")
-    if lora:
-        label = f"{weights} frozen base + fp32 LoRA adapters"
-    return label + (f" + {next(iter(amp))} autocast" if amp else "")
-
-
-# ---------------------------------------------------------------- model loading
-
-
-def _load_model_and_tokenizer(source: str, dtype: Any) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    import toolformer_app.models.palm  # noqa: F401  (registers the PaLM architecture)
-
-    adapter = Path(source) / "adapter_config.json"
-    try:
-        if adapter.exists():  # finetuning a LoRA result again: start from the merged weights
-            from peft import PeftModel
-
-            base_name = json.loads(adapter.read_text())["base_model_name_or_path"]
-            base = AutoModelForCausalLM.from_pretrained(models.resolve(base_name), dtype=dtype)
-            model = PeftModel.from_pretrained(base, source).merge_and_unload()
-        else:
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except models.ModelLoadError as exc:
-        raise TrainingInputError(f"model: {exc}") from exc
-    except OSError as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise TrainingInputError(f"model: could not load {source!r}: {first}") from exc
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model.config.use_cache = False  # the KV cache is useless in training and costs memory
-    return model, tokenizer
-
-
-def _apply_lora(model: Any, cfg: FinetuneConfig) -> Any:
-    from peft import LoraConfig, get_peft_model
-
-    lora = LoraConfig(
-        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-        target_modules="all-linear", task_type="CAUSAL_LM",
-    )
-    return get_peft_model(model, lora)
-
-
-def load_training_model(cfg: FinetuneConfig) -> tuple[Any, Any, dict[str, bool]]:
-    """The model as ``run_finetune`` trains it (its precision, LoRA applied when ``cfg.lora``), its
-    tokenizer and the autocast flags; for measurements beside a run (``bench finetune``)."""
-    import torch
-
-    weight_dtype, amp, _ = amp_flags(cfg, torch.cuda.is_available())
-    model, tokenizer = _load_model_and_tokenizer(resolve_model(cfg.model), weight_dtype)
-    return (_apply_lora(model, cfg) if cfg.lora else model), tokenizer, amp
-
-
-def base_model_reference(name: str, source: str) -> str:
-    """What adapter_config.json records as its base: the preset or hub name when portable, else the directory."""
-    if name in models.PRESETS or not Path(name).expanduser().exists():
-        return name
-    return str(Path(source).resolve())
-
-
-# ---------------------------------------------------------------- memory
-
-
-def _is_oom(exc: BaseException) -> bool:
-    import torch
-
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    msg = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
-
-
-def oom_advice(cfg: FinetuneConfig, width: int) -> str:
-    tips = [f"lower --batch-size (now {cfg.batch_size}; raise --grad-accum to keep the effective batch)",
-            f"lower --max-length (now {cfg.max_length})"]
-    if not cfg.lora:
-        tips.append("or use --lora")
-    return f"out of memory on one batch of {cfg.batch_size} x {width} tokens: " + ", ".join(tips)
-
-
-def memory_check(model: Any, examples: list[dict], cfg: FinetuneConfig, device: Any, amp: dict[str, bool],
-                 collator: Callable[[list[dict]], dict] | None = None) -> float:
-    """One real forward+backward on the longest batch (as ``collator`` lays it out; padded by default);
-    raises TrainingInputError with advice on OOM.
-
-    Returns the probe's seconds (a first estimate of the step time).
-    """
-    import torch
-
-    batch = sorted(examples, key=lambda e: len(e["input_ids"]), reverse=True)[: cfg.batch_size]
-    inputs = (collator or tdata.PadCollator(0))(batch)
-    inputs.pop(tdata.KL_MASK, None)
-    width = inputs["input_ids"].shape[1]
-    inputs = {k: v.to(device) for k, v in inputs.items()}
-    model.to(device)
-    model.train()
-    dtype = torch.bfloat16 if amp.get("bf16") else torch.float16
-    start = time.perf_counter()
-    try:
-        with torch.autocast(device_type=torch.device(device).type, dtype=dtype, enabled=bool(amp)):
-            loss = model(**inputs).loss
-        loss.backward()
-    except Exception as exc:
-        if _is_oom(exc):
-            raise TrainingInputError(oom_advice(cfg, width)) from exc
-        raise
-    finally:
-        model.zero_grad(set_to_none=True)
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    if not math.isfinite(float(loss.detach().float())):
-        raise TrainingInputError("the loss on the first batch is not finite; try --precision fp32")
-    return time.perf_counter() - start
-
-
-# ---------------------------------------------------------------- packing
-
-
-def packing_is_exact(model: Any, examples: list[dict], pad_token_id: int, n: int = 4) -> tuple[bool, float]:
-    """Whether this model keeps packed texts apart: the ``n`` shortest texts, packed into one row, must
-    give each text the summed loss it gets padded (a model that ignores position ids, or attends across
-    the row, fails). Returns (exact, largest relative difference). Runs in eval mode (no dropout).
-    """
-    import torch
-
-    batch = sorted(examples, key=lambda e: len(e["input_ids"]))[:n]
-    if len(batch) < 2:
-        return True, 0.0
-    was_training = model.training
-    model.eval()
-    try:
-        padded = tdata.text_losses(model, batch, pad_token_id)
-        packed = tdata.text_losses(model, batch, pad_token_id, max_length=sum(len(e["input_ids"]) for e in batch))
-    finally:
-        model.train(was_training)
-    worst = max(abs(a - b) / max(1.0, abs(a)) for a, b in zip(padded, packed, strict=True))
-    # fp32 agrees to ~1e-6; bf16 matmuls of different shapes round differently, a few parts in 1e3
-    tol = 1e-4 if next(model.parameters()).dtype == torch.float32 else 2e-2
-    return worst <= tol, worst
-
-
-# ---------------------------------------------------------------- checkpoints
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _complete(checkpoint: Path) -> bool:
-    # trainer_state.json is written last by Trainer._save_checkpoint: its presence means complete.
-    return (checkpoint / "trainer_state.json").exists()
-
-
-def latest_checkpoint(job_dir: str | Path) -> str | None:
-    """The checkpoint a resume starts from: the "latest" pointer, else the newest complete checkpoint-N."""
-    job_dir = Path(job_dir)
-    pointer = job_dir / LATEST_NAME
-    if pointer.exists():
-        target = job_dir / CHECKPOINTS_DIR / pointer.read_text().strip()
-        if target.is_dir() and _complete(target):
-            return str(target)
-    found = []
-    for d in (job_dir / CHECKPOINTS_DIR).glob("checkpoint-*"):
-        suffix = d.name.rsplit("-", 1)[-1]
-        if suffix.isdigit() and _complete(d):
-            found.append((int(suffix), d))
-    return str(max(found)[1]) if found else None
-
-
-def checkpoint_step(path: str | None) -> int:
-    if not path:
-        return 0
-    suffix = Path(path).name.rsplit("-", 1)[-1]
-    return int(suffix) if suffix.isdigit() else 0
 
 
 # ---------------------------------------------------------------- callbacks
@@ -432,7 +171,7 @@ def _callbacks(events: EventWriter, job_dir: Path, stop: threading.Event, on_che
             if not state.is_world_process_zero:
                 return
             path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if not _complete(path):
+            if not is_complete(path):
                 return
             # Only now, after Trainer wrote every file of the checkpoint, is it marked latest.
             write_atomic(job_dir / LATEST_NAME, path.name + "\n")
@@ -468,6 +207,7 @@ def _kl_trainer_class(kl_weight: float):
             return (loss, outputs) if return_outputs else loss
 
     return KLTrainer
+
 
 
 # ---------------------------------------------------------------- the run
@@ -524,34 +264,24 @@ def _tracker_dirs(cfg: FinetuneConfig, job_dir: Path) -> None:
         os.environ["TRACKIO_DIR"] = str(config.data_dir() / "trackio")
 
 
-def run_finetune(
-    cfg: FinetuneConfig,
-    job_dir: str | Path,
-    *,
-    job_id: str | None = None,
-    events: EventWriter | None = None,
-    resume_from: str | None = None,
-    stop: threading.Event | None = None,
-    on_checkpoint: Callable[[str, int], None] | None = None,
-) -> dict[str, Any]:
-    """Train and write ``cfg.out_dir``; returns the final metrics (also in the card and the "done" event).
 
-    ``resume_from`` is a checkpoint-N dir (see ``latest_checkpoint``); ``stop`` is set by a signal
-    handler to stop at the next step end, after saving a checkpoint (raises JobCancelled).
-    """
+@dataclass
+class _Loaded:
+    """The model as it trains (LoRA applied), its tokenizer, the tokenized data, and how it computes."""
+
+    model: Any
+    tokenizer: Any
+    train_examples: list[dict]
+    eval_examples: list[dict]
+    weight_dtype: Any
+    amp: dict[str, bool]  # the Trainer's bf16/fp16 flags
+    master: bool  # an fp32 master copy in the optimizer
+    cuda: bool
+
+
+def _load(cfg: FinetuneConfig, prep: Prepared, events: EventWriter) -> _Loaded:
     import torch
-    from transformers import Trainer, TrainingArguments, set_seed
-
-    events = events or EventWriter(None)
-    stop = stop or threading.Event()
-    job_dir = Path(job_dir)
-    job_dir.mkdir(parents=True, exist_ok=True)
-    if not cfg.out_dir:
-        raise TrainingInputError("no output dir (--out)")
-    out = Path(cfg.out_dir).expanduser().resolve()
-    prep = validate_inputs(cfg)
-    for note in prep.data.warnings():
-        events.emit("status", message=note)
+    from transformers import set_seed
 
     cuda = torch.cuda.is_available()
     if cfg.cpu_threads and not cuda:
@@ -559,18 +289,21 @@ def run_finetune(
     weight_dtype, amp, master = amp_flags(cfg, cuda)
     set_seed(cfg.seed)
     events.emit("status", message=f"loading {cfg.model}")
-    model, tokenizer = _load_model_and_tokenizer(prep.model_source, weight_dtype)
+    model, tokenizer = load_model_and_tokenizer(prep.model_source, weight_dtype)
     train_examples = tdata.build_dataset(prep.train_texts, tokenizer, cfg)
     eval_examples = tdata.build_dataset(prep.eval_texts, tokenizer, cfg)
     if not train_examples:
         raise TrainingInputError("no training sequence left after tokenization")
     if cfg.lora:
-        model = _apply_lora(model, cfg)
-    if stop.is_set():
-        raise JobCancelled(checkpoint_step(resume_from), resume_from)
+        model = apply_lora(model, cfg)
+    return _Loaded(model, tokenizer, train_examples, eval_examples, weight_dtype, amp, master, cuda)
 
-    do_eval = bool(eval_examples)
-    args = TrainingArguments(
+
+def _training_arguments(cfg: FinetuneConfig, job_dir: Path, run_name: str, do_eval: bool, resume_from: str | None,
+                        cuda: bool, amp: dict[str, bool]) -> Any:
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
         output_dir=str(job_dir / CHECKPOINTS_DIR),
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
@@ -598,71 +331,64 @@ def run_finetune(
         use_cpu=not cuda,
         report_to=cfg.report_to,  # "none" unless --report-to tensorboard|trackio
         project=TRACKIO_PROJECT,
-        run_name=job_id or out.name,
+        run_name=run_name,
         disable_tqdm=True,
         remove_unused_columns=False,
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
         **amp,
     )
-    pad_collator = tdata.PadCollator(tokenizer.pad_token_id)
+
+
+def _collator(cfg: FinetuneConfig, loaded: _Loaded, device: Any,
+              events: EventWriter) -> tuple[Callable[[list[dict]], dict], bool]:
+    """(the training batches' collator, packed?): packed where packing keeps this model's texts apart, else
+    padded; then one batch of the longest texts, laid out so, must fit in memory."""
+    pad_collator = tdata.PadCollator(loaded.tokenizer.pad_token_id)
     train_collator: Callable[[list[dict]], dict] = pad_collator
     if cfg.packing:
-        exact, worst = packing_is_exact(model, train_examples, tokenizer.pad_token_id)
+        exact, worst = packing_is_exact(loaded.model, loaded.train_examples, loaded.tokenizer.pad_token_id)
         if exact:
-            train_collator = tdata.PackCollator(tokenizer.pad_token_id, cfg.max_length)
+            train_collator = tdata.PackCollator(loaded.tokenizer.pad_token_id, cfg.max_length)
         else:
             events.emit("status", message=f"packing changes this model's losses (by {worst:.2g}); training padded")
     if cfg.memory_check:
         events.emit("status", message="checking memory on the longest batch")
-        probe_s = memory_check(model, train_examples, cfg, args.device, amp, train_collator)
+        probe_s = memory_check(loaded.model, loaded.train_examples, cfg, device, loaded.amp, train_collator)
         events.emit("status", message=f"memory check passed ({probe_s:.1f} s for one batch)")
+    return train_collator, train_collator is not pad_collator
 
-    _tracker_dirs(cfg, job_dir)
-    callback = _callbacks(events, job_dir, stop, on_checkpoint)
+
+def _trainer(cfg: FinetuneConfig, loaded: _Loaded, args: Any, collator: Callable[[list[dict]], dict],
+             callback: Any, do_eval: bool) -> Any:
+    from transformers import Trainer
+
     optimizer_cls = None
-    if master:
-        optimizer_cls = (_master_adamw_class(), {"lr": cfg.effective_lr(), "betas": (0.9, 0.999), "eps": 1e-8})
+    if loaded.master:
+        optimizer_cls = (master_adamw_class(), {"lr": cfg.effective_lr(), "betas": (0.9, 0.999), "eps": 1e-8})
     trainer_cls = _kl_trainer_class(cfg.kl_weight) if cfg.kl_weight > 0 else Trainer
-    trainer = trainer_cls(
-        model=model,
+    return trainer_cls(
+        model=loaded.model,
         args=args,
-        train_dataset=tdata.ListDataset(train_examples),
-        eval_dataset=tdata.ListDataset(eval_examples) if do_eval else None,
+        train_dataset=tdata.ListDataset(loaded.train_examples),
+        eval_dataset=tdata.ListDataset(loaded.eval_examples) if do_eval else None,
         # Evaluation packs too: its loss is the mean of per-batch means, each batch weighted by the
         # eval batch size (not by its rows), so eval_loss is the padded one.
-        data_collator=train_collator,
-        processing_class=tokenizer,
+        data_collator=collator,
+        processing_class=loaded.tokenizer,
         callbacks=[callback],
         optimizer_cls_and_kwargs=optimizer_cls,
     )
-    steps_per_epoch = math.ceil(len(train_examples) / (cfg.batch_size * cfg.grad_accum * max(1, args.world_size)))
-    total = cfg.max_steps or math.ceil(steps_per_epoch * cfg.epochs)
-    start_step = checkpoint_step(resume_from)
-    events.emit(
-        "start", step=start_step, total_steps=total, resumed_from=resume_from,
-        data=prep.data.summary(), train_sequences=len(train_examples), eval_sequences=len(eval_examples),
-        train_stats=tdata.dataset_stats(train_examples), device=str(args.device), world_size=args.world_size,
-        precision=_precision_label(weight_dtype, amp, master, cfg.lora),
-        packing=train_collator is not pad_collator,
-    )
-    t0 = time.time()
-    try:
-        result = trainer.train(resume_from_checkpoint=resume_from)
-    except Exception as exc:
-        if _is_oom(exc):
-            raise TrainingError(oom_advice(cfg, cfg.max_length)) from exc
-        raise
-    state = trainer.state
-    if callback.stopping:
-        raise JobCancelled(state.global_step, latest_checkpoint(job_dir))
 
+
+def _metrics(state: Any, result: Any, last_loss: float | None, runtime_s: float, do_eval: bool) -> dict[str, Any]:
+    """The final metrics, from the Trainer's state: steps, losses, tokens, and the eval losses with the best step."""
     metrics: dict[str, Any] = {
         "steps": state.global_step,
         "total_steps": state.max_steps,
-        "train_loss_final": callback.last_loss,
-        "train_loss_mean": clean_float(result.training_loss),  # mean over this session's steps
-        "train_runtime_s": round(time.time() - t0, 2),
+        "train_loss_final": last_loss,
+        "train_loss_mean": clean_float(result.training_loss),  # mean over the steps since this run (re)started
+        "train_runtime_s": runtime_s,
         "tokens_seen": state.num_input_tokens_seen,
     }
     if do_eval:
@@ -675,6 +401,13 @@ def run_finetune(
             "eval_loss_first": clean_float(evals[0]["eval_loss"]) if evals else None,
             "eval_history": [{"step": h["step"], "eval_loss": clean_float(h["eval_loss"])} for h in evals],
         }
+    return metrics
+
+
+def _save_final(trainer: Any, cfg: FinetuneConfig, prep: Prepared, loaded: _Loaded, metrics: dict[str, Any],
+                job_id: str | None, out: Path, job_dir: Path, events: EventWriter) -> None:
+    """Write the final model (merged, or the LoRA adapter naming its base) and its card into ``out``, atomically."""
+    import torch
 
     events.emit("status", message="saving the final model")
     tmp = out.with_name(f".{out.name}.tmp-{job_id or os.getpid()}")
@@ -690,12 +423,13 @@ def run_finetune(
         kind = "lora"
         final.peft_config["default"].base_model_name_or_path = base_ref
     if not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):
-        if kind == "full" and weight_dtype == torch.float32 and amp:
-            final.to(torch.bfloat16 if amp.get("bf16") else torch.float16)  # halve the file; loads in that dtype anyway
+        if kind == "full" and loaded.weight_dtype == torch.float32 and loaded.amp:
+            # halve the file; it loads in that dtype anyway
+            final.to(torch.bfloat16 if loaded.amp.get("bf16") else torch.float16)
         if trainer.is_world_process_zero():
             # save_embedding_layers=False: the vocabulary is unchanged (and peft would look for the base's config).
             final.save_pretrained(str(tmp), **({"save_embedding_layers": False} if kind == "lora" else {}))
-            tokenizer.save_pretrained(str(tmp))
+            loaded.tokenizer.save_pretrained(str(tmp))
     else:
         trainer.save_model(str(tmp))
     if trainer.is_world_process_zero():
@@ -709,5 +443,65 @@ def run_finetune(
             shutil.rmtree(job_dir / CHECKPOINTS_DIR, ignore_errors=True)
             (job_dir / LATEST_NAME).unlink(missing_ok=True)
             events.emit("status", message="removed the intermediate checkpoints (the final model is complete)")
+
+
+def run_finetune(
+    cfg: FinetuneConfig,
+    job_dir: str | Path,
+    *,
+    job_id: str | None = None,
+    events: EventWriter | None = None,
+    resume_from: str | None = None,
+    stop: threading.Event | None = None,
+    on_checkpoint: Callable[[str, int], None] | None = None,
+) -> dict[str, Any]:
+    """Train and write ``cfg.out_dir``; returns the final metrics (also in the card and the "done" event).
+
+    ``resume_from`` is a checkpoint-N dir (see ``latest_checkpoint``); ``stop`` is set by a signal
+    handler to stop at the next step end, after saving a checkpoint (raises JobCancelled).
+    """
+    events = events or EventWriter(None)
+    stop = stop or threading.Event()
+    job_dir = Path(job_dir)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    if not cfg.out_dir:
+        raise TrainingInputError("no output dir (--out)")
+    out = Path(cfg.out_dir).expanduser().resolve()
+    prep = validate_inputs(cfg)
+    for note in prep.data.warnings():
+        events.emit("status", message=note)
+
+    loaded = _load(cfg, prep, events)
+    if stop.is_set():
+        raise JobCancelled(checkpoint_step(resume_from), resume_from)
+    do_eval = bool(loaded.eval_examples)
+    args = _training_arguments(cfg, job_dir, job_id or out.name, do_eval, resume_from, loaded.cuda, loaded.amp)
+    collator, packed = _collator(cfg, loaded, args.device, events)
+    _tracker_dirs(cfg, job_dir)
+    callback = _callbacks(events, job_dir, stop, on_checkpoint)
+    trainer = _trainer(cfg, loaded, args, collator, callback, do_eval)
+
+    examples = loaded.train_examples
+    steps_per_epoch = math.ceil(len(examples) / (cfg.batch_size * cfg.grad_accum * max(1, args.world_size)))
+    total = cfg.max_steps or math.ceil(steps_per_epoch * cfg.epochs)
+    events.emit(
+        "start", step=checkpoint_step(resume_from), total_steps=total, resumed_from=resume_from,
+        data=prep.data.summary(), train_sequences=len(examples), eval_sequences=len(loaded.eval_examples),
+        train_stats=tdata.dataset_stats(examples), device=str(args.device), world_size=args.world_size,
+        precision=precision_label(loaded.weight_dtype, loaded.amp, loaded.master, cfg.lora), packing=packed,
+    )
+    t0 = time.time()
+    try:
+        result = trainer.train(resume_from_checkpoint=resume_from)
+    except Exception as exc:
+        if is_oom(exc):
+            raise TrainingError(oom_advice(cfg, cfg.max_length)) from exc
+        raise
+    state = trainer.state
+    if callback.stopping:
+        raise JobCancelled(state.global_step, latest_checkpoint(job_dir))
+
+    metrics = _metrics(state, result, callback.last_loss, round(time.time() - t0, 2), do_eval)
+    _save_final(trainer, cfg, prep, loaded, metrics, job_id, out, job_dir, events)
     metrics["path"] = str(out)
     return metrics
