@@ -69,7 +69,7 @@ def _build(cls: type[Tool], path: Path) -> Tool:
     """
     try:
         tool = cls()
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() in the user's code is a broken file, not the end
         raise ToolFileError(path, _line_in(path, exc) or _definition_line(cls),
                             f"{cls.__name__}() failed: {type(exc).__name__}: {exc}") from None
     for f in dataclasses.fields(Tool):
@@ -125,9 +125,11 @@ def load_tool_file(path: str | Path) -> list[Tool]:
     sys.modules[module_name] = module  # dataclasses and pickling look the module up by name
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # SyntaxError, ImportError, anything the user's code raises
+    except (Exception, SystemExit) as exc:  # SyntaxError, ImportError, sys.exit(), anything the user's code raises
         sys.modules.pop(module_name, None)
         message = exc.msg if isinstance(exc, SyntaxError) else str(exc)
+        if isinstance(exc, SystemExit):
+            message = f"the file calls exit ({exc.code!r}) while it loads"
         raise ToolFileError(path, _line_in(path, exc), f"{type(exc).__name__}: {message}") from None
 
     tools: list[tuple[Tool, int | None]] = []
