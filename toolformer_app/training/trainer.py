@@ -105,7 +105,7 @@ def _callbacks(events: EventWriter, job_dir: Path, stop: threading.Event, on_che
         """Turns Trainer logs into our progress/eval/checkpoint events, and honours a stop request."""
 
         def __init__(self):
-            self.session_start = time.time()
+            self.run_start = time.time()
             self.first_step = 0
             self.step_t0 = time.perf_counter()
             self.train_time = self.last_train_time = 0.0
@@ -115,7 +115,7 @@ def _callbacks(events: EventWriter, job_dir: Path, stop: threading.Event, on_che
             self.stopping = False
 
         def on_train_begin(self, args, state, control, **kw):
-            self.session_start = time.time()
+            self.run_start = time.time()
             self.first_step = state.global_step
             self.last_tokens = state.num_input_tokens_seen
 
@@ -148,7 +148,7 @@ def _callbacks(events: EventWriter, job_dir: Path, stop: threading.Event, on_che
             tps = (tokens - self.last_tokens) / dt if tokens and dt > 0 else None
             self.last_train_time, self.last_tokens = self.train_time, tokens
             done = state.global_step - self.first_step
-            per_step = (now - self.session_start) / done if done > 0 else None
+            per_step = (now - self.run_start) / done if done > 0 else None
             eta = per_step * (state.max_steps - state.global_step) if per_step is not None else None
             self.last_loss = clean_float(logs.get("loss"))
             events.emit(
