@@ -562,8 +562,8 @@ def _calling(inputs: CardInputs) -> list[str]:
             lines += ["", "Also recorded by calibration:", "", *_block(extra)]
         lines.append("")
     if inference:
-        lines += ["Decoding settings this model was trained for (`inference` in `toolformer_card.json`; the app "
-                  "and the CLI apply them):", "", *_block(inference), ""]
+        lines += ["Decoding settings recorded with this model (`inference` in `toolformer_card.json`):", "",
+                  *_block(inference), ""]
     if inputs.calibrated:
         lines += ["With the threshold, on the evaluation suites:", "", *_results_table(inputs.calibrated), ""]
     return lines
