@@ -70,6 +70,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _bad_setting(args: argparse.Namespace, threshold: float | None) -> str | None:
+    """One line naming the first setting out of range, or None."""
+    if args.top_k < 0:
+        return f"--top-k must be 0 or more, not {args.top_k}"
+    if args.max_new_tokens < 1:
+        return f"--max-new-tokens must be at least 1, not {args.max_new_tokens}"
+    if args.max_calls < 0:
+        return f"--max-calls must be 0 or more, not {args.max_calls}"
+    if threshold is not None and not 0 <= threshold <= 1:  # NaN fails too
+        return f"--call-threshold is a probability: between 0 and 1, not {threshold:g}"
+    if not args.temperature >= 0:
+        return f"--temperature must be 0 or more, not {args.temperature:g}"
+    if not 0 < args.top_p <= 1:
+        return f"--top-p must be in (0, 1], not {args.top_p:g}"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from toolformer_app import models
     from toolformer_app.decoding import (
@@ -100,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             print(f"error: --call-threshold must be a number or 'card', got {args.call_threshold!r}", file=sys.stderr)
             return 2
+    problem = _bad_setting(args, threshold)
+    if problem:  # before the model loads: as the Chat tab, which refuses these values
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         model, tok = models.load(args.model, device=args.device)
     except models.ModelLoadError as exc:
