@@ -37,3 +37,14 @@ def test_estimate_comes_from_the_last_run_on_this_machine_once_there_is_one():
     assert "last run" not in annotate_intro.intro_line(["Calculator"], "another-model")
     annotate_intro.record(0.0, 0, [], model)  # nothing to learn from: the file stays
     assert json.loads((config.data_dir() / annotate_intro.TIMING_FILE).read_text()) == saved
+
+
+def test_on_a_public_deployment_a_visitor_s_run_is_never_written(monkeypatch):
+    monkeypatch.setenv("SPACE_ID", "test/toolformer-studio")
+    monkeypatch.setattr(annotate_intro, "_in_memory", {})
+    model = config.default_model()
+    annotate_intro.record(600.0, 1, ["Calculator"], model)  # a visitor's slow run
+    assert not (config.data_dir() / annotate_intro.TIMING_FILE).exists()
+    assert "about 600 s" in annotate_intro.intro_line(["Calculator"], model)  # this process only
+    monkeypatch.setattr(annotate_intro, "_in_memory", {})  # the next start
+    assert "last run" not in annotate_intro.intro_line(["Calculator"], model)

@@ -1,7 +1,9 @@
 """The Annotate tab's first line: what pressing Annotate does, and how long it takes on this machine.
 
-The time comes from the last annotation run on this machine (kept in ``<data dir>/annotate_timing.json``), else
-from the dev machine's measurement, scaled by the number of CPU cores (a GPU is much faster than either).
+The time comes from the last annotation run on this machine, else from a reference measurement scaled by the
+number of CPU cores (a GPU is much faster than either). Off a public deployment the last run's time is kept in
+``<data dir>/annotate_timing.json``; on one it stays in memory: a visitor's run is never stored, and never
+becomes the estimate every later start shows.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from typing import Any
 
 from toolformer_app import config
 
-# Measured on the dev machine (2 CPU cores, avx512_bf16, no GPU): assets/examples/orchard.txt (2 sentences, 33
+# The reference measurement (2 CPU cores, avx512_bf16, no GPU): assets/examples/orchard.txt (2 sentences, 33
 # tokens) with Calculator and Calendar at their default k and m, smollm2-135m in bf16: 40.7 s of CPU time, so
 # about 20 s of wall time on an idle machine; per text and tool:
 DEV_SECONDS_PER_TEXT_TOOL = 10.0
 DEV_CORES = 2
 TIMING_FILE = "annotate_timing.json"
+_in_memory: dict[str, Any] = {}  # a public deployment's last run (nothing from Annotate is written there)
 
 
 def _machine() -> tuple[str, bool]:
@@ -38,20 +41,25 @@ def record(seconds: float, n_texts: int, tools: list[str] | tuple[str, ...], mod
         return
     from toolformer_app.files import atomic_write_json
 
+    data = {"model": model, "seconds_per_text_tool": seconds / (n_texts * len(tools)), "machine": _machine()[0]}
+    if config.public():
+        _in_memory.clear()
+        _in_memory.update(data)
+        return
     try:
-        atomic_write_json(config.data_dir() / TIMING_FILE, {
-            "model": model, "seconds_per_text_tool": seconds / (n_texts * len(tools)),
-            "machine": _machine()[0]})
+        atomic_write_json(config.data_dir() / TIMING_FILE, data)
     except OSError:
         pass
 
 
 def _measured(model: str) -> float | None:
-    try:
-        data: dict[str, Any] = json.loads((config.data_dir() / TIMING_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if data.get("model") != model or data.get("machine") != _machine()[0]:
+    data: dict[str, Any] = dict(_in_memory)
+    if not data:
+        try:
+            data = json.loads((config.data_dir() / TIMING_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+    if not isinstance(data, dict) or data.get("model") != model or data.get("machine") != _machine()[0]:
         return None
     value = data.get("seconds_per_text_tool")
     return float(value) if isinstance(value, int | float) and value > 0 else None
