@@ -136,8 +136,8 @@ def first_lone_surrogate(value: Any) -> str | None:
 
 def clean_text(text: str | None) -> str:
     """User text made safe for a tokenizer and a UTF-8 response: NULs removed, lone surrogates
-    (a stray escape in JSON, undecodable bytes in argv) replaced by U+FFFD."""
-    return _LONE_SURROGATE.sub("\ufffd", (text or "").replace("\x00", ""))
+    (a stray escape in JSON, undecodable bytes in argv) replaced by U+FFFD, and a leading BOM dropped."""
+    return _LONE_SURROGATE.sub("\ufffd", (text or "").replace("\x00", "")).removeprefix("\ufeff")
 
 
 def is_blank(text: str) -> bool:
@@ -149,7 +149,7 @@ def is_blank(text: str) -> bool:
 def read_jsonl_numbered(path: str | Path, errors: list[str] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """(file line number, row) of a JSONL file: messages about a row can name its line in the file.
     File iteration splits at line ends only (``str.splitlines`` would also split inside a text at U+2028)."""
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:  # -sig: a BOM is not part of line 1
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -178,7 +178,7 @@ def read_text_file(path: str | Path, max_bytes: int | None = None) -> str:
     if nul >= 0:
         raise ValueError(f"{p.name} looks binary (a NUL byte at {nul}); give a .txt or .jsonl file")
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")  # an editor's BOM is not part of the first line
     except UnicodeDecodeError as exc:
         raise ValueError(f"{p.name} looks binary (not UTF-8 at byte {exc.start}); give a .txt or .jsonl file") from None
 

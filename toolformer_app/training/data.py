@@ -81,7 +81,7 @@ def load_texts(path: str | Path) -> LoadedData:
     raw = p.read_bytes()
     sha = hashlib.sha256(raw).hexdigest()
     try:
-        content = raw.decode("utf-8")
+        content = raw.decode("utf-8-sig")  # an editor's BOM is not part of the first line
     except UnicodeDecodeError as exc:
         raise TrainingInputError(f"data file {p} is not UTF-8 text (byte {exc.start})") from exc
     data = LoadedData(path=str(p.resolve()), texts=[], sha256=sha)
