@@ -24,8 +24,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "toolformer_app.training.cli", "toolformer_app.pipeline.cli", "toolformer_app.pipeline.report",
      "toolformer_app.tools.cli"),
     ("toolformer_app.compat",),  # the toolformer-pytorch compatible API over the pipeline, training and decoding
-    ("toolformer_app.evaluation",),  # suites, runner, calibration: read the pipeline's sources, decode
-    ("toolformer_app.training", "toolformer_app.decoding.server"),  # the finetune job; the decoding server
+    # the suites and their items, scoring, predictions, the runner, perplexity, the report, calibration: read
+    # the pipeline's sources, decode many rows at once
+    ("toolformer_app.evaluation",),
+    # the finetune (loading with LoRA, checks, the loop, checkpoints) and its jobs; Chat's decoding server
+    ("toolformer_app.training", "toolformer_app.decoding.server"),
     ("toolformer_app.decoding.batch",),  # many rows decoded together with tools
     ("toolformer_app.decoding.prefix_cache",),  # shared prompt prefixes and their KV
     ("toolformer_app.decoding",),  # decoding with tools
@@ -182,6 +185,14 @@ KNOWN_PRIVATE = frozenset({
     "toolformer_app/training/cli.py: jobs._row",
     "toolformer_app/training/cli.py: jobs._is_main_rank",
     "toolformer_app/training/cli.py: jobs._normalise",
+    # jobs.py re-exports the helpers of the job store and the process runner it was split into
+    *(f"toolformer_app/training/jobs.py: {name} from toolformer_app.training.job_process" for name in (
+        "_CHILDREN", "_CHILDREN_LOCK", "_fail", "_gone", "_is_main_rank", "_proc_start", "_signal", "_spawn",
+        "_tail")),
+    *(f"toolformer_app/training/jobs.py: {name} from toolformer_app.training.job_store" for name in (
+        "_SCHEMA_READY", "_active_conflict", "_db", "_normalise", "_row", "_rows", "_update")),
+    "toolformer_app/training/job_process.py: _row from toolformer_app.training.job_store",
+    "toolformer_app/training/job_process.py: _update from toolformer_app.training.job_store",
 })
 
 
