@@ -1,4 +1,4 @@
-"""The dates suite's items (paper, section 4.2.4: DateSet; here equivalents generated from question types).
+"""The dates suite's items (paper, section 4.2.5: DateSet; here equivalents generated from question types).
 
 Questions about the current date, answered against the fixed clock ``CLOCK`` (the Calendar tool is given the
 same clock). Prompt: "q The answer is".
