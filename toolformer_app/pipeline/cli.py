@@ -82,6 +82,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=main)
 
 
+def _out_refusal(out: Path, run_key: dict) -> str | None:
+    """Why ``--out`` cannot take this run (it holds something else, or a run with other settings), or None.
+    Like finetune: never write into a directory that holds something else (dot files are our temp files)."""
+    saved = out / "config.json"
+    if out.exists() and (not out.is_dir() or (not saved.exists() and any(not p.name.startswith(".")
+                                                                         for p in out.iterdir()))):
+        return f"{out} is not empty and holds no previous `generate` run; use a new --out"
+    if not saved.exists():
+        return None
+    try:  # a setting added since that run was written counts as its default
+        previous = {**PipelineConfig().to_dict(), **json.loads(saved.read_text(encoding="utf-8"))}
+        for speed_only in ("sample_memory_mb", "batch_size"):
+            previous.pop(speed_only, None)
+    except (OSError, ValueError):
+        previous = None
+    return None if previous == run_key else f"{out} holds a run with other settings; use a new --out"
+
+
+def _cut_long_texts(items: list[tuple]) -> list[tuple]:
+    """Texts cut at TOOLFORMER_MAX_TEXT_CHARS, with one warning each: the pipeline scores a text's first
+    tokens only, and tokenizing a 100 MB line whole would take gigabytes."""
+    from toolformer_app import config
+
+    limit = config.max_text_chars()
+    out = []
+    for item in items:
+        text_id, text = item[0], item[1]
+        if len(text) > limit:
+            print(f"warning: text {text_id} is {len(text):,} characters; only the first {limit:,} are used "
+                  "(TOOLFORMER_MAX_TEXT_CHARS)", file=sys.stderr)
+            item = (text_id, text[:limit], *item[2:])
+        out.append(item)
+    return out
+
+
 def main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -128,40 +163,35 @@ def main(args: argparse.Namespace) -> int:
         if not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     out = Path(args.out)
-    saved = out / "config.json"
-    # Like finetune: never write into a directory that holds something else (dot files are our temp files).
-    if out.exists() and (not out.is_dir() or (not saved.exists() and any(not p.name.startswith(".")
-                                                                         for p in out.iterdir()))):
-        print(f"error: {out} is not empty and holds no previous `generate` run; use a new --out", file=sys.stderr)
-        return 2
-    out.mkdir(parents=True, exist_ok=True)
     source = args.dataset or args.input or next(n for n in ("arithmetic", "arithmetic_steps", "dated", "foreign", "countries",
                                                              "wiki")
                                                    if getattr(args, n))
     run_key = {**cfg.to_dict(), "model": args.model or models.model_id(), "source": source}
     for speed_only in ("sample_memory_mb", "batch_size"):  # a resumed run may use other values
         run_key.pop(speed_only)
-    if saved.exists():
-        try:  # a setting added since that run was written counts as its default
-            previous = {**PipelineConfig().to_dict(), **json.loads(saved.read_text())}
-            for speed_only in ("sample_memory_mb", "batch_size"):
-                previous.pop(speed_only, None)
-        except (OSError, ValueError):
-            previous = None
-        if previous != run_key:
-            print(f"error: {out} holds a run with other settings; use a new --out", file=sys.stderr)
-            return 2
-    elif rank == 0:
+    refusal = _out_refusal(out, run_key)
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: cannot write {out} ({exc.strerror or type(exc).__name__}); use another --out", file=sys.stderr)
+        return 2
+    try:  # before the run's config is written: a model that fails leaves no run behind to refuse the next one
+        model, tok = models.load(args.model)
+    except models.ModelLoadError as exc:
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if rank == 0 and not (out / "config.json").exists():
         pr.save_config(out, cfg, {k: run_key[k] for k in ("model", "source")})
-
+    items = _cut_long_texts(items)
     done = pr.done_ids(out)
     mine = [(*it, metas.get(it[0])) for n, it in enumerate(items)
             if (args.dataset or n % world == rank) and it[0] not in done]
-    try:
-        model, tok = models.load(args.model)
-    except models.ModelLoadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     log = pr.records_path(out, rank, world)
     tools = [get_tool(n) for n in cfg.tools]
     bar = tqdm(total=len(mine), desc=f"generate[{rank}]" if world > 1 else "generate", unit="text",

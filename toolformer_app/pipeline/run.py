@@ -45,6 +45,7 @@ from toolformer_app.tools import get_tool
 from toolformer_app.tools.base import Tool
 
 MAX_TEXT_TOKENS = 512  # longer texts are cut (at a token boundary) before scoring
+MAX_CHARS_PER_TOKEN = 64  # far above any real token's length: the character cut never shortens those tokens
 
 
 @dataclass
@@ -121,7 +122,8 @@ def annotate_batch(model, tok, items: list[tuple], tools: list[Tool], cfg: Pipel
     metas = {it[0]: (it[2] if len(it) > 2 else None) for it in items}
     items = [(it[0], it[1]) for it in items]
     for text_id, text in items:
-        enc = encode_text(tok, text_id, text)
+        # Only the first MAX_TEXT_TOKENS tokens are scored: tokenizing a 100 MB line whole would take gigabytes.
+        enc = encode_text(tok, text_id, text[: MAX_TEXT_TOKENS * MAX_CHARS_PER_TOKEN])
         if len(enc.x_ids) > MAX_TEXT_TOKENS:  # cut at a token boundary, keeping the text byte-identical
             cut = enc.char_starts[MAX_TEXT_TOKENS]
             enc = encode_text(tok, text_id, text[:cut])
