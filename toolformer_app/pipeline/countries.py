@@ -41,10 +41,11 @@ def country_text(c: Country, ask: bool) -> str:
 
 
 def country_texts(limit: int | None = None) -> list[tuple[str, str]]:
-    """(id, text) pairs: each training country stated, then each asked about (in a seeded order), at most ``limit``."""
+    """(id, text) pairs, at most ``limit``: every training country once (in a seeded order, stated and asked about
+    in turn), then each once more in the other form."""
     countries = training_countries()
     rng = random.Random(SEED)
     rng.shuffle(countries)
     items = [(f"country:{c.name}:{'question' if ask else 'statement'}", country_text(c, ask))
-             for ask in (False, True) for c in countries]
+             for second in (False, True) for n, c in enumerate(countries) for ask in [(n % 2 == 1) != second]]
     return items[:limit] if limit else items
