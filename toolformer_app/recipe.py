@@ -532,6 +532,11 @@ def main(args: argparse.Namespace) -> int:
         for name, done in plan(cfg):
             print(f"{'done' if done else 'todo'}  {name}")
         return 0
+    out = Path(cfg.out)  # as `generate`: never write into a folder that holds something else
+    if out.exists() and (not out.is_dir() or (not (out / "recipe.json").exists()
+                                              and any(not p.name.startswith(".") for p in out.iterdir()))):
+        print(f"error: {out} is not empty and holds no previous recipe; use a new --out", file=sys.stderr)
+        return 2
     try:
         adapter = run_recipe(cfg)
     except (RuntimeError, ValueError) as exc:
