@@ -1,6 +1,6 @@
 """Evaluation suites: generated (math, dates), built from shipped data (facts), held-out text (perplexity).
 
-None of the paper's datasets ships in a wheel (OFFLINE_ASSETS.md), so equivalents are built here and
+None of the paper's datasets ships in a wheel, and the app runs offline, so equivalents are built here and
 frozen, seeded and versioned, in ``assets/eval/`` (``write_suites`` regenerates them byte for byte):
 
 - math.jsonl: ASDiv/SVAMP-like word problems, 1-2 operations on 2-3 numbers, about a third with a
