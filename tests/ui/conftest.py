@@ -44,9 +44,9 @@ def app_url(ui_data_dir):
     old = os.environ.get("TOOLFORMER_DATA_DIR")
     os.environ["TOOLFORMER_DATA_DIR"] = str(ui_data_dir)
     from toolformer_app.ui import build_demo, launch_kwargs
+    from toolformer_app.ui.queue_guard import configure_queue
 
-    demo = build_demo()
-    demo.queue(default_concurrency_limit=1)
+    demo = configure_queue(build_demo())  # as app.py: the public bounds apply while a test sets SPACE_ID
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(),
                             quiet=True, **launch_kwargs())
     try:

@@ -137,6 +137,7 @@ def _chat(client, raw: Raw, outcomes: Outcomes, deadline: float) -> None:
         (PROMPT, [], [], MODEL, 10, 1, ["Calculator"], 12, True, "plain", False),
         ("", [], [], MODEL, 10, 1, ["Calculator"], 12, True, "plain", False),  # empty: refused
         (PROMPT, [], [], "../../../../etc/passwd", 10, 1, ["Calculator"], 12, True, "plain", False),  # refused
+        (PROMPT, [], [], DOTDOT_FINETUNE, 10, 1, ["Calculator"], 12, True, "plain", False),  # refused, as any ..
     ]
     for n in range(MAX_REQUESTS):
         if time.monotonic() >= deadline:
@@ -150,6 +151,8 @@ def _chat(client, raw: Raw, outcomes: Outcomes, deadline: float) -> None:
                          lambda out: isinstance(out, list) and _encodable(out))
 
 
+# a path through a directory that exists back into the data dir: refused with the one message, never loaded
+DOTDOT_FINETUNE = "/tmp/../" + "data/finetuned/ft-20260101-000000-abcd"
 RAW_CHAT = ["2 + 2 = \ud800", "\x01\x02", "\ud800"]  # replaced then answered; control-only and surrogate-only: refused
 
 
@@ -171,6 +174,14 @@ def _evaluate_and_cancel(client, outcomes: Outcomes, deadline: float) -> None:
             AssertionError("a cancelled evaluation did not end within 30 s")))
         outcomes.run("evaluate", lambda: _predict(client, MODEL, ["math"], ["base"], 10**6, 10,
                                                   api_name="/evaluate"))  # over the cap: refused
+        outcomes.run("evaluate", lambda: _predict(client, MODEL, ["math"], ["tools"], 20, 10,
+                                                  ",".join(str(k) for k in range(3000)), "",
+                                                  api_name="/evaluate"))  # 3,000 k values: refused (k <= 50)
+        t0 = time.monotonic()  # 3,000 copies of one k: one value, and items x values x suites within the cap
+        outcomes.run("evaluate", lambda: _predict(client, MODEL, ["math"], ["base"], 1, 10, ",".join(["0"] * 3000),
+                                                  "", api_name="/evaluate"))
+        outcomes.run("evaluate", lambda t0=t0: None if time.monotonic() - t0 < REQUEST_TIMEOUT_S else
+                     (_ for _ in ()).throw(AssertionError("a deduplicated sweep took too long")))
 
 
 def _upload_bad_files(app_url: str, outcomes: Outcomes, deadline: float) -> None:
@@ -215,6 +226,35 @@ def _upload_bad_files(app_url: str, outcomes: Outcomes, deadline: float) -> None
 
         outcomes.run("upload", send, _encodable)
         time.sleep(0.5)
+
+
+def _bursts(app_url: str, raw: Raw, outcomes: Outcomes) -> dict[str, list[int]]:
+    """The probe's scripts, each from its own address: raw /annotate joins whose results are never read, and
+    20 uploads of ~1 MB. The bounds refuse most of each with one line; what they admit is bounded."""
+    import httpx
+
+    base = app_url.rstrip("/")
+    codes: dict[str, list[int]] = {"join": [], "upload": []}
+    with httpx.Client(timeout=REQUEST_TIMEOUT_S, headers={"x-forwarded-for": "203.0.113.7"}) as http:
+        fn_index, kinds = raw.deps["annotate"]
+        values = iter((TEXT, ["Calculator"], MODEL, False, 0.003, 1, 1, 1.0))
+        data = [None if kind == "state" else next(values) for kind in kinds]
+        for n in range(6):
+            reply = http.post(f"{base}/gradio_api/queue/join", json={
+                "data": data, "fn_index": fn_index, "session_hash": f"burst{n}", "event_data": None,
+                "trigger_id": None})
+            codes["join"].append(reply.status_code)
+        http.headers["x-forwarded-for"] = "203.0.113.8"
+        for n in range(20):
+            reply = http.post(f"{base}/gradio_api/upload", files={"files": (f"blob{n}.txt", b"x" * 900_000)})
+            codes["upload"].append(reply.status_code)
+
+            def refused(reply: httpx.Response = reply) -> None:
+                if reply.status_code != 200:
+                    raise RuntimeError(reply.text)
+
+            outcomes.run("upload", refused)
+    return codes
 
 
 def _defect_files() -> list[tuple[str, bytes, Callable]]:
@@ -268,6 +308,8 @@ def test_four_sessions_for_a_minute_stay_bounded_and_leave_nothing_running(app_u
     monkeypatch.setenv("SPACE_ID", "soak/toolformer-studio")  # the public profile: model allow-list, no finetune
     monkeypatch.setenv("TOOLFORMER_MAX_TEXT_CHARS", "2000")
     monkeypatch.setenv("TOOLFORMER_MAX_UPLOAD_MB", "1")
+    monkeypatch.setenv("TOOLFORMER_MAX_UPLOAD_CACHE_MB", "40")  # one address may post 8 MB a day
+    monkeypatch.setenv("TOOLFORMER_MAX_QUEUED_PER_CLIENT", "3")  # the soak's own three model sessions share 127.0.0.1
     proc = psutil.Process()
 
     # warm-up: the model is loaded and each path has run once
@@ -301,7 +343,10 @@ def test_four_sessions_for_a_minute_stay_bounded_and_leave_nothing_running(app_u
         threading.Thread(target=_evaluate_and_cancel, args=(clients[2], outcomes, deadline)),
         threading.Thread(target=_upload_bad_files, args=(app_url, outcomes, deadline)),
     ]
+    bursts = _bursts(app_url, raw, outcomes)
     run_sessions(sessions, SOAK_S + 4 * REQUEST_TIMEOUT_S)
+    assert bursts["join"].count(503) >= 3 and set(bursts["join"]) <= {200, 503}, bursts
+    assert 413 in bursts["upload"] and bursts["upload"].count(200) <= 9, bursts
     for c in clients:
         c.close()
 

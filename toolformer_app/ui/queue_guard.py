@@ -43,17 +43,17 @@ def pending(queue: Any, key: str) -> int:
 
 
 def configure_queue(demo: Any) -> Any:
-    """``demo.queue(...)`` with the public bounds (config.max_queue_size, config.max_queued_per_client)."""
+    """``demo.queue(...)`` with the public bounds. They are read from the settings at each join
+    (config.max_queue_size, config.max_queued_per_client), so they follow the deployment's profile."""
     demo.queue(default_concurrency_limit=1, max_size=config.max_queue_size())
-    limit = config.max_queued_per_client()
-    if limit is None:
-        return demo
     queue = demo._queue
     push = queue.push
 
     async def bounded_push(body: Any, request: Any, username: Any) -> Any:
+        queue.max_size = config.max_queue_size()  # Gradio checks it in push
+        limit = config.max_queued_per_client()
         fn = queue.blocks.fns.get(body.fn_index) if body.fn_index is not None else None
-        if fn is not None and _heavy(fn) and pending(queue, client_key(request)) >= limit:
+        if limit is not None and fn is not None and _heavy(fn) and pending(queue, client_key(request)) >= limit:
             return False, REFUSAL, "queue_full"
         return await push(body, request, username)
 
