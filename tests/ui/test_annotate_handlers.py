@@ -108,7 +108,7 @@ def _dated_upload(tmp_path):
 
 
 def test_an_uploaded_jsonl_keeps_its_ids_and_dates_and_the_calendar_returns_them(tmp_path, monkeypatch):
-    """Issue 19: the upload's ids and "date" fields reach the pipeline, so the Calendar answers with them."""
+    """The upload's ids and "date" fields reach the pipeline, so the Calendar answers with them."""
     import toolformer_app.pipeline as pipeline
     from toolformer_app.tools import get_tool
 

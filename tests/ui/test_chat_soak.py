@@ -1,4 +1,4 @@
-"""Soak for Chat with many visitors: 8 concurrent gradio_client sessions for a minute (issue 21).
+"""Soak for Chat with many visitors: 8 concurrent gradio_client sessions for a minute.
 
 All eight go through the app's ``/chat`` endpoint on 127.0.0.1, so their requests share the decoding
 server's running batch. Each session sends, in turn, a prompt that calls the Calculator, a plain prompt

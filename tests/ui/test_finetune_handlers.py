@@ -200,7 +200,7 @@ def _run_with_call_free_texts(n_plain: int) -> dict:
 
 
 def test_the_current_run_trains_on_c_star_mixed_with_its_call_free_texts_at_the_chosen_ratio(quiet):
-    """Issue 19: the Finetune tab's current run is the mix (as the recipe's), not C* alone."""
+    """The Finetune tab's current run is the mix (as the recipe's), not C* alone."""
     from toolformer_app.recipe import RecipeConfig
 
     r = _run_with_call_free_texts(6)

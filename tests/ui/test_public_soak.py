@@ -2,7 +2,7 @@
 
 One session annotates, one chats, one starts evaluations and cancels them, one uploads bad files. The
 annotate and chat sessions also send lone surrogates and control-only text as a raw queue call (gradio_client
-cannot encode a lone surrogate), and the upload session sends issue 20's files: a lone surrogate in a
+cannot encode a lone surrogate), and the upload session sends hostile files: a lone surrogate in a
 candidate and in a text (then Export C*), deeply nested JSON, and two texts that share a text_id.
 Every request is bounded in time, every session in count, and the soak in time (TOOLFORMER_SOAK_S,
 60 s by default). At the end: the process RSS it retains (collected and trimmed) is within 300 MB of its value after warm-up, no CPU
@@ -104,7 +104,7 @@ class Raw:
 
 
 def _encodable(out: Any) -> bool:
-    """What Gradio sends back must encode as UTF-8 (a lone surrogate in it cut the stream: issue 20)."""
+    """What Gradio sends back must encode as UTF-8 (a lone surrogate in it once cut the stream)."""
     json.dumps(out, ensure_ascii=False, default=str).encode("utf-8")
     return True
 
@@ -219,7 +219,7 @@ def _upload_bad_files(app_url: str, outcomes: Outcomes, deadline: float) -> None
                 return handler(stored)
             except gr.Error:
                 raise  # a refusal, shown to the user in one line
-            except Exception as exc:  # anything else would reach the user raw (issue 20: the codec's message)
+            except Exception as exc:  # anything else would reach the user raw (the codec's message)
                 raise AssertionError(f"{name}: not a refusal: {type(exc).__name__}: {exc}") from None
             finally:
                 assert time.monotonic() - t0 < 20, f"{name}: the handler took {time.monotonic() - t0:.0f} s"
@@ -258,7 +258,7 @@ def _bursts(app_url: str, raw: Raw, outcomes: Outcomes) -> dict[str, list[int]]:
 
 
 def _defect_files() -> list[tuple[str, bytes, Callable]]:
-    """Issue 20's inputs: lone surrogates in a candidate and in a text, nested JSON, a repeated text_id."""
+    """Hostile inputs: lone surrogates in a candidate and in a text, nested JSON, a repeated text_id."""
     from tests.ui.helpers import candidate
     from toolformer_app.ui import annotate, finetune
     from toolformer_app.ui import filter as loss_filter

@@ -4,7 +4,7 @@ A tool file defines either or both of:
 
 - one or more subclasses of ``toolformer_app.tools.Tool`` (its prompt, A.1 heuristic, executor and thresholds;
   see ``examples/tools/units.py``), each built with no arguments;
-- the seed's form: a function ``TOOL`` (called with the call's input) and a seed-style ``PROMPT`` holding
+- the function form: a function ``TOOL`` (called with the call's input) and a teach ``PROMPT`` holding
   ``[input]``, with optional ``NAME`` (default: the function's name) and ``THRESHOLDS``.
 
 Loading a file runs its code. The CLI loads only the files named with ``--tools-from``; the app loads only the
@@ -90,7 +90,7 @@ def _function_tool(module: Any, path: Path) -> Tool:
     if not callable(fn):
         raise ToolFileError(path, line, f"TOOL must be a function, not {type(fn).__name__}")
     if not isinstance(prompt, str) or PLACEHOLDER not in prompt.lower():
-        raise ToolFileError(path, line, f"TOOL needs a PROMPT string holding {PLACEHOLDER} (the seed's teach prompt)")
+        raise ToolFileError(path, line, f"TOOL needs a PROMPT string holding {PLACEHOLDER} (the teach prompt)")
     thresholds = getattr(module, "THRESHOLDS", None) or Thresholds()
     if not isinstance(thresholds, Thresholds):
         raise ToolFileError(path, line, "THRESHOLDS must be a toolformer_app.tools.Thresholds")
