@@ -335,3 +335,10 @@ def test_the_commits_the_docs_cite_exist():
                             capture_output=True, text=True, check=True)
     missing = [line.split()[0] for line in result.stdout.splitlines() if line.endswith("missing")]
     assert missing == [], f"commits cited in the docs that git does not know: {missing}"
+
+
+def test_the_readme_sections_come_in_their_order():
+    """Pitch, results, quick start, use, method, own tools, Spaces, limits, docs index, development, citation."""
+    h2 = [m.group(2) for m in HEADING.finditer(prose(README.read_text(encoding="utf-8"))) if m.group(1) == "##"]
+    assert h2 == ["Results at a glance", "Quick start", "Using it", "How it works", "Your own tools",
+                  "Hugging Face Spaces", "Limits", "Documentation", "Development", "Licenses and citation"]
