@@ -342,3 +342,22 @@ def test_the_readme_sections_come_in_their_order():
     h2 = [m.group(2) for m in HEADING.finditer(prose(README.read_text(encoding="utf-8"))) if m.group(1) == "##"]
     assert h2 == ["Results at a glance", "Quick start", "Using it", "How it works", "Your own tools",
                   "Hugging Face Spaces", "Limits", "Documentation", "Development", "Licenses and citation"]
+
+
+# "`name` in `path`" and "`path` (`name`": the name must be defined in that file (modules move; the docs follow).
+NAME_IN_PATH = (re.compile(r"`([A-Za-z_][\w.]*)(?:\(\))?` in `((?:toolformer_app|tests|experiments)/[\w/]+\.py)`"),
+                re.compile(r"`((?:toolformer_app|tests|experiments)/[\w/]+\.py)` \(`([A-Za-z_][\w.]*)`"))
+
+
+@pytest.mark.parametrize("page", [README, *DOCS], ids=rel)
+def test_every_name_said_to_live_in_a_file_is_defined_there(page: Path):
+    text = page.read_text(encoding="utf-8")
+    pairs = {(m.group(1), m.group(2)) for m in NAME_IN_PATH[0].finditer(text)}
+    pairs |= {(m.group(2), m.group(1)) for m in NAME_IN_PATH[1].finditer(text)}
+    missing = []
+    for name, path in sorted(pairs):
+        source = (ROOT / path).read_text(encoding="utf-8") if (ROOT / path).exists() else ""
+        last = re.escape(name.split(".")[-1])
+        if not re.search(rf"^\s*(?:async\s+)?(?:def|class)\s+{last}\b|^\s*{last}\s*[:=]", source, re.M):
+            missing.append(f"{name} in {path}")
+    assert missing == [], f"{rel(page)} places names where they are not defined: {', '.join(missing)}"
