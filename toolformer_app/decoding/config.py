@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -30,3 +31,10 @@ class InferenceConfig:
     decline_disabled: bool = True
     # Call when p(" [") >= this (Chat's calibrated default, from the model card), instead of top-k.
     call_threshold: float | None = None
+    # Per tool: call only when p(" [") >= the threshold of the tool whose name the model would write after it
+    # (read greedily from the name trie; a tool without an entry takes ``call_threshold``). From the card.
+    tool_thresholds: Mapping[str, float] | None = None
+    # Tools whose input the decoder writes: after "[QA(", the clause written so far (``pipeline.sampling.
+    # clause_before``, the rule that made the training calls) and ")", then the tool runs. The model decides only
+    # whether to ask. For models finetuned on clause calls (the card's ``inference.clause_inputs``); () = the paper.
+    clause_inputs: tuple[str, ...] = ()

@@ -47,6 +47,7 @@ class CallExecuted(_Event):
     end: int = -1
     token_start: int = -1  # the span in Done.token_ids
     token_end: int = -1
+    input_by: str = "model"  # "decoder": the decoder wrote the input (``InferenceConfig.clause_inputs``)
     kind: str = field(default="call", init=False)
 
 

@@ -54,6 +54,7 @@ from toolformer_app.decoding.events import (
     Steps,
     TextChunk,
 )
+from toolformer_app.pipeline.sampling import clause_before
 
 _NAME_PREFIX = re.compile(r"\[[A-Za-z_]\w*\(|\[[A-Za-z_]\w*$|\[$")  # still able to become "[Name("
 _NAME_OPEN = re.compile(r"\[[A-Za-z_]\w*\(")
@@ -234,15 +235,25 @@ class RowDecoder:
             return list(ids["input_ids"] if isinstance(ids, Mapping) else ids)
         return self.tok.encode(prompt)  # special tokens as the model expects (Gemma's <bos>)
 
+    def call_gate(self) -> float | None:
+        """The least p(" [") that may start a call under thresholds: the lowest of the per-tool thresholds and
+        the global one (a tool's own threshold is checked once its name is read); None: top-k decides."""
+        cfg = self.cfg
+        values = [*(cfg.tool_thresholds or {}).values(), *([] if cfg.call_threshold is None else [cfg.call_threshold])]
+        return min(values) if values else None
+
     @torch.inference_mode()
     def choose(self, logits: torch.Tensor, may_call: bool, in_call: bool) -> int:
-        """The next token: " [" when a call may start and it is in the top k; else greedy/sampled."""
+        """The next token: " [" when a call may start and it is in the top k (or p(" [") reaches the threshold);
+        else greedy/sampled. ``self.p_call`` keeps p(" [") of the last choice where a call could start."""
         cfg = self.cfg
         if cfg.ignore_eos and self.eos_ids:
             logits[self.eos_ids] = float("-inf")
         if may_call and not in_call:
-            if cfg.call_threshold is not None:
-                if float(torch.softmax(logits, -1)[self.api_id]) >= cfg.call_threshold:
+            gate = self.call_gate()
+            if gate is not None:
+                self.p_call = float(torch.softmax(logits, -1)[self.api_id])
+                if self.p_call >= gate:
                     return self.api_id
                 logits[self.api_id] = float("-inf")  # under the threshold: " [" is not written as text either
             # rank of " [" = how many tokens beat it; ties count for " ["
@@ -260,176 +271,205 @@ class RowDecoder:
             probs = torch.zeros_like(probs).scatter_(0, order, sorted_p)
         return int(torch.multinomial(probs.cpu(), 1, generator=self.rng))
 
+    def declines(self, name: str) -> bool:
+        """Whether a call whose name was read as ``name`` is not written: a disabled tool (or no name), or
+        p(" [") under this tool's own threshold."""
+        if name not in self.tools:
+            return True
+        own = (self.cfg.tool_thresholds or {}).get(name, self.cfg.call_threshold)
+        return self.call_gate() is not None and own is not None and self.p_call < own
+
+    # -- one generation: the state of ``steps`` and its parts ---------------------------------------------------
+    def _start(self, prompt: str) -> None:
+        self.t0 = time.perf_counter()
+        self.prompt = prompt
+        self.prompt_ids = self.encode_prompt(prompt)
+        if not self.prompt_ids:  # an empty prompt: start from a special token rather than fail
+            start = getattr(self.tok, "bos_token_id", None)
+            self.prompt_ids = [start if start is not None else self.eos_ids[0]]
+        self.stats.prompt_tokens = len(self.prompt_ids)
+        self.out_ids: list[int] = []  # generated ids, injected ones included
+        # Tokens are fed lazily, when the next logits are needed: the arrow token and the tool's
+        # result go in one forward pass, and the last token chosen is never fed for nothing.
+        self.unfed: list[int] = list(self.prompt_ids)
+        self.detok = _Detok(self.decode)
+        self.calls: list[CallExecuted] = []
+        self.emitted: list[str] = []
+        self.held = ""  # text held back while it could still be the start of a stop string
+        self.hold = max((len(s) for s in self.cfg.stop), default=1) - 1
+        self.stop_reason = "max_new_tokens"
+        self.in_call = False
+        self.call_start = 0  # index in out_ids of the call's " ["
+        self.call_ids: list[int] = []
+        self.p_call = 1.0
+
+    def _emit(self, text: str, in_call_text: bool) -> Iterator[TextChunk]:
+        if in_call_text or not self.cfg.stop:  # calls hold no newline: stop strings are not looked for
+            chunks = [(self.held, False), (text, in_call_text)]
+            self.held = ""
+        else:
+            buf = self.held + text
+            hits = [i for i in (buf.find(s) for s in self.cfg.stop) if i >= 0]
+            if hits:
+                self.stop_reason = "stop"
+                chunks, self.held = [(buf[: min(hits)], False)], ""
+            else:
+                cut = len(buf) - self.hold
+                chunks, self.held = [(buf[:cut], False)], buf[cut:]
+        for chunk, flag in chunks:
+            if chunk:
+                self.emitted.append(chunk)
+                yield TextChunk(chunk, flag)
+
+    def _feed(self, ids: list[int], in_call_text: bool, injected: bool = False) -> Iterator[TextChunk]:
+        self.out_ids.extend(ids)
+        self.unfed.extend(ids)
+        if injected:
+            self.stats.tokens_injected += len(ids)
+        yield from self._emit(self.detok.push(ids), in_call_text)
+
+    def _finish_call(self, tool: str, inp: str, output: str | None, reason: str, duration: float,
+                     input_by: str = "model") -> CallExecuted:
+        self.in_call = False
+        start = len(self.decode(self.out_ids[: self.call_start]))  # two short decodes per call, for exact offsets
+        full = self.decode(self.out_ids)
+        call = CallExecuted(len(self.calls), tool, inp, output, output is not None, reason, duration, full[start:],
+                            start, len(full), self.call_start, len(self.out_ids), input_by)
+        self.calls.append(call)
+        return call
+
+    def _close_malformed(self, call_text: str, reason: str) -> Iterator[Event]:
+        yield from self._feed(self.tok.encode(API_END, add_special_tokens=False), True, injected=True)
+        m = re.match(r"\s*\[([A-Za-z_]\w*)\(?(.*)", call_text)
+        yield self._finish_call(m.group(1) if m else "", m.group(2) if m else call_text.strip(" ["), None, reason, 0.0)
+
+    def _run_call(self, tool: str, inp: str, head: str, input_by: str = "model") -> Steps:
+        """Run the tool, then feed ``head`` (the rest of " -> ", or the decoder's input and arrow) with " r]"."""
+        t1 = time.perf_counter()
+        output, reason = yield RunTool(functools.partial(execute_tool, self.tools, tool, inp))
+        duration = time.perf_counter() - t1
+        self.stats.tool_time_s += duration
+        # " r]" joins the cache with the arrow token in the next single forward pass
+        yield from self._feed(self.tok.encode(head + (output or "") + API_END, add_special_tokens=False), True,
+                              injected=True)
+        yield self._finish_call(tool, inp, output, reason, duration, input_by)
+
+    def _start_call(self, logits: torch.Tensor) -> Steps:
+        """" [" was chosen: read the name (or decline the call there, writing the next best token instead), then
+        open the call; with a clause-input tool, the decoder writes its input and runs it at once."""
+        stats = self.stats
+        name_ids: list[int] = []
+        name = ""
+        if not self.unfed and any(on for _, _, on in self.name_trie):
+            before_call = self.cache_len
+            first = yield from self.fed(self.api_ids)
+            name, name_ids, after = yield from self.read_name(first)
+            if self.declines(name):  # a disabled tool, or under its threshold: no call here
+                stats.lookahead_tokens += self.cache_len - before_call
+                stats.calls_declined += 1
+                if (yield Crop(self.cache_len - before_call)):
+                    self.cache_len = before_call
+                else:  # a cache that cannot roll back (a full sliding window): rebuild
+                    self.cache_len = 0
+                    self.unfed[:0] = self.prompt_ids + self.out_ids
+                tok = self.choose(logits, False, False)  # " [" masked: the next best token
+                if tok in self.eos_ids:
+                    self.stop_reason = "eos"
+                    return
+                yield from self._feed([tok], False)
+                return
+            name_fed = self.cache_len - before_call - len(self.api_ids)
+        yield from self._emit(self.detok.flush(), False)
+        if self.stop_reason == "stop":
+            return
+        self.call_start, self.call_ids, self.in_call = len(self.out_ids), list(self.api_ids) + name_ids, True
+        yield CallStarted(len(self.calls), len(self.decode(self.out_ids)))
+        if not name_ids:
+            yield from self._feed(self.api_ids, True)
+            return
+        stats.tokens_generated += len(name_ids)
+        yield from self._feed(self.api_ids + name_ids, True)
+        del self.unfed[: len(self.api_ids) + name_fed]  # fed while reading the name
+        if name in self.cfg.clause_inputs:
+            clause = clause_before(self.prompt + self.decode(self.out_ids[: self.call_start]),
+                                   len(self.prompt) + len(self.decode(self.out_ids[: self.call_start])))
+            yield from self._run_call(name, clause, clause + ") -> ", input_by="decoder")
+
+    def _call_token(self, tok: int) -> Steps:
+        """A token chosen inside a call: look at the call's own text (a few tokens) with it appended."""
+        before = self.decode(self.call_ids)
+        text = self.decode(self.call_ids + [tok])
+        if tok in self.eos_ids or "\n" in text[len(before):]:
+            yield from self._close_malformed(before, "newline or end of text inside the call")
+            return
+        bracket = text.index("[")
+        body = text[bracket:]
+        arrow = _ARROW.search(body)
+        if arrow and _NAME_OPEN.match(body):
+            head_end = bracket + arrow.end()
+            opened = find_open_call(text[:head_end])
+            if opened is None:  # e.g. "]" inside the input: not a parsable call
+                yield from self._close_malformed(before, "malformed call")
+                return
+            tool, inp = opened
+            if text[head_end:].strip():
+                # the token runs past "->" (a merge): drop it, re-tokenise its text up to the arrow
+                head = text[len(before): head_end] + " "
+            else:
+                yield from self._feed([tok], True)
+                head = "" if text.endswith(" ") else " "
+            yield from self._run_call(tool, inp, head)
+            return
+        if API_END in body:  # closed before "->": e(c), the model asked for no result
+            yield from self._feed([tok], True)
+            m = re.match(r"\[([A-Za-z_]\w*)\((.*)\)\s*\]", body)
+            reason = "closed without '->'" if m else "not a tool call"
+            yield self._finish_call(m.group(1) if m else "", m.group(2) if m else body.strip("[]"), None, reason, 0.0)
+            return
+        if not _NAME_PREFIX.match(body):
+            yield from self._close_malformed(before, "no 'Name(' after '['")
+            return
+        if len(self.call_ids) >= self.cfg.max_call_tokens:
+            yield from self._close_malformed(before, f"call longer than {self.cfg.max_call_tokens} tokens")
+            return
+        self.call_ids.append(tok)
+        yield from self._feed([tok], True)
+
     def steps(self, prompt: str) -> Steps:
         """The generation of ``prompt``: yields requests (``Feed``, ``Crop``) and events, the last one ``Done``."""
         cfg, stats = self.cfg, self.stats
-        t0 = time.perf_counter()
-        prompt_ids = self.encode_prompt(prompt)
-        if not prompt_ids:  # an empty prompt: start from a special token rather than fail
-            start = getattr(self.tok, "bos_token_id", None)
-            prompt_ids = [start if start is not None else self.eos_ids[0]]
-        stats.prompt_tokens = len(prompt_ids)
-        out_ids: list[int] = []  # generated ids, injected ones included
-        # Tokens are fed lazily, when the next logits are needed: the arrow token and the tool's
-        # result go in one forward pass, and the last token chosen is never fed for nothing.
-        unfed: list[int] = list(prompt_ids)
+        self._start(prompt)
         logits = torch.empty(0)
-        detok = _Detok(self.decode)
-        calls: list[CallExecuted] = []
-        emitted: list[str] = []
-        held = ""  # text held back while it could still be the start of a stop string
-        hold = max((len(s) for s in cfg.stop), default=1) - 1
-        stop_reason = "max_new_tokens"
-        in_call = False
-        call_start = 0  # index in out_ids of the call's " ["
-        call_ids: list[int] = []
-
-        def emit(text: str, in_call_text: bool) -> Iterator[TextChunk]:
-            nonlocal held, stop_reason
-            if in_call_text or not cfg.stop:  # calls hold no newline: stop strings are not looked for
-                chunks = [(held, False), (text, in_call_text)]
-                held = ""
-            else:
-                buf = held + text
-                hits = [i for i in (buf.find(s) for s in cfg.stop) if i >= 0]
-                if hits:
-                    stop_reason = "stop"
-                    chunks, held = [(buf[: min(hits)], False)], ""
-                else:
-                    cut = len(buf) - hold
-                    chunks, held = [(buf[:cut], False)], buf[cut:]
-            for chunk, flag in chunks:
-                if chunk:
-                    emitted.append(chunk)
-                    yield TextChunk(chunk, flag)
-
-        def feed(ids: list[int], in_call_text: bool, injected: bool = False) -> Iterator[TextChunk]:
-            out_ids.extend(ids)
-            unfed.extend(ids)
-            if injected:
-                stats.tokens_injected += len(ids)
-            yield from emit(detok.push(ids), in_call_text)
-
-        def finish_call(tool: str, inp: str, output: str | None, reason: str, duration: float) -> CallExecuted:
-            nonlocal in_call
-            in_call = False
-            start = len(self.decode(out_ids[:call_start]))  # two short decodes per call, for exact offsets
-            full = self.decode(out_ids)
-            call = CallExecuted(len(calls), tool, inp, output, output is not None, reason, duration,
-                                full[start:], start, len(full), call_start, len(out_ids))
-            calls.append(call)
-            return call
-
-        def close_malformed(call_text: str, reason: str) -> Iterator[Event]:
-            yield from feed(self.tok.encode(API_END, add_special_tokens=False), True, injected=True)
-            m = re.match(r"\s*\[([A-Za-z_]\w*)\(?(.*)", call_text)
-            yield finish_call(m.group(1) if m else "", m.group(2) if m else call_text.strip(" ["), None, reason, 0.0)
-
-        while stats.tokens_generated < cfg.max_new_tokens and stop_reason != "stop":
-            if unfed:
-                logits = yield from self.fed(unfed)
-                unfed.clear()
-            may_call = not cfg.disabled and cfg.top_k_call > 0 and len(calls) < cfg.max_calls
-            tok = self.choose(logits, may_call, in_call)
+        while stats.tokens_generated < cfg.max_new_tokens and self.stop_reason != "stop":
+            if self.unfed:
+                logits = yield from self.fed(self.unfed)
+                self.unfed.clear()
+            may_call = not cfg.disabled and cfg.top_k_call > 0 and len(self.calls) < cfg.max_calls
+            tok = self.choose(logits, may_call, self.in_call)
             stats.tokens_generated += 1
-            if not in_call:
-                if tok in self.eos_ids:
-                    stop_reason = "eos"
+            if self.in_call:
+                yield from self._call_token(tok)
+            elif tok in self.eos_ids:
+                self.stop_reason = "eos"
+                break
+            elif tok == self.api_id and may_call:
+                yield from self._start_call(logits)
+                if self.stop_reason == "eos":
                     break
-                if tok == self.api_id and may_call:
-                    name_ids: list[int] = []
-                    if not unfed and any(on for _, _, on in self.name_trie):
-                        before_call = self.cache_len
-                        first = yield from self.fed(self.api_ids)
-                        name, name_ids, after = yield from self.read_name(first)
-                        if name not in self.tools:  # the preferred tool is disabled: no call here
-                            stats.lookahead_tokens += self.cache_len - before_call
-                            stats.calls_declined += 1
-                            if (yield Crop(self.cache_len - before_call)):
-                                self.cache_len = before_call
-                            else:  # a cache that cannot roll back (a full sliding window): rebuild
-                                self.cache_len = 0
-                                unfed[:0] = prompt_ids + out_ids
-                            tok = self.choose(logits, False, False)  # " [" masked: the next best token
-                            if tok in self.eos_ids:
-                                stop_reason = "eos"
-                                break
-                            yield from feed([tok], False)
-                            continue
-                        logits = after  # " [" and the name ids fed while reading are in the cache
-                        name_fed = self.cache_len - before_call - len(self.api_ids)
-                    yield from emit(detok.flush(), False)
-                    if stop_reason == "stop":
-                        break
-                    call_start, call_ids, in_call = len(out_ids), list(self.api_ids) + name_ids, True
-                    yield CallStarted(len(calls), len(self.decode(out_ids)))
-                    if name_ids:
-                        stats.tokens_generated += len(name_ids)
-                        yield from feed(self.api_ids + name_ids, True)
-                        del unfed[: len(self.api_ids) + name_fed]  # fed while reading the name
-                    else:
-                        yield from feed(self.api_ids, True)
-                else:
-                    yield from feed([tok], False)
-                continue
+            else:
+                yield from self._feed([tok], False)
 
-            # inside a call: look at the call's own text (a few tokens) with this token appended
-            before = self.decode(call_ids)
-            text = self.decode(call_ids + [tok])
-            if tok in self.eos_ids or "\n" in text[len(before) :]:
-                yield from close_malformed(before, "newline or end of text inside the call")
-                continue
-            bracket = text.index("[")
-            body = text[bracket:]
-            arrow = _ARROW.search(body)
-            if arrow and _NAME_OPEN.match(body):
-                head_end = bracket + arrow.end()
-                opened = find_open_call(text[:head_end])
-                if opened is None:  # e.g. "]" inside the input: not a parsable call
-                    yield from close_malformed(before, "malformed call")
-                    continue
-                tool, inp = opened
-                if text[head_end:].strip():
-                    # the token runs past "->" (a merge): drop it, re-tokenise its text up to the arrow
-                    head = text[len(before) : head_end] + " "
-                else:
-                    yield from feed([tok], True)
-                    head = "" if text.endswith(" ") else " "
-                t1 = time.perf_counter()
-                output, reason = yield RunTool(functools.partial(execute_tool, self.tools, tool, inp))
-                duration = time.perf_counter() - t1
-                stats.tool_time_s += duration
-                # " r]" joins the cache with the arrow token in the next single forward pass
-                yield from feed(self.tok.encode(head + (output or "") + API_END, add_special_tokens=False),
-                                True, injected=True)
-                yield finish_call(tool, inp, output, reason, duration)
-                continue
-            if API_END in body:  # closed before "->": e(c), the model asked for no result
-                yield from feed([tok], True)
-                m = re.match(r"\[([A-Za-z_]\w*)\((.*)\)\s*\]", body)
-                reason = "closed without '->'" if m else "not a tool call"
-                yield finish_call(m.group(1) if m else "", m.group(2) if m else body.strip("[]"), None, reason, 0.0)
-                continue
-            if not _NAME_PREFIX.match(body):
-                yield from close_malformed(before, "no 'Name(' after '['")
-                continue
-            if len(call_ids) >= cfg.max_call_tokens:
-                yield from close_malformed(before, f"call longer than {cfg.max_call_tokens} tokens")
-                continue
-            call_ids.append(tok)
-            yield from feed([tok], True)
-
-        if in_call:  # out of tokens inside a call: close it so the text stays well formed
-            yield from close_malformed(self.decode(call_ids), "max_new_tokens reached inside the call")
-        if stop_reason != "stop":
-            yield from emit(detok.flush(), False)
-            if held:
-                emitted.append(held)
-                yield TextChunk(held)
+        if self.in_call:  # out of tokens inside a call: close it so the text stays well formed
+            yield from self._close_malformed(self.decode(self.call_ids), "max_new_tokens reached inside the call")
+        if self.stop_reason != "stop":
+            yield from self._emit(self.detok.flush(), False)
+            if self.held:
+                self.emitted.append(self.held)
+                yield TextChunk(self.held)
         stats.prefix_tokens_reencoded = (stats.tokens_fed - stats.lookahead_tokens - stats.prompt_tokens
-                                         - (len(out_ids) - len(unfed)))
-        stats.elapsed_s = time.perf_counter() - t0
-        yield Done("".join(emitted), calls, stop_reason, stats, out_ids)
+                                         - (len(self.out_ids) - len(self.unfed)))
+        stats.elapsed_s = time.perf_counter() - self.t0
+        yield Done("".join(self.emitted), self.calls, self.stop_reason, stats, self.out_ids)
 
 
 class _Session(RowDecoder):

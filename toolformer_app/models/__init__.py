@@ -276,6 +276,13 @@ def clause_inputs(name: str | None) -> tuple[str, ...]:
     return tuple(str(v) for v in value) if isinstance(value, (list, tuple)) else ()
 
 
+def card_inference(name: str | None) -> dict[str, Any]:
+    """The decoding settings a model's card sets (``InferenceConfig`` keywords): the calibrated call threshold,
+    per-tool thresholds and clause-input tools. Chat, `chat` and `eval` read them here, and only here."""
+    return {"call_threshold": call_threshold(name), "tool_thresholds": tool_thresholds(name) or None,
+            "clause_inputs": clause_inputs(name)}
+
+
 def load(name: str | None = None, device: str | None = None, dtype: str | None = None) -> tuple[Any, Any]:
     """(model, tokenizer) for a preset, hub id or local directory; cached per process.
 
