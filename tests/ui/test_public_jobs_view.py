@@ -56,7 +56,8 @@ def test_the_app_starts_on_a_damaged_job_store_and_the_tab_says_so(monkeypatch):
 
 
 def test_job_errors_and_the_log_tail_show_no_server_path(tmp_path):
-    job = jobs.create_job(FinetuneConfig(data=str(finetune.EXAMPLE_DATASET), max_steps=2))
+    model_dir = config.data_dir().resolve().parent / "models" / "base"  # a model launched from the CLI by path
+    job = jobs.create_job(FinetuneConfig(data=str(finetune.EXAMPLE_DATASET), max_steps=2, model=str(model_dir)))
     data_file = config.data_dir().resolve() / "datasets" / "upload-1" / "dataset.jsonl"
     jobs._spawn(job, resume=False, launcher=[sys.executable, "-c", "pass"])  # writes the command line
     site = Path(shutil.__file__).parent / "site-packages" / "transformers" / "x.py"
@@ -65,7 +66,7 @@ def test_job_errors_and_the_log_tail_show_no_server_path(tmp_path):
     jobs.wait_job(job.id, timeout=60)
     jobs._update(job.id, status="failed", error=f"data file {data_file} does not exist")
     status, _, _, _, log = finetune.job_view(job.id)
-    assert "datasets/upload-1/dataset.jsonl" in status and "x.py:12: UserWarning" in log
+    assert "datasets/upload-1/dataset.jsonl" in status and "x.py:12: UserWarning" in log and "`base`" in status
     assert "-m toolformer_app finetune" in log
     assert _no_server_path(status) and _no_server_path(log), (status, log)
     frame = finetune.jobs_frame().to_csv()

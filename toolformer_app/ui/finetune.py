@@ -310,7 +310,7 @@ def jobs_frame():
     for j in _jobs():
         total = (j.metrics or {}).get("total_steps") or j.config.get("max_steps")
         note = render.hide_paths(j.error or "") or (_saved_as(j) if j.status == "succeeded" else "")
-        rows.append({"job": j.id, "status": j.status, "model": j.config.get("model", ""),
+        rows.append({"job": j.id, "status": j.status, "model": render.hide_paths(j.config.get("model", "")),
                      "data": Path(j.config.get("data", "")).parent.name + "/" + Path(j.config.get("data", "")).name,
                      "step": f"{j.last_step or 0}" + (f"/{total}" if total else ""),
                      "started": time.strftime("%m-%d %H:%M:%S", time.localtime(j.created)),
@@ -381,7 +381,7 @@ def job_view(job_id: str | None):
     if prog.get("tokens_per_s"):
         label += f" · {prog['tokens_per_s']:.0f} tokens/s"
     status_msg = render.hide_paths(next((e["message"] for e in reversed(events) if e.get("type") == "status"), ""))
-    lines = [f"**{job.id}** · **{job.status}** · `{job.config.get('model', '')}` on "
+    lines = [f"**{job.id}** · **{job.status}** · `{render.hide_paths(job.config.get('model', ''))}` on "
              f"`{Path(job.config.get('data', '')).name}`" + (" · LoRA" if job.config.get("lora") else "")]
     if evals:
         first, last = evals[0], evals[-1]
