@@ -61,6 +61,9 @@ def example_label(prompt: str) -> str:
     return (last[:70] + "…") if len(last) > 70 else last
 
 
+NO_ANSWER = "<em>(no answer: the model stopped without writing one)</em>"
+
+
 class _Answer:
     """One streamed answer as plain data: text segments (calls marked) and one bubble per call."""
 
@@ -116,6 +119,9 @@ class _Answer:
 
     def markup(self) -> str:
         body = render.chat_markup([(s[0], s[1], s[2]) for s in self.segments if s[0]])
+        if self.done is not None and not "".join(s[0] for s in self.segments if s[1] is None).strip():
+            # nothing outside calls: say so, never an empty bubble
+            return (body + " " if body else "") + NO_ANSWER
         return body or "…"
 
     def messages(self) -> list[dict[str, Any]]:
@@ -133,7 +139,8 @@ def _bubble(c: dict[str, Any]) -> dict[str, Any]:
     tool = c.get("tool") or "call"
     out = c.get("output")
     title = f"{tool}({c.get('input', '')})" + (f" → {out}" if out is not None else " → no result")
-    body = (f"**Tool:** {html.escape(tool)}  \n**Input:** <code>{html.escape(str(c.get('input', '')))}</code>  \n"
+    by = " (written by the decoder: the clause so far)" if c.get("input_by") == "decoder" else ""
+    body = (f"**Tool:** {html.escape(tool)}  \n**Input{by}:** <code>{html.escape(str(c.get('input', '')))}</code>  \n"
             + (f"**Output:** <code>{html.escape(str(out))}</code>" if out is not None
                else f"**No result:** {html.escape(c.get('reason') or 'unknown')}"))
     meta = {"title": "Tool call: " + render.escape_chat(title), "status": "done",
@@ -154,9 +161,10 @@ def _paper_k() -> int:
 
 def make_config(top_k: float, max_calls: float, tools: list[str] | None, max_new_tokens: float,
                 stop_at_newline: bool, style: str, disabled: bool = False, call_threshold: float = 0.0,
-                constrain: bool = True):
+                constrain: bool = True, card: dict[str, Any] | None = None):
     """The decoding settings of the tab. ``call_threshold`` > 0 calls when p(" [") reaches it (the model
-    card's calibrated value is the default), else top-k; ``constrain``: only enabled tools can be written."""
+    card's calibrated value is the default), with the card's per-tool thresholds, else top-k; ``constrain``: only
+    enabled tools can be written. ``card``: ``models.card_inference`` of the model (clause-input tools)."""
     from toolformer_app.decoding import PROMPT_STYLES as STYLES
     from toolformer_app.decoding import InferenceConfig, answer_stops
 
@@ -164,11 +172,14 @@ def make_config(top_k: float, max_calls: float, tools: list[str] | None, max_new
         raise gr.Error(f"Unknown prompt style {render.one_line(str(style))!r}: choose {', '.join(STYLES)}.")
 
     enabled = tuple(user_tools.known(tools))
+    card = card or {}
+    threshold = float(call_threshold) if call_threshold and float(call_threshold) > 0 else None
     return InferenceConfig(
         max_new_tokens=int(max_new_tokens), top_k_call=int(top_k), max_calls=int(max_calls),
         disabled=disabled or not enabled, tools=enabled, stop=answer_stops(style) if stop_at_newline else (),
         chat_template=style == "chat", constrain_names=bool(constrain),
-        call_threshold=float(call_threshold) if call_threshold and float(call_threshold) > 0 else None,
+        call_threshold=threshold, tool_thresholds=card.get("tool_thresholds") if threshold else None,
+        clause_inputs=tuple(card.get("clause_inputs") or ()),
     )
 
 
@@ -190,15 +201,16 @@ def respond(message: str, history: list | None, history_plain: list | None, mode
     from toolformer_app.tools import default_tools
 
     message = runtime.checked_input(message, "The message is empty: type a prompt or pick an example.")
-    cfg = make_config(top_k, max_calls, tools, max_new_tokens, stop_at_newline, style,
-                      call_threshold=call_threshold, constrain=constrain)
-    prompt = format_prompt(message, style)
-    if cfg.disabled and not compare:
-        gr.Warning("No tool is enabled: the model answers without tools.")
     try:
         model, tok = runtime.get_model(model_name)
     except ModelLoadError as exc:
         raise gr.Error(f"Model: {render.one_line(exc)}") from None
+    card = card_settings(model_name)
+    cfg = make_config(top_k, max_calls, tools, max_new_tokens, stop_at_newline, style,
+                      call_threshold=call_threshold, constrain=constrain, card=card)
+    prompt = format_prompt(message, style)
+    if cfg.disabled and not compare:
+        gr.Warning("No tool is enabled: the model answers without tools.")
     registry = default_tools(list(cfg.tools) or list(TOOL_NAMES))
     user = {"role": "user", "content": render.escape_chat(message)}
     history = [*(history or []), user]
@@ -215,13 +227,23 @@ def respond(message: str, history: list | None, history_plain: list | None, mode
         return
     plain = _Answer()
     off = make_config(top_k, max_calls, tools, max_new_tokens, stop_at_newline, style, disabled=True,
-                      constrain=constrain)
+                      constrain=constrain, card=card)
     for event in _stream(model, tok, prompt, registry, off):
         plain.feed(event)
         if event.kind == "text":
             yield history, history_plain + plain.messages(), answer.calls, stats, ""
     history_plain = history_plain + plain.messages()
     yield history, history_plain, answer.calls, stats + "  \n" + _stats_line(plain.done, "tools disabled"), ""
+
+
+def card_settings(model_name: str | None) -> dict[str, Any]:
+    """The decoding settings the (loaded) model's card sets; {} for a model without a card."""
+    from toolformer_app.models import card_inference
+
+    try:
+        return card_inference(model_name)
+    except Exception:  # a name that is no model: the paper's decoding
+        return {}
 
 
 def threshold_default(model_name: str | None) -> float:
@@ -267,11 +289,35 @@ def on_compare(compare: bool):
     return gr.update(visible=bool(compare))
 
 
+def math_accuracy(model_name: str | None) -> str:
+    """The model's measured accuracy on arithmetic word problems with tools (its card's eval results), or ""."""
+    from toolformer_app.models import ADAPTER_PRESETS, shipped_adapter
+
+    try:
+        if model_name not in ADAPTER_PRESETS:
+            return ""
+        import json
+
+        results = json.loads((shipped_adapter(model_name) / "data" / "eval_results.json").read_text(encoding="utf-8"))
+        entry = results["suites"]["math"]["tools"]
+        return f"{100 * entry['accuracy']:.0f}% of {entry['n']}"
+    except Exception:  # no card results: say nothing rather than guess
+        return ""
+
+
+def intro(model_name: str | None) -> str:
+    acc = math_accuracy(model_name)
+    known = (f" The shipped model often writes the wrong operation on such questions (right on {acc} arithmetic "
+             "word problems of the test split), e.g. `347 * 289` for the bakery's total: a known limit of a "
+             "135M model." if acc else "")
+    return ("Each message is completed on its own (no chat memory). The model starts a call when \" [\" is among "
+            "its top-k next tokens (or p(\" [\") reaches the card's calibrated threshold); the tool runs at \"->\" "
+            "and the text goes on. Ask a question (\"What is the capital of Australia?\", \"A bakery sold 347 loaves "
+            "on Monday and 289 on Tuesday. How many loaves did it sell in total?\") or pick an example." + known)
+
+
 def build(shared) -> None:
-    gr.Markdown("Each message is completed on its own (no chat memory). The model starts a call when "
-                "\" [\" is among its top-k next tokens; the tool runs at \"->\" and the text goes on. "
-                "Ask a question (\"A bakery sold 347 loaves on Monday and 289 on Tuesday. How many loaves did it "
-                "sell in total?\") or pick an example.")
+    gr.Markdown(intro(config.default_chat_model()), elem_id="chat-intro")
     with gr.Row():
         model = gr.Dropdown(model_choices(), value=config.default_chat_model(), allow_custom_value=True,
                             label="Model (preset, finished finetune, hub id or directory)", scale=3,
@@ -311,7 +357,8 @@ def build(shared) -> None:
     with gr.Accordion("Calls (JSON)", open=False):
         calls = gr.JSON(label="Tool calls of the last answer", elem_id="chat-calls")
     prompts = example_prompts()
-    gr.Examples(prompts, inputs=msg, label="Example prompts (two worked Calculator lines, then this question)",
+    gr.Examples(prompts, inputs=msg, label="Example prompts (Calculator: two worked lines, then this question; QA: "
+                                           "a question or a statement to complete)",
                 example_labels=[example_label(p) for p in prompts], cache_examples=False)
 
     event = send.click(respond, [msg, chat, chat_plain, model, top_k, max_calls, tools, max_new, stop_nl, template,
