@@ -168,3 +168,25 @@ def test_the_upload_route_has_a_per_client_and_a_total_quota(monkeypatch):
     finally:
         demo.close()
         upload_quota.reset()
+
+
+def test_on_zerogpu_the_evaluation_itself_is_wrapped(monkeypatch):
+    """spaces.GPU wraps the model-bound handler (not a helper that parses the sweep fields)."""
+    import importlib
+    import sys
+    import types
+
+    from toolformer_app.ui import evaluate
+
+    wrapped: list[str] = []
+    fake = types.ModuleType("spaces")
+    fake.GPU = lambda fn: wrapped.append(fn.__name__) or fn
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+    monkeypatch.setenv("SPACES_ZERO_GPU", "1")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "spaces" else None)
+    try:
+        importlib.reload(evaluate)
+        assert wrapped == ["run_evaluation"], wrapped
+    finally:
+        monkeypatch.undo()
+        importlib.reload(evaluate)

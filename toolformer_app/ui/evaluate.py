@@ -65,6 +65,7 @@ def _sweep_budget(limit: int, suites: list[str], ks: tuple, thresholds: tuple, c
     return limit
 
 
+@runtime.gpu_bound
 def run_evaluation(model_name: str, suites: list[str] | None, modes: list[str] | None, limit: float,
                    top_k: float, ks: str = "", thresholds: str = "", progress=gr.Progress()):
     """Generator: (Markdown table, results.json path) for the model on the chosen suites.
