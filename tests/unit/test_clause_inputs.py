@@ -91,3 +91,24 @@ def test_the_card_turns_clause_inputs_and_per_tool_thresholds_on(tmp_path):
     assert models.card_inference(str(plain)) == {"call_threshold": 0.03, "tool_thresholds": None,
                                                  "clause_inputs": ()}
     assert models.card_inference(None) == {"call_threshold": None, "tool_thresholds": None, "clause_inputs": ()}
+
+
+def test_eval_takes_the_clause_inputs_and_per_tool_thresholds_from_the_card(tmp_path):
+    from toolformer_app.evaluation.config import EvalConfig
+    from toolformer_app.evaluation.report import format_table
+    from toolformer_app.evaluation.runner import card_settings
+
+    (tmp_path / "toolformer_card.json").write_text(json.dumps({
+        "calling": {"call_threshold": 0.03, "per_tool": {"QA": {"call_threshold": 0.2}}},
+        "inference": {"clause_inputs": ["QA"]}}))
+    top_k = EvalConfig()
+    card_settings(top_k, str(tmp_path))
+    assert top_k.clause_inputs == ("QA",) and top_k.tool_thresholds is None  # top-k: no thresholds at all
+    calibrated = EvalConfig(call_threshold=0.03)
+    card_settings(calibrated, str(tmp_path))
+    assert calibrated.tool_thresholds == {"QA": 0.2}
+    paper = EvalConfig(clause_inputs=())  # `eval --clause-inputs none`: the model writes every input
+    card_settings(paper, str(tmp_path))
+    assert paper.clause_inputs == ()
+    table = format_table({"model": "m", "clock": "2023-01-30", "config": {"clause_inputs": ["QA"]}, "suites": {}})
+    assert "inputs written by the decoder (the clause so far): QA" in table.splitlines()[0]

@@ -64,6 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="sweep a call threshold on p(' [') (Table 9 analogue), e.g. 0.01,0.05,0.1")
     p.add_argument("--call-threshold", type=float, default=None,
                    help="tools mode calls when p(' [') reaches this instead of top-k (Chat's calibrated mode)")
+    p.add_argument("--clause-inputs", default="card",
+                   help="tools whose input the decoder writes (the clause so far), e.g. QA; 'card' (default): the "
+                   "model card's setting; 'none': the model writes every input (the paper)")
     p.add_argument("--free-names", action="store_true",
                    help="decode tool names freely (a suite's disallowed tool can be written; the old behaviour)")
     p.add_argument("--batch-size", type=int, default=16,
@@ -95,6 +98,8 @@ def main(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens, ppl_tokens=args.ppl_tokens, seed=args.seed,
         thresholds=args.thresholds, call_threshold=args.call_threshold, constrain_names=not args.free_names,
         batch_size=args.batch_size, base_cache=not args.no_base_cache,
+        clause_inputs=None if args.clause_inputs == "card" else
+        tuple(t.strip() for t in args.clause_inputs.split(",") if t.strip() and args.clause_inputs != "none"),
     )
     name = args.model or models.model_id()
     out = Path(args.out) if args.out else config.data_dir() / "eval" / re.sub(r"[^\w.-]+", "_", name).strip("_")

@@ -45,6 +45,10 @@ class EvalConfig:
     clock: datetime.date = suite_lib.CLOCK  # "today" for the dates suite and the Calendar tool
     constrain_names: bool = True  # only the suite's allowed tools can be written (False: free names)
     call_threshold: float | None = None  # "tools" mode calls when p(" [") reaches this, instead of top-k
+    # With ``call_threshold``: per-tool thresholds (Chat's calibrated mode); None: the model card's, if any
+    tool_thresholds: dict[str, float] | None = None
+    # Tools whose input the decoder writes (the clause so far); None: the model card's (() for most models)
+    clause_inputs: tuple[str, ...] | None = None
     thresholds: tuple[float, ...] = ()  # Table 9 analogue: a sweep over call thresholds
     batch_size: int = 16  # items decoded together in each mode (1: one at a time; same outputs in float32)
     base_cache: bool = True  # reuse the base mode's rows from earlier runs (base_cache.py; float32 bases by name)

@@ -156,7 +156,10 @@ def format_table(results: dict[str, Any]) -> str:
     tools_label = (f"tools (p(\" [\") >= {threshold:g})" if threshold
                    else f"tools (k={config.get('top_k_call', paper_top_k())})")
     labels = {"base": f"base ({results.get('base_model')})", "tools": tools_label, "disabled": "disabled"}
-    lines = [f"Model: {results.get('model')}; clock {results.get('clock')}; accuracy in % with 95% Wilson CI.", ""]
+    clause = (results.get("config") or {}).get("clause_inputs")
+    written = f"; inputs written by the decoder (the clause so far): {', '.join(clause)}" if clause else ""
+    lines = [f"Model: {results.get('model')}; clock {results.get('clock')}{written}; accuracy in % with 95% Wilson "
+             "CI.", ""]
     head = ["mode"] + [f"{s} (n={next(iter(by_suite[s].values()))['n']})" for s in acc_names]
     if ppl:
         n_ppl = next(iter(ppl.values()))["n"]

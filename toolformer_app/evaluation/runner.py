@@ -246,10 +246,13 @@ class _Run:
             if mode == "base":
                 jobs.append(("plain", item.prompt, cfg.max_new_tokens, stop))
             else:
+                calibrated = mode == "tools" and threshold is not None and threshold == cfg.call_threshold
                 icfg = InferenceConfig(max_new_tokens=cfg.max_new_tokens, top_k_call=k, max_calls=cfg.max_calls,
                                        disabled=mode == "disabled", tools=suite_lib.TOOLS_BY_KIND[item.kind],
                                        constrain_names=cfg.constrain_names,
-                                       call_threshold=threshold if mode == "tools" else None)
+                                       call_threshold=threshold if mode == "tools" else None,
+                                       tool_thresholds=cfg.tool_thresholds if calibrated else None,
+                                       clause_inputs=cfg.clause_inputs or ())
                 jobs.append(("tools", item.prompt, self.registry, icfg, stop))
         return jobs
 
@@ -304,6 +307,18 @@ class _Run:
 
 
 # -- the run ----------------------------------------------------------------------------------------
+def card_settings(cfg: EvalConfig, model_name: str | None) -> None:
+    """Fill the decoding settings left to the model's card (``models.card_inference``): the clause-input tools,
+    and with a call threshold, the per-tool thresholds. A model given as an object has no card: the paper's."""
+    from toolformer_app import models
+
+    card = models.card_inference(model_name) if isinstance(model_name, str) else {}
+    if cfg.clause_inputs is None:
+        cfg.clause_inputs = tuple(card.get("clause_inputs") or ())
+    if cfg.tool_thresholds is None and cfg.call_threshold is not None:
+        cfg.tool_thresholds = card.get("tool_thresholds") or None
+
+
 def evaluate(
     model_name: str | None = None,
     suites: Sequence[str] | str | None = None,
@@ -339,6 +354,7 @@ def evaluate(
     if limit is not None:
         cfg.limit = limit
     cfg.validate()
+    card_settings(cfg, model_name)
     accuracy_suites = load_accuracy_suites(cfg)  # bad suites fail before any model is loaded
     end = cfg.offset + cfg.limit if cfg.limit else None
     held_out = suite_lib.held_out_texts(end)[cfg.offset:] if suite_lib.PERPLEXITY in cfg.suites else []
