@@ -60,7 +60,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the Chat tab's prompt styles: paper (the paper's zero-shot formats, stops at the end of "
                         "the answer), plain, chat (the chat template); raw: the prompt as given (default)")
     p.add_argument("--call-threshold", default=None,
-                   help="call when p(' [') reaches this instead of top-k; 'card': the model card's calibrated value")
+                   help="call when p(' [') reaches this instead of top-k; 'card': the model card's calibrated value "
+                   "(with its per-tool thresholds, as Chat)")
+    p.add_argument("--clause-inputs", default="card",
+                   help="tools whose input the decoder writes (the clause so far), e.g. QA; 'card' (default): the "
+                   "model card's setting; 'none': the model writes every input (the paper)")
     p.add_argument("--free-names", action="store_true",
                    help="decode tool names freely (a disabled tool can be written) instead of from the name trie")
     p.add_argument("--no-decline", action="store_true",
@@ -109,8 +113,9 @@ def run(args: argparse.Namespace) -> int:
         prompt = format_prompt(prompt, args.style)
         stops = stops or answer_stops(args.style)
     threshold = None
+    card = models.card_inference(args.model or models.model_id())
     if args.call_threshold == "card":
-        threshold = models.call_threshold(args.model or models.model_id())
+        threshold = card["call_threshold"]
     elif args.call_threshold is not None:
         try:
             threshold = float(args.call_threshold)
@@ -132,6 +137,9 @@ def run(args: argparse.Namespace) -> int:
         disabled=args.disabled, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
         stop=stops, chat_template=args.chat_template or args.style == "chat", call_threshold=threshold,
         constrain_names=not args.free_names, decline_disabled=not args.no_decline,
+        tool_thresholds=card["tool_thresholds"] if args.call_threshold == "card" else None,
+        clause_inputs=card["clause_inputs"] if args.clause_inputs == "card" else
+        tuple(t.strip() for t in args.clause_inputs.split(",") if t.strip() and args.clause_inputs != "none"),
     )
     color = sys.stdout.isatty() and not args.json
     done: Done | None = None
@@ -163,5 +171,6 @@ def run(args: argparse.Namespace) -> int:
     for c in done.calls:
         mark = (_CALL if c.ok else _BAD) if color else ""
         status = f"-> {c.output!r}" if c.ok else f"no result ({c.reason})"
-        print(f"  {mark}{c.tool or '?'}({c.input}){_RESET if color else ''} {status} [{c.duration_s * 1000:.1f} ms]")
+        by = " (input written by the decoder)" if c.input_by == "decoder" else ""
+        print(f"  {mark}{c.tool or '?'}({c.input}){_RESET if color else ''}{by} {status} [{c.duration_s * 1000:.1f} ms]")
     return 0
