@@ -112,3 +112,18 @@ def test_eval_takes_the_clause_inputs_and_per_tool_thresholds_from_the_card(tmp_
     assert paper.clause_inputs == ()
     table = format_table({"model": "m", "clock": "2023-01-30", "config": {"clause_inputs": ["QA"]}, "suites": {}})
     assert "inputs written by the decoder (the clause so far): QA" in table.splitlines()[0]
+
+
+def test_per_tool_calibration_counts_a_text_for_a_tool_only_where_the_model_would_name_it():
+    from toolformer_app.evaluation.calibrate import per_tool_thresholds, qa_positive_prompts
+
+    calc = [(0.5, "Calculator"), (0.4, "Calculator"), (0.3, "QA")]
+    qa = [(0.2, "QA"), (0.25, "QA"), (0.6, "Calculator")]
+    negatives = [(0.01, ""), (0.02, "WikiSearch"), (0.05, "QA")] * 10
+    out = per_tool_thresholds({"Calculator": calc, "QA": qa}, negatives, max_fpr=0.1)
+    # QA: the arithmetic text named QA (0.3) and the negatives named QA (0.05) count against it; 0.2 calls on both
+    # QA-named positives with 1 false call in 33
+    assert out["QA"]["call_threshold"] == 0.2 and out["QA"]["tpr"] == round(2 / 3, 4)
+    assert out["QA"]["named"] == round(2 / 3, 4) and out["Calculator"]["call_threshold"] == 0.4
+    prompts = qa_positive_prompts(128, 20)
+    assert prompts and all(p.endswith(("?", " is")) for p in prompts)

@@ -18,6 +18,13 @@ called on 42% of the math suite's questions, whose format the arithmetic corpus 
 under that FPR calls on any positive, there is none (``call_threshold`` null: Chat keeps the paper's top-k). It is written
 to the model card (``toolformer_card.json``, key "calling"), where Chat and ``chat --call-threshold card`` read it.
 
+Per tool (``--per-tool``): with constrained names, the tool a call gets is the name the model would write after
+" [". Each text's score for a tool is its largest p(" [") when the model's greedy name there is that tool, else 0;
+the tool's threshold is chosen as above, with its own positives against every other text (the wiki negatives and
+the other tools' positives: arithmetic must not get QA calls). QA's positives: the country statements and
+questions (``pipeline.countries``) that generate never read (after ``--qa-skip``), cut before the capital.
+Stored as ``calling.per_tool``; Chat and ``chat --call-threshold card`` then call a tool only above its own.
+
     python -m toolformer_app calibrate --model runs/recipe/adapter --mix runs/recipe/mix.jsonl --write-card
 """
 
@@ -60,6 +67,76 @@ def negative_texts(exclude_ids: set[str], n: int, seed: int = 0) -> list[str]:
     return [_split_passage(extract)[0] for _, extract in items[:n]]
 
 
+def qa_positive_prompts(skip: int, n: int) -> list[str]:
+    """Country texts ``skip`` .. ``skip + n`` (``pipeline.countries``), cut where QA's answer is needed: right after a
+    question, or before the capital that a statement gives."""
+    from toolformer_app.pipeline.countries import country_texts
+
+    out = []
+    for _, text in country_texts()[skip: skip + n]:
+        q = text.find("? ")
+        if q > 0:
+            out.append(text[: q + 1])
+            continue
+        at = text.find(" is ", text.find("The capital of"))
+        if at > 0:
+            out.append(text[: at + 3])
+    return out
+
+
+def name_after_call(model: Any, tok: Any, text: str, max_tokens: int = 4) -> str:
+    """The tool name the model writes greedily after ``text`` + " [" ("" when it writes no known name)."""
+    import torch
+
+    from toolformer_app.calls import API_START
+    from toolformer_app.tools import tool_names
+
+    ids = tok.encode(text + API_START)
+    new: list[int] = []
+    with torch.inference_mode():
+        for _ in range(max_tokens):
+            logits = model(input_ids=torch.tensor([ids + new], device=model.device)).logits[0, -1]
+            new.append(int(logits.argmax()))
+            written = tok.decode(new)
+            names = [n for n in tool_names() if (n + "(").startswith(written.strip()) or written.strip().startswith(n)]
+            if len(names) == 1 and written.strip().startswith(names[0]):
+                return names[0]
+            if not names:
+                return ""
+    return ""
+
+
+def api_probabilities_and_names(model: Any, tok: Any, texts: list[str],
+                                max_tokens: int = 128) -> list[tuple[float, str]]:
+    """(max p(" [") over a text's positions, the name the model writes after " [" at that position)."""
+    import torch
+
+    from toolformer_app.calls import api_token_id
+
+    api = api_token_id(tok)
+    out = []
+    with torch.inference_mode():
+        for text in texts:
+            ids = tok.encode(text)[:max_tokens]
+            p = torch.softmax(model(input_ids=torch.tensor([ids], device=model.device)).logits[0].float(), -1)[:, api]
+            at = int(p.argmax())
+            out.append((float(p[at]), name_after_call(model, tok, tok.decode(ids[: at + 1]))))
+    return out
+
+
+def per_tool_thresholds(sides: dict[str, list[tuple[float, str]]], negatives: list[tuple[float, str]],
+                        max_fpr: float = DEFAULT_MAX_FPR) -> dict[str, dict[str, Any]]:
+    """Each tool's threshold: its positives (``sides[tool]``) against the negatives and the other tools' positives,
+    a text scoring its p(" [") when the model's name there is the tool, else 0."""
+    out = {}
+    for tool, pos in sides.items():
+        others = negatives + [x for t, xs in sides.items() if t != tool for x in xs]
+        out[tool] = choose_threshold([p if n == tool else 0.0 for p, n in pos],
+                                     [p if n == tool else 0.0 for p, n in others], max_fpr)
+        out[tool]["named"] = round(sum(n == tool for _, n in pos) / max(1, len(pos)), 4)  # name right, any p
+    return out
+
+
 def api_probabilities(model: Any, tok: Any, texts: list[str], last_only: bool, max_tokens: int = 128) -> list[float]:
     """p(" [") after each text's last token (``last_only``) or its maximum over the text's positions."""
     import torch
@@ -98,7 +175,7 @@ def choose_threshold(pos: list[float], neg: list[float], max_fpr: float = DEFAUL
 
 
 def calibrate(model_name: str, mix: str | Path | None = None, skip: int = 160, n: int = 100,
-              max_fpr: float = DEFAULT_MAX_FPR) -> dict[str, Any]:
+              max_fpr: float = DEFAULT_MAX_FPR, per_tool: bool = False, qa_skip: int = 128) -> dict[str, Any]:
     """Measure both sides on ``model_name`` and choose the threshold (see the module docstring)."""
     from toolformer_app import models
     from toolformer_app.files import read_jsonl
@@ -106,11 +183,20 @@ def calibrate(model_name: str, mix: str | Path | None = None, skip: int = 160, n
     model, tok = models.load(model_name)
     exclude = {r["id"] for r in read_jsonl(mix)} if mix else set()
     exclude |= {i.split(".", 1)[0] for i in exclude}
+    source = {"positives": f"arithmetic corpus texts {skip}..{skip + n} cut before the result",
+              "negatives": "training-split wiki passages outside the mix (max p over positions)"}
+    if per_tool:
+        calc = api_probabilities_and_names(model, tok, positive_prompts(skip, n))
+        qa = api_probabilities_and_names(model, tok, qa_positive_prompts(qa_skip, n))
+        negs = api_probabilities_and_names(model, tok, negative_texts(exclude, n))
+        tools = per_tool_thresholds({"Calculator": calc, "QA": qa}, negs, max_fpr)
+        tools["QA"]["source"] = (f"country texts {qa_skip}..{qa_skip + n} (the other form of countries that generate "
+                                  "read: questions where it read statements) cut before the capital")
+        return {**choose_threshold([p for p, _ in calc], [p for p, _ in negs], max_fpr), "source": source,
+                "per_tool": tools}
     pos = api_probabilities(model, tok, positive_prompts(skip, n), last_only=False)
     neg = api_probabilities(model, tok, negative_texts(exclude, n), last_only=False)
-    return {**choose_threshold(pos, neg, max_fpr), "source": {
-        "positives": f"arithmetic corpus texts {skip}..{skip + n} cut before the result",
-        "negatives": "training-split wiki passages outside the mix (max p over positions)"}}
+    return {**choose_threshold(pos, neg, max_fpr), "source": source}
 
 
 def write_card(model_dir: str | Path, calling: dict[str, Any]) -> Path:
@@ -133,6 +219,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--skip", type=int, default=160, help="arithmetic texts the recipe read (positives start after)")
     p.add_argument("--n", type=int, default=100, help="examples per side")
     p.add_argument("--max-fpr", type=float, default=DEFAULT_MAX_FPR)
+    p.add_argument("--per-tool", action="store_true",
+                   help="also a threshold per tool (Calculator, QA), by the name the model would write after ' ['")
+    p.add_argument("--qa-skip", type=int, default=128, help="country texts generate read (QA's positives start after)")
     p.add_argument("--write-card", action="store_true", help="store the result in the model's card")
     p.set_defaults(func=main)
 
@@ -141,7 +230,7 @@ def main(args: argparse.Namespace) -> int:
     from toolformer_app import models
 
     try:
-        result = calibrate(args.model, args.mix, args.skip, args.n, args.max_fpr)
+        result = calibrate(args.model, args.mix, args.skip, args.n, args.max_fpr, args.per_tool, args.qa_skip)
     except (ValueError, models.ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
