@@ -55,6 +55,7 @@ def test_full_finetune_writes_a_loadable_model_with_card(tiny_dir, data_file, tm
     assert not list(tmp_path.glob(".out.tmp-*"))  # the tmp dir was renamed, not left behind
     card = json.loads((out / models.CARD_NAME).read_text())
     assert card["kind"] == "full" and card["base_model"] == tiny_dir and card["job_id"] == "j1"
+    assert "inference" not in card and models.clause_inputs(str(out)) == ()  # not trained on clause calls
     assert card["data"]["sha256"] and card["data"]["train_examples"] == 4 and card["data"]["eval_examples"] == 2
     assert card["hyperparameters"]["max_steps"] == 3 and card["metrics"]["perplexity"] > 1
     types = [e["type"] for e in read_event_file(tmp_path / "events.jsonl")]
@@ -94,8 +95,10 @@ def test_stop_saves_a_checkpoint_and_resume_continues(tiny_dir, data_file, tmp_p
 
 def test_lora_writes_an_adapter_that_models_load_merges(tiny_dir, data_file, tmp_path):
     out = tmp_path / "adapter"
-    metrics = tr.run_finetune(cfg_for(tiny_dir, data_file, out, lora=True, max_steps=2, eval_fraction=0), tmp_path / "j")
+    metrics = tr.run_finetune(cfg_for(tiny_dir, data_file, out, lora=True, max_steps=2, eval_fraction=0,
+                                      clause_inputs="QA"), tmp_path / "j")
     assert metrics["steps"] == 2 and "eval_loss" not in metrics
+    assert models.clause_inputs(str(out)) == ("QA",)  # the card tells decoders to write QA's input
     adapter = json.loads((out / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == str(Path(tiny_dir).resolve())
     assert not (out / "model.safetensors").exists()

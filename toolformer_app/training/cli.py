@@ -34,6 +34,8 @@ _FLAGS: list[tuple[str, str, Any, str]] = [
     ("--lora-dropout", "lora_dropout", float, "LoRA dropout (default 0.05)"),
     ("--kl-weight", "kl_weight", float, "KL to the base on call-free tokens, against forgetting (default 0 = off; "
                                         "needs --lora)"),
+    ("--clause-inputs", "clause_inputs", str, "tools whose calls in the data are clause calls, e.g. QA: the card "
+                                              "then has decoders write those inputs (default: none)"),
     ("--precision", "precision", str, "auto (default), fp32, bf16 or fp16"),
     ("--cpu-threads", "cpu_threads", int, "torch threads on a CPU (default: one per core; 1 on a busy shared machine)"),
     ("--report-to", "report_to", str, "none (default), tensorboard or trackio: also report the run to that tracker "

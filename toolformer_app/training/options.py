@@ -115,6 +115,9 @@ class FinetuneConfig:
     """Where HF ``Trainer`` also reports the run: "none" (offline-safe; the app's own events only),
     "tensorboard" (event files in <job dir>/tensorboard) or "trackio" (a local dashboard, stored in
     <data dir>/trackio; project "toolformer-studio", one run per job). Each needs its package installed."""
+    clause_inputs: str = ""
+    """Comma-separated tools whose calls in the data are clause calls (``generate --clause-calls``): the card's
+    ``inference.clause_inputs``, so that decoders write those inputs as the calls were made (e.g. "QA")."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form notes carried into the card (e.g. the pipeline run that made the data)."""
 

@@ -229,7 +229,8 @@ def _card(cfg: FinetuneConfig, prep: Prepared, metrics: dict, job_id: str | None
         "hyperparameters": cfg.to_dict() | {"learning_rate": cfg.effective_lr()},
         "metrics": metrics,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
-    }
+    } | ({"inference": {"clause_inputs": clause}} if (clause := [t.strip() for t in cfg.clause_inputs.split(",")
+                                                                 if t.strip()]) else {})
 
 
 def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
