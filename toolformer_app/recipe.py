@@ -66,6 +66,13 @@ class Source:
     name: str
     args: tuple[str, ...]
     limit: int
+    plain_ratio: float | None = None  # its own call-free ratio, mixed apart and added (None: the recipe's mix)
+
+    @property
+    def clause_inputs(self) -> tuple[str, ...]:
+        """The tools this run makes clause calls for (``--clause-calls``): the decoder writes their inputs."""
+        args = list(self.args)
+        return tuple(args[args.index("--clause-calls") + 1].split(",")) if "--clause-calls" in args else ()
 
 
 # The shipped recipe. Calendar on dated documents (the paper's creation dates), Calculator on the
@@ -79,6 +86,11 @@ SOURCES: tuple[Source, ...] = (
     # 32 texts: QA's LM reader prefills a prompt for every sampled question (~7 a text), which once dominated
     # the stage on 2 CPU cores (25 min with three 500-character passages in float32; 142 s with one, bf16)
     Source("wiki", ("--wiki", "--tools", "WikiSearch,QA,Calculator", "--k", "3"), 32),
+    # QA clause calls on statements and questions about countries no evaluation item names: the model learns *when*
+    # to ask, and the decoder writes the clause so far as QA's input (experiments/qa/clause_inputs_countries.sh).
+    # Mixed apart at 2 call-free texts per call text, so the other tools' mix stays as it was.
+    Source("countries", ("--countries", "--tools", "QA", "--clause-calls", "QA", "--k", "3", "--m", "2"), 128,
+           plain_ratio=2.0),
 )
 
 
@@ -94,7 +106,7 @@ class RecipeConfig:
     # was chosen on the eval's dev split (items 100-199): 6 beat 3 and 1.5 on math + facts as written (sweep).
     plain_ratio: float = 6.0
     max_calls_per_text: int = 1
-    max_steps: int = 160
+    max_steps: int = 236  # 160 steps over the other tools' 651-row mix, scaled to the 961 rows with QA's
     batch_size: int = 8
     learning_rate: float = 4e-4
     lora_r: int = 16
@@ -179,6 +191,9 @@ def finetune_command(cfg: RecipeConfig, job_id: str, resume: bool) -> list[str]:
            "--lora-r", str(cfg.lora_r), "--max-steps", str(cfg.finetune_steps()), "--batch-size",
            str(cfg.batch_size), "--lr", str(cfg.learning_rate), "--seed", str(cfg.seed), "--out",
            str(out / "adapter"), "--job-id", job_id]
+    clause = sorted({t for s in SOURCES for t in s.clause_inputs})
+    if clause:
+        cmd += ["--clause-inputs", ",".join(clause)]
     if cfg.kl_weight > 0:  # only when set: at 0 the command stays the one the shipped run used
         cmd += ["--kl-weight", str(cfg.kl_weight)]
     # the intervals only when scaled: at the defaults the command stays the one a full run always had
@@ -196,7 +211,8 @@ def eval_command(cfg: RecipeConfig) -> list[str]:
 def calibrate_command(cfg: RecipeConfig) -> list[str]:
     out = Path(cfg.out)
     cmd = [*_python(), "calibrate", "--model", str(out / "adapter"), "--mix", str(out / "mix.jsonl"),
-            "--skip", str(cfg.limits()["calculator"]), "--write-card"]
+           "--skip", str(cfg.limits()["calculator"]), "--per-tool", "--qa-skip", str(cfg.limits()["countries"]),
+           "--write-card"]
     return cmd + (["--n", str(cfg.calibrate_n())] if cfg.calibrate_n() != CALIBRATE_N else [])
 
 
@@ -255,7 +271,6 @@ def run_recipe(cfg: RecipeConfig) -> Path:
     """Run (or resume) every stage; returns the adapter directory."""
     from toolformer_app.files import atomic_write_json
     from toolformer_app.pipeline.filtering import throughput_line
-    from toolformer_app.pipeline.mix import write_mix
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -294,9 +309,7 @@ def run_recipe(cfg: RecipeConfig) -> Path:
         print(f"  {d.name}: " + throughput_line(json.loads((d / "stats.json").read_text())), flush=True)
     if cfg.until == "generate":
         return out / "adapter"
-    stage(n + 1, "mix", lambda: print("  " + json.dumps(write_mix(
-        out / "mix.jsonl", gen_dirs, plain_ratio=cfg.plain_ratio, max_calls_per_text=cfg.max_calls_per_text,
-        seed=cfg.seed).to_dict()), flush=True))
+    stage(n + 1, "mix", lambda: print("  " + json.dumps(write_recipe_mix(cfg)), flush=True))
     if cfg.until == "mix":
         return out / "adapter"
     job_id = "recipe-" + hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:10]  # stable across runs
@@ -383,6 +396,25 @@ def sweep(cfg: RecipeConfig, ratios: list[float], steps: int, eval_limit: int) -
     atomic_write_text(path, previous + "\n".join(head + rows) + "\n")
     print("\n".join(head + rows), flush=True)
     return path
+
+
+def write_recipe_mix(cfg: RecipeConfig) -> dict[str, Any]:
+    """The finetune's mix: the sources without a ratio of their own mixed together at ``plain_ratio``, and each
+    other source mixed apart at its own ratio, added as one (``mix.add_mixes``); written atomically."""
+    from toolformer_app.files import atomic_write_json, atomic_write_text, jsonl_text
+    from toolformer_app.pipeline.mix import add_mixes, build_mix
+
+    out = Path(cfg.out)
+    groups = [[s for s in SOURCES if s.plain_ratio is None]] + [[s] for s in SOURCES if s.plain_ratio is not None]
+    parts = [build_mix([out / "gen" / s.name for s in group],
+                       plain_ratio=cfg.plain_ratio if group[0].plain_ratio is None else group[0].plain_ratio,
+                       max_calls_per_text=cfg.max_calls_per_text, seed=cfg.seed) for group in groups]
+    rows, stats = add_mixes(parts, seed=cfg.seed)
+    stats |= {"sources": [str(out / "gen" / s.name) for s in SOURCES], "max_calls_per_text": cfg.max_calls_per_text,
+              "seed": cfg.seed}
+    atomic_write_text(out / "mix.jsonl", jsonl_text(rows))
+    atomic_write_json(out / "mix.stats.json", stats)
+    return stats
 
 
 def _finetune(cfg: RecipeConfig, job_id: str, log: Path) -> None:

@@ -17,18 +17,18 @@ mkdir -p "$out"
 [ -f "$out/gen/countries/dataset.jsonl" ] || python -m toolformer_app generate --countries --tools QA \
   --clause-calls QA --k 3 --m 2 --limit 128 --model smollm2-135m --seed 0 --out "$out/gen/countries"
 steps=$(python - "$out" "$shipped" <<'PY'
-import json, random, sys
+import json, sys
 from pathlib import Path
 from toolformer_app.files import atomic_write_json, atomic_write_text, jsonl_text, read_jsonl
-from toolformer_app.pipeline.mix import build_mix
+from toolformer_app.pipeline.mix import MixStats, add_mixes, build_mix
 out, shipped = Path(sys.argv[1]), Path(sys.argv[2])
 base = list(read_jsonl(shipped / "data/mix.jsonl"))
-qa, stats = build_mix([out / "gen/countries"], plain_ratio=2.0, max_calls_per_text=1, seed=0)
-ids = {r["id"] for r in base}
-rows = base + [r for r in qa if r["id"] not in ids]
-random.Random(0).shuffle(rows)
+known = json.loads((shipped / "data/mix.stats.json").read_text())
+base_stats = MixStats(**{k: v for k, v in known.items() if k in MixStats.__dataclass_fields__})
+qa = build_mix([out / "gen/countries"], plain_ratio=2.0, max_calls_per_text=1, seed=0)
+rows, stats = add_mixes([(base, base_stats), qa], seed=0)
 atomic_write_text(out / "mix.jsonl", jsonl_text(rows))
-atomic_write_json(out / "mix.stats.json", {"shipped_rows": len(base), "qa": stats.to_dict(), "rows": len(rows)})
+atomic_write_json(out / "mix.stats.json", stats)
 print(round(160 * len(rows) / len(base)))  # the shipped model's epochs: 160 steps over its 651 rows
 PY
 )

@@ -17,7 +17,7 @@ from toolformer_app.evaluation.runner import load_accuracy_suites
 
 def test_the_plan_marks_stages_done_from_what_the_directory_holds(tmp_path: Path) -> None:
     cfg = recipe.RecipeConfig(out=str(tmp_path), scale=0.05)
-    assert [done for _, done in recipe.plan(cfg)] == [False] * 10
+    assert [done for _, done in recipe.plan(cfg)] == [False] * (len(recipe.SOURCES) + 6)
     limits = cfg.limits()
     assert limits == {s.name: max(1, round(s.limit * 0.05)) for s in recipe.SOURCES}
     cal = tmp_path / "gen" / "calendar"
@@ -46,10 +46,13 @@ def test_the_commands_are_the_clis_own(tmp_path: Path) -> None:
 def test_scale_one_runs_exactly_the_full_recipe(tmp_path: Path) -> None:
     cfg = recipe.RecipeConfig(out=str(tmp_path))
     assert cfg.limits() == {s.name: s.limit for s in recipe.SOURCES} and cfg.texts_fraction() == 1.0
-    assert cfg.effective() == {"scaled": False, "texts_fraction": 1.0, "limits": cfg.limits(), "max_steps": 160,
+    assert cfg.effective() == {"scaled": False, "texts_fraction": 1.0, "limits": cfg.limits(), "max_steps": 236,
                                "eval_every": 50, "save_every": 50, "eval_limit": 100, "calibrate_n": 100}
     ft = recipe.finetune_command(cfg, "recipe-x", resume=False)
-    assert ft[ft.index("--max-steps") + 1] == "160" and "--eval-every" not in ft and "--save-every" not in ft
+    assert ft[ft.index("--max-steps") + 1] == "236" and "--eval-every" not in ft and "--save-every" not in ft
+    assert ft[ft.index("--clause-inputs") + 1] == "QA"  # the country source makes QA clause calls
+    cal = recipe.calibrate_command(cfg)
+    assert "--per-tool" in cal and cal[cal.index("--qa-skip") + 1] == "128"
     assert recipe.eval_command(cfg)[-4:] == ["100", "--quiet", "--out", str(tmp_path / "eval")]
     assert "--n" not in recipe.calibrate_command(cfg)
     cal = recipe.calibrated_eval_command(cfg, 0.1)
@@ -71,8 +74,8 @@ def test_the_recipes_constants_are_the_finetunes_and_calibrates_defaults() -> No
 
 
 @pytest.mark.parametrize(("scale", "steps", "every", "eval_limit", "calibrate_n"), [
-    (0.05, 8, 2, 20, 20),  # eval and calibration floored at 20
-    (0.25, 40, 12, 25, 25),
+    (0.05, 12, 3, 20, 20),  # eval and calibration floored at 20
+    (0.25, 59, 12, 25, 25),
 ])
 def test_a_scaled_run_keeps_the_full_runs_epochs_and_floors_its_eval(tmp_path: Path, scale: float, steps: int,
                                                                        every: int, eval_limit: int,
@@ -83,8 +86,8 @@ def test_a_scaled_run_keeps_the_full_runs_epochs_and_floors_its_eval(tmp_path: P
         steps, every, every, eval_limit, calibrate_n)
     assert e["scaled"] and e["texts_fraction"] == pytest.approx(scale, rel=0.05)
     # the mix grows with the texts read (call texts from them, call-free ones a fixed ratio of those)
-    full_rows = 623  # the shipped mix: 89 texts with calls + 534 call-free
-    full_epochs = 160 * cfg.batch_size / full_rows
+    full_rows = 961  # the shipped mix: the other tools' 651 rows + QA's 310
+    full_epochs = 236 * cfg.batch_size / full_rows
     epochs = steps * cfg.batch_size / (full_rows * cfg.texts_fraction())
     assert epochs == pytest.approx(full_epochs, rel=0.10)
     ft = recipe.finetune_command(cfg, "recipe-x", resume=False)
@@ -101,7 +104,7 @@ def test_a_scaled_run_keeps_the_full_runs_epochs_and_floors_its_eval(tmp_path: P
 
 def test_a_larger_scale_never_evaluates_more_than_the_full_run(tmp_path: Path) -> None:
     cfg = recipe.RecipeConfig(out=str(tmp_path), scale=2.0)
-    assert cfg.finetune_steps() == 320 and cfg.eval_every() == 100  # more texts, the same epochs
+    assert cfg.finetune_steps() == 472 and cfg.eval_every() == 100  # more texts, the same epochs
     assert (cfg.effective_eval_limit(), cfg.calibrate_n()) == (100, 100)  # more items would reach the dev split
 
 
@@ -117,7 +120,7 @@ def test_the_card_of_a_scaled_run_says_so(tmp_path: Path) -> None:
     recipe.write_card(cfg, {"finetune": 60.0})
     card = (tmp_path / "adapter" / "README.md").read_text()
     assert "Scaled run (`--scale 0.05`)" in card and "learned no call" in card
-    assert "8 steps, about 2.3 epochs over the mix" in card and "`eval --limit 20`" in card
+    assert "12 steps, about 3.4 epochs over the mix" in card and "`eval --limit 20`" in card
 
 
 def test_a_rerun_with_another_model_is_refused(tmp_path: Path) -> None:
@@ -160,7 +163,7 @@ def test_wrong_tool_rate_counts_the_tools_that_cannot_help() -> None:
     assert wrong_tool_rate("dates", entry) is None
 
 
-def test_until_generate_runs_the_four_sources_prints_their_throughput_and_stops(tmp_path: Path, monkeypatch,
+def test_until_generate_runs_every_source_prints_their_throughput_and_stops(tmp_path: Path, monkeypatch,
                                                                                  capsys) -> None:
     ran = []
 
@@ -181,7 +184,7 @@ def test_until_generate_runs_the_four_sources_prints_their_throughput_and_stops(
     assert printed.count("Calculator 30.0 texts/min") == len(recipe.SOURCES)
     assert printed.startswith("scaled run (--scale 0.05): ")
     saved = json.loads((tmp_path / "recipe.json").read_text())  # the full run's settings, and what ran
-    assert saved["max_steps"] == 160 and saved["effective"]["max_steps"] == 8
+    assert saved["max_steps"] == 236 and saved["effective"]["max_steps"] == 12
     assert saved["effective"]["eval_limit"] == 20 and saved["effective"]["limits"]["calendar"] == 15
 
 

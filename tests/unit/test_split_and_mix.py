@@ -205,3 +205,24 @@ def test_the_mix_never_keeps_a_call_that_copies_its_own_text(tmp_path: Path) -> 
     assert original in (d / "dataset.jsonl").read_text()
     rows, stats = build_mix([d], plain_ratio=0.0, extra_wiki=False, borne_out_only=False)
     assert [r["id"] for r in rows] == ["wiki:1"] and stats.self_retrieved_dropped == 1
+
+
+def test_mixes_built_apart_add_up_with_every_id_once_and_the_files_hash():
+    import hashlib
+
+    from toolformer_app.files import jsonl_text
+    from toolformer_app.pipeline.mix import MixStats, add_mixes
+
+    def stats(n: int) -> MixStats:
+        return MixStats(with_calls=n, plain=n, plain_ratio=1.0, calls_per_tool={}, texts_per_source={}, sha256="")
+
+    call = [{"tool": "QA", "input": "q", "result": "r", "char_pos": 0}]
+    a = [{"id": "wiki:1", "text": "a", "calls": []}, {"id": "arith:1", "text": "b", "calls": call}]
+    b = [{"id": "wiki:1", "text": "a again", "calls": []}, {"id": "country:X:question", "text": "c", "calls": call}]
+    rows, out = add_mixes([(a, stats(1)), (b, stats(1))], seed=0)
+    assert sorted(r["id"] for r in rows) == ["arith:1", "country:X:question", "wiki:1"]
+    assert next(r for r in rows if r["id"] == "wiki:1")["text"] == "a"  # the first part keeps a shared id
+    assert (out["with_calls"], out["plain"], out["calls_per_tool"]) == (2, 1, {"QA": 2})
+    assert out["texts_per_source"] == {"wiki": 1, "arith": 1, "country": 1} and len(out["parts"]) == 2
+    assert out["sha256"] == hashlib.sha256(jsonl_text(rows).encode()).hexdigest()
+    assert add_mixes([(a, stats(1)), (b, stats(1))], seed=0)[0] == rows  # seeded

@@ -242,3 +242,26 @@ def write_mix(out: str | Path, gen_dirs: list[str | Path], **kwargs: Any) -> Mix
     atomic_write_json(out.with_suffix(".stats.json"), {**stats.to_dict(), "sources": [str(d) for d in gen_dirs],
                                                        **kwargs})
     return stats
+
+
+def add_mixes(parts: list[tuple[list[dict[str, Any]], MixStats]], seed: int = DEFAULT_SEED
+              ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Mixes built apart (each with its own call-free ratio) as one: every id once (the first part keeps it),
+    shuffled with ``seed``. The statistics are those of the rows written (counts, calls per tool, sources, the
+    file's sha256), with each part's own under ``parts``."""
+    rows: list[dict[str, Any]] = []
+    ids: set[str] = set()
+    for part, _ in parts:
+        rows += [r for r in part if r["id"] not in ids]
+        ids |= {r["id"] for r in part}
+    random.Random(seed).shuffle(rows)
+    called = [r for r in rows if r["calls"]]
+    stats = {
+        "with_calls": len(called), "plain": len(rows) - len(called),
+        "plain_ratio": round((len(rows) - len(called)) / len(called), 3) if called else 0.0,
+        "calls_per_tool": dict(Counter(c["tool"] for r in called for c in r["calls"])),
+        "texts_per_source": dict(Counter(_source(r["id"]) for r in rows)),
+        "sha256": hashlib.sha256(jsonl_text(rows).encode("utf-8")).hexdigest(),
+        "parts": [s.to_dict() for _, s in parts],
+    }
+    return rows, stats
