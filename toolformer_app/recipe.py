@@ -33,7 +33,7 @@ SHIPPED_NAME = "smollm2-135m-toolformer"
 CARD_MARK = model_card.CARD_MARK  # tells our README.md from the one peft writes
 GENERATION_KEYS = ("model", "scale", "seed")  # a rerun must match these; later stages can be redone by deleting them
 EVAL_SUITES = "math,facts,facts_plain,dates,perplexity,plain"
-CALIBRATED_SUITES = "math,plain"  # Chat's calibrated default: calls on math, none on plain sentences
+CALIBRATED_SUITES = "math,facts,facts_plain,plain"  # Chat's calibrated default: calls on math and facts, few on plain sentences
 # The finetune's own defaults (training/options.py FinetuneConfig; a test pins them), which the full run uses
 # for its held-out evaluations and checkpoints, and calibrate's examples per side (evaluation/calibrate.py).
 FINETUNE_EVAL_EVERY = 50
