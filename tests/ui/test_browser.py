@@ -71,3 +71,22 @@ def test_an_unticked_tool_cannot_be_written(page):
     steps.chat_question(page, "The capital of Kenya is")
     expect(page.locator("#chat-tools")).not_to_contain_text("[WikiSearch(")
     expect(page.locator("#chat-tools mark.tool-WikiSearch")).to_have_count(0)
+
+
+@pytest.mark.parametrize(("question", "answer"), [("What is the capital of Australia?", "Canberra"),
+                                                  ("The capital of Kenya is", "Nairobi")])
+def test_a_capital_question_reaches_qa_and_gets_the_answer(page, question, answer):
+    # default settings: the shipped model, whose card has the decoder write QA's input (the clause so far) and
+    # calls QA when p(" [") reaches QA's own calibrated threshold
+    steps.chat_question(page, question)
+    call = page.locator("#chat-tools mark.tool-QA").first
+    expect(call).to_contain_text("[QA(")
+    expect(call).to_contain_text(answer)
+    expect(page.locator("#chat-tools")).to_contain_text("input written by the decoder")  # the bubble's title
+    expect(page.locator("#chat-tools")).not_to_contain_text("(no answer")  # the model went on after the call
+
+
+def test_an_arithmetic_example_the_tab_offers_is_answered_right(page):
+    steps.chat_example(page, example="The farm has 48 cows")
+    expect(page.locator("#chat-tools mark.tool-Calculator").first).to_contain_text("48 + 17")
+    expect(page.locator("#chat-tools")).to_contain_text("65")

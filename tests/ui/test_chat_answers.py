@@ -23,6 +23,7 @@ def test_a_decoder_written_input_is_marked_in_its_bubble():
     bubble = answer.messages()[1]
     assert "Input (written by the decoder: the clause so far):" in bubble["content"]
     assert "What is the capital of Peru?" in bubble["content"] and chat.NO_ANSWER not in answer.markup()
+    assert bubble["metadata"]["title"].endswith("→ Lima · input written by the decoder")
     model_call = CallExecuted(0, "QA", "Peru", "Lima", True, "", 0.1, " [QA(Peru) -> Lima]", 0, 19)
     assert "written by the decoder" not in chat._bubble({**model_call.to_dict(), "status": "done"})["content"]
 

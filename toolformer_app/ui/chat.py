@@ -143,6 +143,7 @@ def _bubble(c: dict[str, Any]) -> dict[str, Any]:
     body = (f"**Tool:** {html.escape(tool)}  \n**Input{by}:** <code>{html.escape(str(c.get('input', '')))}</code>  \n"
             + (f"**Output:** <code>{html.escape(str(out))}</code>" if out is not None
                else f"**No result:** {html.escape(c.get('reason') or 'unknown')}"))
+    title += " · input written by the decoder" if by else ""
     meta = {"title": "Tool call: " + render.escape_chat(title), "status": "done",
             "duration": round(float(c.get("duration_s") or 0), 4),
             "log": "tool answered" if out is not None else "no result"}
