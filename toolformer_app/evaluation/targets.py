@@ -44,14 +44,26 @@ def check(results: dict[str, Any], calibrated: dict[str, Any] | None = None) -> 
     if n:
         right = 100 * diag.get("call_result_correct", 0) / n
         rows.append(_row("Calculator result right on >= 50% of math items", f"{right:.0f}%", right - 50))
+    if tools is not None:
+        rows.append(_row("math with tools >= 22", f"{tools:.0f}%", tools - 22))
+    qa_calls = qa_right = 0
     for suite in ("facts", "facts_plain"):
         base, tools, off = (_acc(res, suite, m) for m in ("base", "tools", "disabled"))
         if base is None:
             continue
-        rows.append(_row(f"{suite} with tools >= base + 5", f"{base:.0f}% -> {tools:.0f}%",
-                         None if tools is None else tools - base - 5))
+        rows.append(_row(f"{suite} with tools >= base + 10 (moonshot + 15)", f"{base:.0f}% -> {tools:.0f}%",
+                         None if tools is None else tools - base - 10))
         rows.append(_row(f"{suite} with tools disabled >= base - 3", f"{base:.0f}% -> {off:.0f}%",
                          None if off is None else off - base + 3))
+        entry = (res.get(suite) or {}).get("tools") or {}
+        if (entry.get("call_rate") or {}).get("QA"):  # QA's result right where it is the call (QA only on facts)
+            d = entry.get("diagnostics") or {}
+            qa_calls += d.get("with_call", 0)
+            qa_right += d.get("call_result_correct", 0)
+    if qa_calls:
+        right = 100 * qa_right / qa_calls
+        rows.append(_row("the call's result right on >= 60% of the facts items with a call (QA is their tool)",
+                         f"{qa_right} of {qa_calls} ({right:.0f}%)", right - 60))
     for suite in WRONG_TOOLS:
         rate = wrong_tool_rate(suite, (res.get(suite) or {}).get("tools"))
         if rate is not None:
