@@ -404,13 +404,16 @@ def _recipe(inputs: CardInputs) -> list[str]:
     lines = ["## How it was made", ""]
     command = recipe.get("command")
     if command:
-        lines += ["The recipe runs every stage (generate per tool, mix, LoRA finetune, calibrate, evaluate, this "
-                  "card) as a subprocess, resumably:", "", "```bash", command, "```", ""]
+        lead = ("The recipe runs every stage (generate per tool, mix, LoRA finetune, calibrate, evaluate, this card) "
+                "as a subprocess, resumably:" if " recipe " in f" {command} " else "It was made by:")
+        lines += [lead, "", "```bash", command, "```", ""]
         if command == RECIPE_COMMAND:
             lines += ["(`make toolformer` runs exactly this.)", ""]
         scale = (recipe.get("settings") or {}).get("scale", 1.0)
         if scale != 1.0:
             lines += [f"**Scaled run (`--scale {scale:g}`), not the full recipe:** {recipe.get('note', '')}", ""]
+        elif recipe.get("note"):
+            lines += [recipe["note"], ""]
     settings = recipe.get("settings") or {}
     # the recipe's settings stand in for a card whose finetune recorded none
     hp = {"max_steps": (settings.get("effective") or {}).get("max_steps"), "batch_size": settings.get("batch_size"),
