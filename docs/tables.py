@@ -45,52 +45,65 @@ def _ppl(results: dict[str, Any], mode: str) -> str:
     return "—" if value is None else f"{value:.2f}"
 
 
+def _threshold(cal: dict[str, Any]) -> str:
+    """The calibrated eval's thresholds on p(" ["): the card's, one per tool where it has them."""
+    config = cal.get("config") or {}
+    value, per_tool = config.get("call_threshold"), config.get("tool_thresholds") or {}
+    if value is None:
+        return "calibrated"
+    parts = [f"{value:.3f}"] + [f"{tool} {t:.3f}" for tool, t in sorted(per_tool.items())]
+    return "p(\" [\") ≥ " + (f"{parts[0]} ({', '.join(parts[1:])})" if per_tool else parts[0])
+
+
 def results_table() -> str:
     """README: the shipped model against its base, accuracy in % per suite (test split)."""
     res, cal = _load("eval_results.json"), _load("eval_calibrated_results.json")
     n = _entry(res, "math", "tools").get("n", 100)
-    lines = [f"| test split (n = {n}) | base `smollm2-135m` | `smollm2-135m-toolformer`, tools | the same, tools disabled |",
-             "|---|---|---|---|"]
+    lines = [f"| test split (n = {n}) | base `smollm2-135m` | `smollm2-135m-toolformer`, tools (k = 10) "
+             "| tools, Chat's calibrated threshold | tools disabled |", "|---|---|---|---|---|"]
     for suite, name in SUITE_NAMES.items():
         base, tools, off = (_pct(_entry(res, suite, m).get("accuracy")) for m in ("base", "tools", "disabled"))
-        if suite == "math":
-            tools = f"**{tools}**"
+        calibrated = _pct(_entry(cal, suite, "tools").get("accuracy"))
         label = "facts (LAMA prompt)" if suite == "facts" else name
-        lines.append(f"| {label} | {base} | {tools} | {off} |")
-    lines.append(f"| held-out perplexity (lower is better) | {_ppl(res, 'base')} | — | {_ppl(res, 'disabled')} |")
+        lines.append(f"| {label} | {base} | **{tools}** | {calibrated} | {off} |")
+    lines.append(f"| held-out perplexity (lower is better) | {_ppl(res, 'base')} | — | — | {_ppl(res, 'disabled')} |")
     plain = _pct(_entry(res, "plain", "tools").get("call_rate", {}).get("any"))
     plain_cal = _pct(_entry(cal, "plain", "tools").get("call_rate", {}).get("any"))
-    lines.append(f"| plain sentences with a call | — | {plain}% ({plain_cal}% at Chat's calibrated threshold) | — |")
+    lines.append(f"| plain sentences with a call (%) | — | {plain} | {plain_cal} | — |")
     return "\n".join(lines)
 
 
 def eval_table() -> str:
     """docs/shipped-model.md: accuracy with its 95% Wilson interval, and perplexity, per mode."""
-    res = _load("eval_results.json")
+    res, cal = _load("eval_results.json"), _load("eval_calibrated_results.json")
     lines = ["| mode | " + " | ".join(SUITE_NAMES.values()) + " | perplexity |", "|---" * (len(SUITE_NAMES) + 2) + "|"]
-    labels = {"base": f"base (`{res.get('base_model', 'smollm2-135m')}`)", "tools": "tools (k = 10)",
-              "disabled": "tools disabled"}
-    for mode, label in labels.items():
+    rows = [(f"base (`{res.get('base_model', 'smollm2-135m')}`)", res, "base"), ("tools (k = 10)", res, "tools"),
+            (f"tools, {_threshold(cal)}", cal, "tools"), ("tools disabled", res, "disabled")]
+    for label, results, mode in rows:
         cells = []
         for suite in SUITE_NAMES:
-            e = _entry(res, suite, mode)
+            e = _entry(results, suite, mode)
             if e.get("accuracy") is None:
                 cells.append("—")
             else:
                 cells.append(f"{_pct(e['accuracy'], 1)} [{_pct(e['ci_low'], 1)}, {_pct(e['ci_high'], 1)}]")
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {_ppl(res, mode)} |")
+        ppl = _ppl(results, mode) if results is res else "—"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {ppl} |")
     return "\n".join(lines)
 
 
 def calls_table() -> str:
-    """docs/shipped-model.md: share of items with a call per tool, tools mode (and Chat's calibrated threshold)."""
+    """docs/shipped-model.md: share of items with a call per tool, at k = 10 and at Chat's calibrated threshold."""
     res, cal = _load("eval_results.json"), _load("eval_calibrated_results.json")
-    lines = ["| suite | " + " | ".join(TOOLS) + " | any |", "|---" * (len(TOOLS) + 2) + "|"]
-    rows = [(SUITE_NAMES.get(s, s), _entry(res, s, "tools")) for s in (*SUITE_NAMES, "plain")]
-    rows.append(("plain, calibrated threshold", _entry(cal, "plain", "tools")))
-    for label, e in rows:
-        rate = e.get("call_rate") or {}
-        lines.append(f"| {label} | " + " | ".join(_pct(rate.get(t)) for t in (*TOOLS, "any")) + " |")
+    lines = ["| suite | decoding | " + " | ".join(TOOLS) + " | any |", "|---" * (len(TOOLS) + 3) + "|"]
+    for suite in (*SUITE_NAMES, "plain"):
+        for label, results in (("k = 10", res), (_threshold(cal), cal)):
+            e = _entry(results, suite, "tools")
+            if not e:
+                continue
+            rate = e.get("call_rate") or {}
+            lines.append(f"| {SUITE_NAMES.get(suite, suite)} | {label} | "
+                         + " | ".join(_pct(rate.get(t)) for t in (*TOOLS, "any")) + " |")
     return "\n".join(lines)
 
 
