@@ -73,20 +73,31 @@ def test_an_unticked_tool_cannot_be_written(page):
     expect(page.locator("#chat-tools mark.tool-WikiSearch")).to_have_count(0)
 
 
-@pytest.mark.parametrize(("question", "answer"), [("What is the capital of Australia?", "Canberra"),
-                                                  ("The capital of Kenya is", "Nairobi")])
-def test_a_capital_question_reaches_qa_and_gets_the_answer(page, question, answer):
+def test_a_capital_question_reaches_qa_and_gets_the_answer(page):
     # default settings: the shipped model, whose card has the decoder write QA's input (the clause so far) and
     # calls QA when p(" [") reaches QA's own calibrated threshold
-    steps.chat_question(page, question)
+    steps.chat_question(page, "What is the capital of Australia?")
     call = page.locator("#chat-tools mark.tool-QA").first
     expect(call).to_contain_text("[QA(")
-    expect(call).to_contain_text(answer)
+    expect(call).to_contain_text("Canberra")
     expect(page.locator("#chat-tools")).to_contain_text("input written by the decoder")  # the bubble's title
     expect(page.locator("#chat-tools")).not_to_contain_text("(no answer")  # the model went on after the call
 
 
-def test_an_arithmetic_example_the_tab_offers_is_answered_right(page):
-    steps.chat_example(page, example="The farm has 48 cows")
-    expect(page.locator("#chat-tools mark.tool-Calculator").first).to_contain_text("48 + 17")
-    expect(page.locator("#chat-tools")).to_contain_text("65")
+def test_a_statement_to_complete_is_answered_and_reaches_qa_at_the_papers_k(page):
+    # at the calibrated default the model answers "Nairobi" itself (p(" [") under QA's threshold); with the
+    # threshold at 0 (the paper's top-k) it asks QA
+    steps.chat_question(page, "The capital of Kenya is")
+    expect(page.locator("#chat-tools")).to_contain_text("Nairobi")
+    page.locator("#chat-clear").click()
+    steps.set_number(page, "chat-threshold", 0)
+    steps.chat_question(page, "The capital of Kenya is")
+    call = page.locator("#chat-tools mark.tool-QA").first
+    expect(call).to_contain_text("[QA(The capital of Kenya is)")
+    expect(call).to_contain_text("Nairobi")
+
+
+def test_an_arithmetic_example_the_tab_offers_is_answered_right_and_a_known_failure_says_so(page):
+    steps.chat_example(page, example="A box holds 12 eggs")
+    expect(page.locator("#chat-tools mark.tool-Calculator").first).to_contain_text("420")
+    expect(page.get_by_role("button", name="Known failure (wrong operation): The farm has 48 cows")).to_be_visible()

@@ -92,3 +92,5 @@ def test_model_choices_offer_the_presets_and_example_prompts_make_the_model_call
     assert prompts and all("[Calculator(" in p for p in prompts if "capital" not in p)
     assert {"What is the capital of Australia?", "The capital of Kenya is"} <= set(prompts)
     assert chat.example_label("worked lines\nThe farm has 48 cows, so") == "The farm has 48 cows, so"
+    cows = next(p for p in prompts if "48 cows" in p)
+    assert chat.example_label(cows).startswith("Known failure (wrong operation): The farm has 48 cows")

@@ -55,10 +55,18 @@ def example_prompts() -> list[str]:
     return [p.read_text(encoding="utf-8").rstrip("\n") for p in sorted(PROMPTS_DIR.glob("*.txt"))]
 
 
+# Examples kept because they show a known failure of the shipped model, said beside them (its card's math figure
+# is in the tab's intro): the rest are answered right with the default settings (a browser test checks them).
+KNOWN_FAILURES = {"The farm has 48 cows and bought 17 more, so it now has":
+                  "wrong operation: the model often multiplies where it should add"}
+
+
 def example_label(prompt: str) -> str:
-    """The last line of a few-shot prompt: the question the model completes."""
+    """The last line of a few-shot prompt: the question the model completes (and a known failure, said so)."""
     last = prompt.strip().splitlines()[-1] if prompt.strip() else ""
-    return (last[:70] + "…") if len(last) > 70 else last
+    label = (last[:70] + "…") if len(last) > 70 else last
+    # the note first: Gradio cuts a long label at about 60 characters
+    return f"Known failure ({KNOWN_FAILURES[last].split(':')[0]}): {label}" if last in KNOWN_FAILURES else label
 
 
 NO_ANSWER = "<em>(no answer: the model stopped without writing one)</em>"
