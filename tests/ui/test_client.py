@@ -49,7 +49,8 @@ def test_refilter_at_a_new_tau_f_changes_the_kept_count_without_a_model_pass(ann
 
 def test_chat_streams_an_answer_with_a_calculator_call_event(client):
     with_tools, _, calls, stats, _ = client.predict(
-        COWS.rstrip("\n"), [], [], "smollm2-135m", 10, 1, ["Calculator"], 48, True, "plain", False, api_name="/chat")
+        COWS.rstrip("\n"), [], [], "smollm2-135m", 10, 1, ["Calculator"], 48, True, "plain", False, 0, True,
+        api_name="/chat")  # threshold 0: the paper's top-k (the API's default is the shipped model's card value)
     assert calls and calls[0]["kind"] == "call" and calls[0]["tool"] == "Calculator" and calls[0]["ok"]
     texts = [part["text"] for m in with_tools for part in m["content"] if part.get("type") == "text"]
     assert any('<mark class="tool-Calculator"' in t for t in texts)
