@@ -73,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
             if "finetune" in tabs:
                 steps.finetune_tiny(page, steps=6, max_length=48, eval_every=2)
                 shot("finetune")
-            if "chat" in tabs:
-                steps.chat_example(page, compare=True)
+            if "chat" in tabs:  # a question the shipped model answers through QA, beside the same model without tools
+                steps.open_tab(page, "Chat")
+                page.get_by_label("Compare with tools disabled").check()
+                steps.chat_question(page, "What is the capital of Australia?")
+                expect(page.locator("#chat-stats")).to_contain_text("tools disabled", timeout=steps.MODEL_TIMEOUT_MS)
                 page.locator("#chat-tools").scroll_into_view_if_needed()
                 shot("chat")
             if "evaluate" in tabs and page.get_by_role("tab", name="Evaluate").count():
